@@ -13,6 +13,7 @@ import signal
 import subprocess
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -121,7 +122,9 @@ class EmbeddedPostgres:
     server: Any = None
 
     def start(self) -> None:
-        import pgserver
+        with warnings.catch_warnings():  # platformdirs warns when XDG_RUNTIME_DIR is unset (containers)
+            warnings.simplefilter("ignore")
+            import pgserver
 
         self.folder.parent.mkdir(parents=True, exist_ok=True)
         try:

@@ -1,0 +1,223 @@
+"""`solaris-proxy`: run the gateway and manage it from a terminal.
+
+Every command loads the settings the same way the server does; with no DATABASE_URL / REDIS_URL
+it uses (and starts, when needed) the embedded engines under SOLARIS_DATA_DIR.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import getpass
+import logging
+import os
+import sys
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
+
+from solaris.engines import EngineError, Engines, start_engines
+from solaris.settings import Settings, SettingsError, load_settings
+
+log = logging.getLogger("solaris")
+
+
+class CommandError(Exception):
+    """An operator-facing failure: printed as one line, exit status 1."""
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    for noisy in ("pgserver", "aiohttp.access"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+@contextlib.contextmanager
+def engines_for(settings: Settings) -> Iterator[Settings]:
+    """Start the embedded engines the settings call for; yield settings with the final URLs."""
+    try:
+        engines: Engines = start_engines(settings.data_dir, settings.database_url, settings.redis_url)
+    except EngineError as exc:
+        raise CommandError(str(exc)) from exc
+    try:
+        yield settings.replace(database_url=engines.database_url, redis_url=engines.redis_url)
+    finally:
+        engines.stop()
+
+
+async def check_stores(settings: Settings) -> None:
+    """Fail early, with one clear line, when Postgres or Redis cannot be reached."""
+    import asyncpg
+    import redis.asyncio as aioredis
+
+    try:
+        conn = await asyncpg.connect(settings.database_url, timeout=10)
+        await conn.close()
+    except (OSError, asyncpg.PostgresError, asyncio.TimeoutError, ValueError) as exc:
+        raise CommandError(f"DATABASE_URL: cannot connect to PostgreSQL: {exc or type(exc).__name__}") from exc
+    client = aioredis.from_url(settings.redis_url, socket_connect_timeout=5)
+    try:
+        await client.ping()
+    except (OSError, aioredis.RedisError, ValueError) as exc:
+        raise CommandError(f"REDIS_URL: cannot connect to Redis: {exc}") from exc
+    finally:
+        await client.aclose()
+
+
+def run_async(settings: Settings, work: Callable[[Settings], Awaitable[Any]]) -> Any:
+    with engines_for(settings) as final:
+        return asyncio.run(_checked(final, work))
+
+
+async def _checked(settings: Settings, work: Callable[[Settings], Awaitable[Any]]) -> Any:
+    await check_stores(settings)
+    return await work(settings)
+
+
+# -- serve -------------------------------------------------------------------------------------
+
+
+def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+    from solaris import server
+
+    if args.host:
+        settings = settings.replace(host=args.host)
+    if args.port is not None:
+        settings = settings.replace(port=args.port)
+    if args.workers is not None:
+        settings = settings.replace(workers=args.workers)
+    with engines_for(settings) as final:
+        asyncio.run(_prepare(final))
+        server.serve(final)
+    return 0
+
+
+async def _prepare(settings: Settings) -> None:
+    await check_stores(settings)
+    await _migrate(settings)
+
+
+# -- migrate -----------------------------------------------------------------------------------
+
+
+async def _migrate(settings: Settings) -> list[str]:
+    import asyncpg
+
+    from solaris import db
+
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        return await db.migrate(conn)
+    finally:
+        await conn.close()
+
+
+def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
+    applied = run_async(settings, _migrate)
+    print("applied: " + ", ".join(applied) if applied else "database is up to date")
+    return 0
+
+
+# -- create-admin ------------------------------------------------------------------------------
+
+
+def read_password(prompt: str = "Password: ") -> str:
+    if sys.stdin.isatty():
+        first = getpass.getpass(prompt)
+        if getpass.getpass("Repeat password: ") != first:
+            raise CommandError("passwords do not match")
+        return first
+    return sys.stdin.readline().rstrip("\r\n")
+
+
+def cmd_create_admin(settings: Settings, args: argparse.Namespace) -> int:
+    from admin import accounts
+    from metering import audit
+
+    password = read_password()
+    try:
+        accounts.validate_account(args.email, args.name, password)
+    except accounts.AccountError as exc:
+        raise CommandError(str(exc)) from exc
+
+    async def work(final: Settings) -> dict[str, Any]:
+        from solaris import db
+
+        await _migrate(final)
+        pool = await db.create_pool(final.database_url, min_size=1, max_size=2)
+        try:
+            async with pool.acquire() as conn, conn.transaction():
+                account = await accounts.upsert_admin(conn, email=args.email, name=args.name, password=password)
+                await audit.record(
+                    conn,
+                    audit.Actor.cli(),
+                    "admin.create" if account["created"] else "admin.reset",
+                    "admin_account",
+                    account["id"],
+                    {"email": account["email"], "role": account["role"]},
+                )
+            return account
+        finally:
+            await pool.close()
+
+    account = run_async(settings, work)
+    print(f"{'created' if account['created'] else 'updated'} admin {account['email']} (id {account['id']})")
+    return 0
+
+
+# -- parser ------------------------------------------------------------------------------------
+
+Command = Callable[[Settings, argparse.Namespace], int]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="solaris-proxy",
+        description="IA SOLARIS token gateway: meters LibreChat's LLM traffic per user, with monthly quotas.",
+        epilog="Settings come from environment variables (and SOLARIS_CONFIG); see the README's table.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    serve = sub.add_parser("serve", help="run the gateway (the default command)")
+    serve.add_argument("--host", help="listen address (SOLARIS_HOST)")
+    serve.add_argument("--port", type=int, help="listen port (SOLARIS_PORT)")
+    serve.add_argument("--workers", type=int, help="processes sharing the port (SOLARIS_WORKERS)")
+    serve.set_defaults(handler=cmd_serve)
+
+    migrate = sub.add_parser("migrate", help="apply pending database migrations and exit")
+    migrate.set_defaults(handler=cmd_migrate)
+
+    admin = sub.add_parser("create-admin", help="create an admin account (password read from stdin)")
+    admin.add_argument("--email", required=True)
+    admin.add_argument("--name", required=True)
+    admin.set_defaults(handler=cmd_create_admin)
+
+    from solaris import operator_cli
+
+    operator_cli.add_commands(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        args = parser.parse_args(["serve", *(argv or [])])
+    try:
+        settings = load_settings(os.environ)
+    except SettingsError as exc:
+        print(f"solaris-proxy: error: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level)
+    handler: Command = args.handler
+    try:
+        return handler(settings, args)
+    except CommandError as exc:
+        print(f"solaris-proxy: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

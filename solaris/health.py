@@ -1,0 +1,76 @@
+"""Health: the seed's shape at /health, plus liveness and readiness probes for orchestrators."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from solaris.keys import PG, REDIS, SETTINGS, UPSTREAM
+
+CHECK_TIMEOUT = 2.0
+
+
+async def _timed(check: Callable[[], Awaitable[Any]]) -> tuple[str, float | None]:
+    started = time.perf_counter()
+    try:
+        await asyncio.wait_for(check(), CHECK_TIMEOUT)
+    except Exception:  # any failure of a dependency means "unhealthy", never a 500
+        return "unhealthy", None
+    return "healthy", round((time.perf_counter() - started) * 1000, 2)
+
+
+async def system_health(app: web.Application) -> dict[str, Any]:
+    """Probe Postgres, Redis and LiteLLM concurrently; each is healthy or unhealthy with a latency."""
+    settings = app[SETTINGS]
+
+    async def database() -> None:
+        await app[PG].fetchval("SELECT 1")
+
+    async def redis() -> None:
+        await app[REDIS].ping()
+
+    async def litellm() -> None:
+        url = f"{settings.litellm_base_url}/health/liveliness"
+        timeout = aiohttp.ClientTimeout(total=CHECK_TIMEOUT)
+        async with app[UPSTREAM].get(url, timeout=timeout) as resp:
+            if resp.status >= 500:
+                raise RuntimeError(f"litellm answered {resp.status}")
+
+    (db_status, db_ms), (redis_status, redis_ms), (llm_status, llm_ms) = await asyncio.gather(
+        _timed(database), _timed(redis), _timed(litellm)
+    )
+    ready = db_status == "healthy" and redis_status == "healthy"
+    return {
+        "status": "healthy" if ready and llm_status == "healthy" else ("degraded" if ready else "unhealthy"),
+        "proxy": "healthy",
+        "litellm": llm_status,
+        "database": db_status,
+        "redis": redis_status,
+        "latencyMs": {"litellm": llm_ms, "database": db_ms, "redis": redis_ms},
+        "timestamp": dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z"),
+    }
+
+
+def _status_code(health: dict[str, Any]) -> int:
+    return 200 if health["database"] == "healthy" and health["redis"] == "healthy" else 503
+
+
+async def health_view(request: web.Request) -> web.Response:
+    health = await system_health(request.app)
+    return web.json_response(health, status=_status_code(health))
+
+
+async def live_view(request: web.Request) -> web.Response:
+    return web.json_response({"status": "alive"})
+
+
+async def ready_view(request: web.Request) -> web.Response:
+    health = await system_health(request.app)
+    status = _status_code(health)
+    return web.json_response({"status": "ready" if status == 200 else "not ready", **health}, status=status)
