@@ -14,9 +14,12 @@ import functools
 import gzip
 import hashlib
 from dataclasses import dataclass
-from importlib import resources
+from pathlib import Path
 
 import tiktoken
+
+# A plain path rather than importlib.resources: the latter fails under editable installs (3.11).
+ENCODINGS_DIR = Path(__file__).resolve().parent / "encodings"
 
 ENDOFTEXT = "<|endoftext|>"
 FIM_PREFIX = "<|fim_prefix|>"
@@ -95,8 +98,7 @@ def get_encoding(name: str) -> tiktoken.Encoding:
 
 def read_verified(spec: EncodingSpec) -> bytes:
     """The decompressed rank file, refused if its sha256 is not the one tiktoken pins."""
-    compressed = resources.files("metering").joinpath("encodings", spec.filename).read_bytes()
-    data = gzip.decompress(compressed)
+    data = gzip.decompress((ENCODINGS_DIR / spec.filename).read_bytes())
     digest = hashlib.sha256(data).hexdigest()
     if digest != spec.sha256:
         raise ValueError(f"{spec.filename}: sha256 {digest} does not match the pinned {spec.sha256}")

@@ -15,6 +15,7 @@ import aiohttp
 import redis.asyncio as aioredis
 from aiohttp import web
 
+from proxy import routes as proxy_routes
 from solaris import db
 from solaris.health import health_view, live_view, ready_view
 from solaris.keys import METRICS, PG, REDIS, SETTINGS, UPSTREAM
@@ -36,8 +37,16 @@ async def postgres_ctx(app: web.Application) -> AsyncIterator[None]:
     await pool.close()
 
 
+def redis_client(url: str, max_connections: int = 512) -> aioredis.Redis:
+    """A client whose pool waits for a free connection instead of failing under bursts."""
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url, max_connections=max_connections, timeout=10, socket_connect_timeout=2, health_check_interval=30
+    )
+    return aioredis.Redis.from_pool(pool)  # the client owns the pool and closes it
+
+
 async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
-    client = aioredis.from_url(app[SETTINGS].redis_url, health_check_interval=30, socket_connect_timeout=2)
+    client = redis_client(app[SETTINGS].redis_url)
     await client.ping()
     app[REDIS] = client
     yield
@@ -69,4 +78,5 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/health/live", live_view)
     app.router.add_get("/health/ready", ready_view)
     app.router.add_get("/metrics", metrics_view)
+    proxy_routes.add_routes(app)
     return app

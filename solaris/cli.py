@@ -53,7 +53,7 @@ async def check_stores(settings: Settings) -> None:
     try:
         conn = await asyncpg.connect(settings.database_url, timeout=10)
         await conn.close()
-    except (OSError, asyncpg.PostgresError, asyncio.TimeoutError, ValueError) as exc:
+    except (TimeoutError, OSError, asyncpg.PostgresError, ValueError) as exc:
         raise CommandError(f"DATABASE_URL: cannot connect to PostgreSQL: {exc or type(exc).__name__}") from exc
     client = aioredis.from_url(settings.redis_url, socket_connect_timeout=5)
     try:

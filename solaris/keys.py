@@ -12,8 +12,7 @@ from aiohttp import web
 from solaris.settings import Settings
 
 if TYPE_CHECKING:
-    from solaris.metrics import Metrics
-    from solaris.services import Services
+    pass
 
 SETTINGS = web.AppKey("settings", Settings)
 PG = web.AppKey("pg", asyncpg.Pool)

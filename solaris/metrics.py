@@ -28,7 +28,10 @@ class Metrics:
         PlatformCollector(registry=self.registry)
         r = self.registry
         self.requests = Counter(
-            "solaris_requests", "Proxied requests by route, model and HTTP status.", ["route", "model", "status"], registry=r
+            "solaris_requests",
+            "Proxied requests by route, model and HTTP status.",
+            ["route", "model", "status"],
+            registry=r,
         )
         self.tokens = Counter("solaris_tokens", "Tokens recorded, by model and kind.", ["model", "kind"], registry=r)
         self.cost = Counter("solaris_cost", "Cost recorded (price table currency), by model.", ["model"], registry=r)
@@ -36,7 +39,11 @@ class Metrics:
             "solaris_request_duration_seconds", "Whole request time.", ["route"], buckets=_LATENCY_BUCKETS, registry=r
         )
         self.upstream_seconds = Histogram(
-            "solaris_upstream_duration_seconds", "Time waiting on the upstream.", ["route"], buckets=_LATENCY_BUCKETS, registry=r
+            "solaris_upstream_duration_seconds",
+            "Time waiting on the upstream.",
+            ["route"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
         )
         self.overhead_seconds = Histogram(
             "solaris_proxy_overhead_seconds",
@@ -46,14 +53,23 @@ class Metrics:
             registry=r,
         )
         self.first_token_seconds = Histogram(
-            "solaris_time_to_first_token_seconds", "Time to the first streamed chunk.", ["model"], buckets=_LATENCY_BUCKETS, registry=r
+            "solaris_time_to_first_token_seconds",
+            "Time to the first streamed chunk.",
+            ["model"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
         )
         self.quota_decisions = Counter(
-            "solaris_quota_decisions", "Admission decisions (ok, quota, rate, suspended, ...).", ["decision"], registry=r
+            "solaris_quota_decisions",
+            "Admission decisions (ok, quota, rate, suspended, ...).",
+            ["decision"],
+            registry=r,
         )
         self.alerts = Counter("solaris_alerts", "Alerts raised, by type.", ["type"], registry=r)
         self.active_streams = Gauge("solaris_active_streams", "Streams being relayed now.", registry=r)
-        self.ledger_backlog = Gauge("solaris_ledger_backlog", "Usage events waiting to be written to Postgres.", registry=r)
+        self.ledger_backlog = Gauge(
+            "solaris_ledger_backlog", "Usage events waiting to be written to Postgres.", registry=r
+        )
         self.ledger_written = Counter("solaris_ledger_rows_written", "Usage rows written to Postgres.", registry=r)
         self.estimation_error = Histogram(
             "solaris_estimation_error_ratio",

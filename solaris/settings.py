@@ -133,14 +133,20 @@ class Settings:
         "SOLARIS_DATA_DIR", Path("./var"), "Folder for the embedded engines' data and local state.", Path
     )
     litellm_base_url: str = _setting(
-        "LITELLM_BASE_URL", "http://127.0.0.1:4000", "Base URL of the LiteLLM proxy (the upstream).", _url("http", "https")
+        "LITELLM_BASE_URL",
+        "http://127.0.0.1:4000",
+        "Base URL of the LiteLLM proxy (the upstream).",
+        _url("http", "https"),
     )
     litellm_api_key: str = _setting("LITELLM_API_KEY", "", "Key sent upstream to LiteLLM in place of the client's.")
     timezone: str = _setting(
         "SOLARIS_TIMEZONE", "America/Sao_Paulo", "Time zone that defines the monthly quota period.", _timezone
     )
     language: str = _setting(
-        "SOLARIS_LANGUAGE", "pt-BR", "Default language of end-user messages, e-mails and the panel (pt-BR | en).", _language
+        "SOLARIS_LANGUAGE",
+        "pt-BR",
+        "Default language of end-user messages, e-mails and the panel (pt-BR | en).",
+        _language,
     )
     log_level: str = _setting(
         "SOLARIS_LOG_LEVEL", "INFO", "Logging level.", _choice("DEBUG", "INFO", "WARNING", "ERROR")
@@ -194,7 +200,16 @@ class Settings:
         _mapping,
     )
     prices_file: Path | None = _setting(
-        "SOLARIS_PRICES_FILE", None, "TOML file of per-model prices overriding LiteLLM's (see config/prices.example.toml).", Path
+        "SOLARIS_PRICES_FILE",
+        None,
+        "TOML file of per-model prices overriding LiteLLM's (see config/prices.example.toml).",
+        Path,
+    )
+    sweep_interval: float = _setting(
+        "SOLARIS_SWEEP_INTERVAL",
+        15.0,
+        "Seconds between sweeps for reservations left by dead processes (heartbeats last twice this).",
+        _non_negative_float,
     )
     cookie_secure: bool = _setting(
         "SOLARIS_COOKIE_SECURE", False, "Mark the admin session cookie Secure (set when served over HTTPS).", _bool

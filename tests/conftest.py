@@ -6,15 +6,27 @@ Each test starts from empty tables and an empty Redis, so tests do not see each 
 from __future__ import annotations
 
 import asyncio
+import shutil
+import tempfile
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import asyncpg
+import openai
 import pytest
 import redis.asyncio as aioredis
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 
 from solaris import db
+from solaris.app import create_app
 from solaris.engines import Engines, start_engines
+from solaris.keys import SERVICES
+from solaris.services import Services
+from solaris.settings import Settings, load_settings
+from tests.fake_upstream import FakeUpstream
 
 TRUNCATE_ALL = """
 DO $$
@@ -29,8 +41,11 @@ END $$;
 
 
 @pytest.fixture(scope="session")
-def engines(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engines]:
-    started = start_engines(tmp_path_factory.mktemp("engines"), "", "")
+def engines() -> Iterator[Engines]:
+    # A folder of our own (not pytest's tmp_path, whose old runs pytest deletes while parallel
+    # runs may still use them).
+    folder = Path(tempfile.mkdtemp(prefix="solaris-test-"))
+    started = start_engines(folder, "", "")
 
     async def prepare() -> None:
         conn = await asyncpg.connect(started.database_url)
@@ -42,6 +57,7 @@ def engines(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engines]:
     asyncio.run(prepare())
     yield started
     started.stop()
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture
@@ -73,3 +89,62 @@ async def redis_client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
 @pytest.fixture
 def project_root() -> Path:
     return Path(__file__).resolve().parent.parent
+
+
+# -- the gateway with a fake upstream ------------------------------------------------------------
+
+SERVICE_KEY = "sk-test-service-key"
+
+
+@pytest.fixture
+async def upstream() -> AsyncIterator[FakeUpstream]:
+    fake = FakeUpstream()
+    server = TestServer(fake.app(), host="127.0.0.1")
+    await server.start_server()
+    fake.url = str(server.make_url("")).rstrip("/")
+    yield fake
+    await server.close()
+
+
+@pytest.fixture
+def gateway_settings(database_url: str, redis_url: str, upstream: FakeUpstream) -> Settings:
+    return load_settings(
+        {},
+        database_url=database_url,
+        redis_url=redis_url,
+        litellm_base_url=upstream.url,
+        service_key=SERVICE_KEY,
+        sweep_interval=1.0,
+    )
+
+
+@dataclass
+class Gateway:
+    url: str
+    app: web.Application
+
+    @property
+    def services(self) -> Services:
+        return self.app[SERVICES]
+
+    def client(self, user: str | None = "ana@example.com", **kwargs: Any) -> openai.AsyncOpenAI:
+        headers = {"X-Solaris-User": user} if user else {}
+        return openai.AsyncOpenAI(
+            base_url=f"{self.url}/v1", api_key=kwargs.pop("api_key", SERVICE_KEY), default_headers=headers,
+            max_retries=kwargs.pop("max_retries", 0), **kwargs,
+        )  # fmt: skip
+
+    async def flush_ledger(self) -> None:
+        await self.services.writer.flush()
+
+
+@pytest.fixture
+async def gateway(
+    gateway_settings: Settings, db_pool: asyncpg.Pool, redis_client: aioredis.Redis
+) -> AsyncIterator[Gateway]:
+    """The whole app on a real socket, on real Postgres and Redis, in front of the fake upstream."""
+    app = create_app(gateway_settings)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    yield Gateway(str(server.make_url("")).rstrip("/"), app)
+    await server.close()

@@ -157,7 +157,7 @@ CREATE TABLE token_grants (
     id          bigserial PRIMARY KEY,
     user_id     bigint NOT NULL REFERENCES end_users (id),
     period      text NOT NULL,
-    amount      bigint NOT NULL CHECK (amount > 0),
+    amount      bigint NOT NULL CHECK (amount <> 0),
     reason      text NOT NULL DEFAULT '',
     actor       text NOT NULL,
     created_at  timestamptz NOT NULL DEFAULT now()

@@ -1,0 +1,355 @@
+"""Alerts: the seed's Alert records, live `alert` events, and their e-mails sent in the background.
+
+Raising an alert only writes a row and publishes an event, so the request path never waits on SMTP.
+Usage alerts carry `dedupe_key = "<user>:<period>:<type>"`; a unique index makes each threshold fire
+at most once per user per period, however many requests or processes race to raise it.
+
+Delivery (`run_dispatcher`, any number of processes): due rows are claimed with
+`FOR UPDATE SKIP LOCKED` and a lease (their `next_attempt_at` moves ahead), then mailed one by one.
+- mailed: status 'sent', `sent_at` set, `next_attempt_at` NULL.
+- SMTP failure: status 'failed', `attempts` + 1, retried with exponential backoff; after
+  MAX_ATTEMPTS it is left 'failed' with `next_attempt_at` NULL.
+- nothing to mail (user opted out, no address, SMTP not configured, system alert): status stays
+  'pending' (it was never sent), `next_attempt_at` NULL so it is not retried, and
+  `metadata.delivery` says why. A process that dies mid-send leaves the lease to expire, after
+  which the alert is claimed again (delivery is at least once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import asyncpg
+import redis.asyncio as aioredis
+
+from metering import events
+from metering.mailer import Mailer, MailError, format_date, format_number, pick_language, render_email
+from metering.system_settings import SettingsStore
+
+log = logging.getLogger(__name__)
+
+ThresholdType = Literal["usage_80", "usage_95", "blocked"]
+SystemAlertType = Literal["system_error", "model_error"]
+Severity = Literal["info", "warning", "error", "critical"]
+
+SEVERITY: dict[str, Severity] = {"usage_80": "info", "usage_95": "warning", "blocked": "critical"}
+MAX_ATTEMPTS = 8
+CLAIM_BATCH = 10
+MAX_PER_PASS = 500
+LEASE_SECONDS = 300.0  # longer than a batch of sends can take (10 x the mailer's 10 s timeout)
+
+# Title and message stored with the alert (shown in the panel and the feed), in the user's language.
+ALERT_TEXTS: dict[str, dict[str, tuple[str, str]]] = {
+    "pt-BR": {
+        "usage_80": (
+            "Você usou {percent}% do seu limite mensal de tokens",
+            "Você já usou {used} de {limit} tokens ({percent}%) do seu limite mensal.",
+        ),
+        "usage_95": (
+            "Atenção: {percent}% do limite mensal de tokens usado",
+            "Você já usou {used} de {limit} tokens ({percent}%). Ao atingir o limite, novas solicitações"
+            " serão bloqueadas.",
+        ),
+        "blocked": (
+            "Limite mensal de tokens atingido",
+            "Você usou {used} de {limit} tokens ({percent}%) neste mês. Novas solicitações ficam"
+            " bloqueadas até a renovação do limite.",
+        ),
+    },
+    "en": {
+        "usage_80": (
+            "You have used {percent}% of your monthly token limit",
+            "You have used {used} of {limit} tokens ({percent}%) of your monthly limit.",
+        ),
+        "usage_95": (
+            "Warning: {percent}% of your monthly token limit used",
+            "You have used {used} of {limit} tokens ({percent}%). Once the limit is reached, new requests"
+            " will be blocked.",
+        ),
+        "blocked": (
+            "Monthly token limit reached",
+            "You have used {used} of {limit} tokens ({percent}%) this month. New requests are blocked"
+            " until your limit resets.",
+        ),
+    },
+}
+
+RESET_TEXT = {"pt-BR": " O limite é renovado em {reset}.", "en": " Your limit resets on {reset}."}
+
+SELECT_USER_LANGUAGE = "SELECT language FROM end_users WHERE id = $1"
+
+INSERT_THRESHOLD_ALERT = """
+WITH inserted AS (
+    INSERT INTO alerts (user_id, type, title, message, severity, status, period, dedupe_key, metadata,
+                        next_attempt_at)
+    VALUES ($1, $2, $3, $4, $5, 'pending', $6, $7, $8, now())
+    ON CONFLICT DO NOTHING
+    RETURNING *
+), touched AS (
+    UPDATE end_users SET last_alert_date = inserted.created_at
+    FROM inserted WHERE end_users.id = inserted.user_id
+)
+SELECT * FROM inserted
+"""
+
+INSERT_SYSTEM_ALERT = """
+INSERT INTO alerts (user_id, type, title, message, severity, status, dedupe_key, metadata, next_attempt_at)
+VALUES (NULL, $1, $2, $3, $4, 'pending', $5, $6, NULL)
+ON CONFLICT DO NOTHING
+RETURNING *
+"""
+
+CLAIM_DUE_ALERTS = """
+WITH due AS (
+    SELECT a.id, u.email, u.name, u.language,
+           coalesce(u.email_notifications_enabled AND u.deleted_at IS NULL, false) AS notify
+    FROM alerts a LEFT JOIN end_users u ON u.id = a.user_id
+    WHERE a.status IN ('pending', 'failed') AND a.next_attempt_at <= now()
+    ORDER BY a.next_attempt_at
+    LIMIT $1
+    FOR UPDATE OF a SKIP LOCKED
+)
+UPDATE alerts SET next_attempt_at = now() + make_interval(secs => $2)
+FROM due WHERE alerts.id = due.id
+RETURNING alerts.*, due.email AS user_email, due.name AS user_name, due.language AS user_language,
+          due.notify
+"""
+
+MARK_SENT = """
+UPDATE alerts
+SET status = CASE WHEN status = 'acknowledged' THEN status ELSE 'sent' END,
+    sent_at = now(), attempts = attempts + 1, next_attempt_at = NULL
+WHERE id = $1
+"""
+
+MARK_FAILED = """
+UPDATE alerts
+SET status = CASE WHEN status = 'acknowledged' THEN status ELSE 'failed' END,
+    attempts = attempts + 1,
+    next_attempt_at = CASE WHEN $2::float8 IS NULL THEN NULL ELSE now() + make_interval(secs => $2) END,
+    metadata = metadata || $3::jsonb
+WHERE id = $1
+"""
+
+MARK_NOT_MAILED = """
+UPDATE alerts SET next_attempt_at = NULL, metadata = metadata || $2::jsonb WHERE id = $1
+"""
+
+ACKNOWLEDGE_ALERT = """
+UPDATE alerts SET status = 'acknowledged', acknowledged_at = coalesce(acknowledged_at, now())
+WHERE id = $1
+RETURNING *
+"""
+
+
+def _iso(value: dt.datetime | None) -> str | None:
+    if value is None:
+        return None
+    return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+def alert_to_api(row: Mapping[str, Any]) -> dict[str, Any]:
+    """The seed's Alert in camelCase; absent optional values are null (`userId` too, for system
+    alerts)."""
+    return {
+        "id": row["id"],
+        "userId": row["user_id"],
+        "type": row["type"],
+        "title": row["title"],
+        "message": row["message"],
+        "severity": row["severity"],
+        "status": row["status"],
+        "sentAt": _iso(row["sent_at"]),
+        "acknowledgedAt": _iso(row["acknowledged_at"]),
+        "metadata": dict(row["metadata"] or {}),
+        "createdAt": _iso(row["created_at"]),
+    }
+
+
+def period_reset_date(period: str | None) -> dt.date | None:
+    """'2025-08' -> 2025-09-01, the first day of the next period; None for any other shape."""
+    try:
+        start = dt.datetime.strptime(period or "", "%Y-%m").date()
+    except ValueError:
+        return None
+    return (start + dt.timedelta(days=32)).replace(day=1)
+
+
+def usage_percent(used: int, limit: int) -> float:
+    return round(used * 100 / limit, 1) if limit > 0 else 100.0
+
+
+def threshold_texts(
+    alert_type: ThresholdType, lang: str, used: int, limit: int, reset: dt.date | None
+) -> tuple[str, str]:
+    """The stored title and message of a usage alert, in `lang`."""
+    lang = pick_language(lang)
+    values = {
+        "percent": format_number(usage_percent(used, limit), lang),
+        "used": format_number(used, lang),
+        "limit": format_number(limit, lang),
+    }
+    title, message = (text.format(**values) for text in ALERT_TEXTS[lang][alert_type])
+    if reset is not None:
+        message += RESET_TEXT[lang].format(reset=format_date(reset, lang))
+    return title, message
+
+
+def retry_delay(attempts_before: int, base_seconds: float, max_seconds: float = 3600.0) -> float | None:
+    """Seconds until the next try after a failure, or None once MAX_ATTEMPTS is reached."""
+    if attempts_before + 1 >= MAX_ATTEMPTS:
+        return None
+    return min(base_seconds * 2**attempts_before, max_seconds)
+
+
+class AlertService:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        redis: aioredis.Redis,
+        settings_store: SettingsStore,
+        mailer: Mailer,
+        language_default: str,
+        *,
+        retry_base_seconds: float = 60.0,
+        poll_seconds: float = 15.0,
+    ) -> None:
+        self._pool = pool
+        self._redis = redis
+        self._settings = settings_store
+        self._mailer = mailer
+        self._language = pick_language(language_default)
+        self._retry_base = retry_base_seconds
+        self._poll_seconds = poll_seconds
+        self._wake = asyncio.Event()
+
+    # --- raising ------------------------------------------------------------------------------
+
+    async def raise_threshold(
+        self, user_id: int, alert_type: ThresholdType, period: str, used: int, limit: int
+    ) -> int | None:
+        """Record a usage alert once per user, period and type; returns its id, or None if it had
+        already been raised (or the user does not exist). Never waits on SMTP."""
+        if alert_type not in SEVERITY:
+            raise ValueError(f"not a usage alert type: {alert_type!r}")
+        async with self._pool.acquire() as conn:
+            user = await conn.fetchrow(SELECT_USER_LANGUAGE, user_id)
+            if user is None:
+                log.warning("%s alert for unknown user %s not raised", alert_type, user_id)
+                return None
+            lang = pick_language(user["language"], self._language)
+            title, message = threshold_texts(alert_type, lang, used, limit, period_reset_date(period))
+            metadata = {"used": used, "limit": limit, "percent": usage_percent(used, limit)}
+            row = await conn.fetchrow(
+                INSERT_THRESHOLD_ALERT,
+                user_id,
+                alert_type,
+                title,
+                message,
+                SEVERITY[alert_type],
+                period,
+                f"{user_id}:{period}:{alert_type}",
+                metadata,
+            )
+        if row is None:
+            return None
+        await events.publish(self._redis, "alert", alert_to_api(row))
+        self._wake.set()
+        return int(row["id"])
+
+    async def raise_system(
+        self,
+        alert_type: SystemAlertType,
+        title: str,
+        message: str,
+        metadata: Mapping[str, Any] | None = None,
+        dedupe_key: str | None = None,
+        *,
+        severity: Severity = "error",
+    ) -> int | None:
+        """Record an upstream or model failure (no user, no e-mail); with a `dedupe_key`, at most
+        once per key. Returns the id, or None when the key was already used."""
+        row = await self._pool.fetchrow(
+            INSERT_SYSTEM_ALERT, alert_type, title, message, severity, dedupe_key, dict(metadata or {})
+        )
+        if row is None:
+            return None
+        await events.publish(self._redis, "alert", alert_to_api(row))
+        return int(row["id"])
+
+    async def acknowledge(self, alert_id: int) -> dict[str, Any] | None:
+        row = await self._pool.fetchrow(ACKNOWLEDGE_ALERT, alert_id)
+        return alert_to_api(row) if row is not None else None
+
+    # --- delivery -----------------------------------------------------------------------------
+
+    async def dispatch_once(self) -> int:
+        """Claim and handle every alert due now; returns how many were handled."""
+        email_settings = self._settings.current.email
+        password = await self._settings.smtp_password() if email_settings.configured else ""
+        processed = 0
+        while processed < MAX_PER_PASS:
+            rows = await self._pool.fetch(CLAIM_DUE_ALERTS, CLAIM_BATCH, LEASE_SECONDS)
+            if not rows:
+                break
+            for row in rows:
+                await self._deliver(row, password)
+                processed += 1
+        return processed
+
+    async def _deliver(self, row: Mapping[str, Any], password: str) -> None:
+        email_settings = self._settings.current.email
+        reason = None
+        if row["type"] not in SEVERITY or not row["user_email"]:
+            reason = "no_recipient"
+        elif not row["notify"]:
+            reason = "notifications_disabled"
+        elif not email_settings.configured:
+            reason = "smtp_not_configured"
+        if reason is not None:
+            await self._pool.execute(MARK_NOT_MAILED, row["id"], {"delivery": reason})
+            return
+        lang = pick_language(row["user_language"], self._language)
+        metadata = row["metadata"] or {}
+        subject, text, html = render_email(
+            "threshold",
+            lang,
+            user_name=row["user_name"] or "",
+            alert_type=row["type"],
+            percent=metadata.get("percent", 0),
+            used=metadata.get("used", 0),
+            limit=metadata.get("limit", 0),
+            reset_date=period_reset_date(row["period"]),
+        )
+        try:
+            await self._mailer.send(row["user_email"], subject, text, html, settings=email_settings, password=password)
+        except MailError as exc:
+            delay = retry_delay(row["attempts"], self._retry_base)
+            log.warning("alert %s e-mail failed (attempt %s): %s", row["id"], row["attempts"] + 1, exc)
+            await self._pool.execute(MARK_FAILED, row["id"], delay, {"deliveryError": str(exc)})
+            return
+        await self._pool.execute(MARK_SENT, row["id"])
+
+    async def run_dispatcher(self, stop: asyncio.Event | None = None) -> None:
+        """Deliver alerts until `stop` is set (or the task is cancelled): right after an alert is
+        raised in this process, and every `poll_seconds` for retries and other processes' alerts."""
+        stop = stop or asyncio.Event()
+        while not stop.is_set():
+            self._wake.clear()
+            try:
+                await self.dispatch_once()
+            except Exception:  # the loop must outlive any one failure (database down, bad row)
+                log.exception("alert dispatch failed; retrying in %s s", self._poll_seconds)
+            await self._sleep_until_woken(stop)
+
+    async def _sleep_until_woken(self, stop: asyncio.Event) -> None:
+        waiters = {asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())}
+        try:
+            await asyncio.wait(waiters, timeout=self._poll_seconds, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()

@@ -1,0 +1,268 @@
+"""The usage ledger: every forwarded request becomes exactly one `token_usage` row.
+
+The request path only appends an event to a Redis Stream (one XADD, usually pipelined with the
+settlement). Writers in every process read the stream through one consumer group, write batches
+to Postgres with COPY, and acknowledge only after the commit: when Postgres is down the events
+wait in the stream and drain when it returns. Rows are idempotent on the request id (the
+`usage_request_ids` table), so an event delivered twice is written once. The same transaction
+keeps the daily rollup (`usage_daily`) that analytics read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+import orjson
+import redis.asyncio as aioredis
+
+log = logging.getLogger(__name__)
+
+STREAM = "sol:ledger"
+GROUP = "ledger"
+MAX_BATCH = 5000
+
+
+@dataclass(slots=True)
+class UsageEvent:
+    """One request's usage, in the seed's TokenUsage terms (snake_case)."""
+
+    request_id: str
+    user_id: int | None
+    model: str
+    endpoint: str
+    status_code: int
+    created_at: float  # epoch seconds when the request arrived
+    method: str = "POST"
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+    estimated_tokens: int | None = None
+    estimation_accuracy: float | None = None
+    cost_per_token: float = 0.0
+    total_cost: float = 0.0
+    price_known: bool = True
+    session_id: str | None = None
+    user_agent: str | None = None
+    ip_address: str | None = None
+    country_code: str | None = None
+    response_time_ms: int | None = None
+    queue_time_ms: int | None = None
+    processing_time_ms: int | None = None
+    error_message: str | None = None
+    error_type: str | None = None
+    is_cached: bool = False
+    is_retry: bool = False
+    retry_count: int = 0
+    is_complete: bool = True
+    request_data: str | None = None
+    response_data: str | None = None
+
+    def encode(self) -> bytes:
+        return orjson.dumps(self)
+
+    @classmethod
+    def decode(cls, raw: bytes | str) -> UsageEvent:
+        data = orjson.loads(raw)
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+COLUMNS = tuple(f.name for f in dataclasses.fields(UsageEvent))
+
+CREATE_BATCH_TABLE = """
+CREATE TEMP TABLE IF NOT EXISTS ledger_batch (LIKE token_usage INCLUDING DEFAULTS) ON COMMIT DELETE ROWS
+"""
+# Only rows whose request id is new are written; the rollup adds exactly those rows.
+WRITE_BATCH = f"""
+WITH batch AS (
+    SELECT DISTINCT ON (request_id) * FROM ledger_batch ORDER BY request_id
+), fresh AS (
+    INSERT INTO usage_request_ids (request_id, created_at)
+    SELECT request_id, created_at FROM batch
+    ON CONFLICT (request_id) DO NOTHING
+    RETURNING request_id
+), written AS (
+    INSERT INTO token_usage ({", ".join(COLUMNS)})
+    SELECT {", ".join("b." + c for c in COLUMNS)} FROM batch b JOIN fresh USING (request_id)
+    RETURNING user_id, model, created_at, status_code, prompt_tokens, completion_tokens, total_tokens,
+              total_cost, response_time_ms
+), rollup AS (
+    INSERT INTO usage_daily AS d (day, user_id, model, requests, errors, prompt_tokens, completion_tokens,
+                                  total_tokens, total_cost, response_time_ms)
+    SELECT (created_at AT TIME ZONE $1)::date, coalesce(user_id, 0), model, count(*),
+           count(*) FILTER (WHERE status_code >= 400 OR status_code = 0),
+           sum(prompt_tokens), sum(completion_tokens), sum(total_tokens), sum(total_cost),
+           coalesce(sum(response_time_ms), 0)
+    FROM written GROUP BY 1, 2, 3
+    ON CONFLICT (day, user_id, model) DO UPDATE SET
+        requests = d.requests + EXCLUDED.requests,
+        errors = d.errors + EXCLUDED.errors,
+        prompt_tokens = d.prompt_tokens + EXCLUDED.prompt_tokens,
+        completion_tokens = d.completion_tokens + EXCLUDED.completion_tokens,
+        total_tokens = d.total_tokens + EXCLUDED.total_tokens,
+        total_cost = d.total_cost + EXCLUDED.total_cost,
+        response_time_ms = d.response_time_ms + EXCLUDED.response_time_ms
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM written) AS written, (SELECT count(*) FROM rollup) AS days
+"""  # noqa: S608 - the column list is the dataclass's own field names
+
+
+def _record(event: UsageEvent) -> tuple[Any, ...]:
+    import datetime as dt
+
+    values = dataclasses.astuple(event)
+    created_index = COLUMNS.index("created_at")
+    as_list = list(values)
+    as_list[created_index] = dt.datetime.fromtimestamp(event.created_at, dt.UTC)
+    return tuple(as_list)
+
+
+async def write_events(conn: asyncpg.Connection, events: Iterable[UsageEvent], timezone: str) -> int:
+    """Write events in one transaction; returns how many rows were new."""
+    records = [_record(e) for e in events]
+    if not records:
+        return 0
+    async with conn.transaction():
+        await conn.execute(CREATE_BATCH_TABLE)
+        await conn.copy_records_to_table("ledger_batch", records=records, columns=COLUMNS)
+        row = await conn.fetchrow(WRITE_BATCH, timezone)
+    assert row is not None
+    return int(row["written"])
+
+
+class Ledger:
+    """The request path's side: append usage events to the stream."""
+
+    def __init__(self, redis: aioredis.Redis) -> None:
+        self._redis = redis
+
+    async def append(self, event: UsageEvent) -> None:
+        await self._redis.xadd(STREAM, {"e": event.encode()})
+
+    @staticmethod
+    def append_in(pipe: Any, event: UsageEvent) -> None:
+        pipe.xadd(STREAM, {"e": event.encode()})
+
+
+class LedgerWriter:
+    """Moves events from the stream to Postgres; one per process, all in one consumer group."""
+
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        pool: asyncpg.Pool,
+        *,
+        consumer: str,
+        timezone: str,
+        batch_size: int = MAX_BATCH,
+        claim_idle_ms: int = 60_000,
+        on_written: Any = None,
+    ) -> None:
+        self._redis = redis
+        self._pool = pool
+        self._consumer = consumer
+        self._timezone = timezone
+        self._batch_size = batch_size
+        self._claim_idle_ms = claim_idle_ms
+        self._on_written = on_written
+        self.rows_written = 0
+
+    async def ensure_group(self) -> None:
+        try:
+            await self._redis.xgroup_create(STREAM, GROUP, id="0", mkstream=True)
+        except aioredis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    async def backlog(self) -> int:
+        """Events not yet written (acknowledged events are deleted from the stream)."""
+        return int(await self._redis.xlen(STREAM))
+
+    async def drain_once(self, block_ms: int | None = None) -> int:
+        """Write our pending events, then stale ones of dead consumers, then new ones."""
+        written = 0
+        for entries in (
+            await self._read("0", None),
+            await self._claim_stale(),
+            await self._read(">", block_ms),
+        ):
+            if entries:
+                written += await self._write(entries)
+        return written
+
+    async def _read(self, start: str, block_ms: int | None) -> list[tuple[bytes, dict[bytes, bytes]]]:
+        response = await self._redis.xreadgroup(
+            GROUP, self._consumer, {STREAM: start}, count=self._batch_size, block=block_ms
+        )
+        if not response:
+            return []
+        return [(entry_id, fields) for entry_id, fields in response[0][1] if fields]
+
+    async def _claim_stale(self) -> list[tuple[bytes, dict[bytes, bytes]]]:
+        result = await self._redis.xautoclaim(
+            STREAM, GROUP, self._consumer, min_idle_time=self._claim_idle_ms, start_id="0-0", count=self._batch_size
+        )
+        return [(entry_id, fields) for entry_id, fields in result[1] if fields]
+
+    async def _write(self, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> int:
+        events = []
+        for _, fields in entries:
+            try:
+                events.append(UsageEvent.decode(fields[b"e"]))
+            except (KeyError, ValueError, TypeError) as exc:  # never block the stream on one bad entry
+                log.error("dropping undecodable usage event: %s", exc)
+        async with self._pool.acquire() as conn:
+            written = await write_events(conn, events, self._timezone)
+        ids = [entry_id for entry_id, _ in entries]
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.xack(STREAM, GROUP, *ids)
+        pipe.xdel(STREAM, *ids)
+        await pipe.execute()
+        self.rows_written += written
+        if self._on_written is not None:
+            self._on_written(written, events)
+        return written
+
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        """Forever (until cancelled or `stop`): drain, backing off while Postgres or Redis is down."""
+        delay = 0.5
+        await self._ensure_group_retrying(stop)
+        while stop is None or not stop.is_set():
+            try:
+                await self.drain_once(block_ms=1000)
+                delay = 0.5
+            except asyncio.CancelledError:
+                raise
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, aioredis.RedisError) as exc:
+                log.warning("ledger writer: %s; retrying in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+                if isinstance(exc, aioredis.ResponseError) and "NOGROUP" in str(exc):
+                    await self._ensure_group_retrying(stop)
+
+    async def _ensure_group_retrying(self, stop: asyncio.Event | None) -> None:
+        while stop is None or not stop.is_set():
+            try:
+                await self.ensure_group()
+                return
+            except (OSError, aioredis.RedisError) as exc:
+                log.warning("ledger writer: cannot create consumer group: %s", exc)
+                await asyncio.sleep(1.0)
+
+    async def flush(self, timeout: float = 30.0) -> None:
+        """Drain until the stream is empty (for `reconcile` and tests)."""
+        deadline = time.monotonic() + timeout
+        await self.ensure_group()
+        while await self.backlog() > 0:
+            if time.monotonic() > deadline:
+                raise TimeoutError("ledger backlog did not drain in time")
+            if not await self.drain_once(block_ms=None):
+                await asyncio.sleep(0.05)

@@ -1,0 +1,65 @@
+-- Admission: status, rate bucket and quota checked, and the reservation made, in one atomic step,
+-- so concurrent requests (from any number of processes) cannot jointly overspend.
+-- A refusal writes nothing: neither counters nor the rate bucket change.
+-- KEYS: cfg, use, inflight, rate
+-- ARGV: request_id, prompt_tokens, completion_allowance, block_pct, per_minute, burst, now_ms,
+--       period, inflight_info, use_ttl_seconds
+-- Returns {decision, used, reserved, total, cap, reservation, retry_after_ms}
+local cfg = redis.call('HMGET', KEYS[1], 'status', 'limit')
+if not cfg[1] then
+  return {'unknown_user', 0, 0, 0, 0, 0, 0}
+end
+local use = redis.call('HMGET', KEYS[2], 'used', 'reserved', 'extra', 'blk')
+local used = tonumber(use[1]) or 0
+local reserved = tonumber(use[2]) or 0
+local total = (tonumber(cfg[2]) or 0) + (tonumber(use[3]) or 0)
+local cap = math.floor(total * tonumber(ARGV[4]) / 100)
+if cfg[1] ~= 'active' then
+  return {cfg[1], used, reserved, total, cap, 0, 0}
+end
+
+-- Token bucket, refilled lazily from the elapsed time; a missing bucket is a full one.
+local per_minute = tonumber(ARGV[5])
+local now = tonumber(ARGV[7])
+local capacity, per_ms, left, stamp
+if per_minute > 0 then
+  capacity = tonumber(ARGV[6])
+  if capacity <= 0 then capacity = per_minute end
+  per_ms = per_minute / 60000
+  local bucket = redis.call('HMGET', KEYS[4], 'tokens', 'ts')
+  local tokens = capacity
+  stamp = now
+  if bucket[1] then
+    -- Clocks of different processes differ a little: never let time run backwards.
+    stamp = math.max(now, tonumber(bucket[2]) or now)
+    tokens = math.min(capacity, tonumber(bucket[1]) + math.max(0, now - (tonumber(bucket[2]) or now)) * per_ms)
+  end
+  if tokens < 1 then
+    return {'rate', used, reserved, total, cap, 0, math.ceil((1 - tokens) / per_ms)}
+  end
+  left = tokens - 1
+end
+
+-- Room for the prompt and at least one completion token, else the user is at the cap.
+local prompt = tonumber(ARGV[2])
+local room = cap - used - reserved - prompt
+if room < 1 then
+  return {'quota', used, reserved, total, cap, 0, 0}
+end
+if redis.call('HEXISTS', KEYS[3], ARGV[1]) == 1 then
+  return redis.error_reply('duplicate request id ' .. ARGV[1])
+end
+
+local reservation = prompt + math.min(tonumber(ARGV[3]), room)
+redis.call('HSET', KEYS[3], ARGV[1], string.format('%d|%s|%s', reservation, ARGV[8], ARGV[9]))
+reserved = redis.call('HINCRBY', KEYS[2], 'reserved', reservation)
+if use[4] then
+  -- A stale block flag (the limit was raised since): clear it so reaching the new cap fires again.
+  redis.call('HDEL', KEYS[2], 'blk')
+end
+redis.call('EXPIRE', KEYS[2], ARGV[10])
+if per_minute > 0 then
+  redis.call('HSET', KEYS[4], 'tokens', tostring(left), 'ts', string.format('%d', stamp))
+  redis.call('PEXPIRE', KEYS[4], math.ceil(capacity / per_ms) + 1000)
+end
+return {'ok', used, reserved, total, cap, reservation, 0}

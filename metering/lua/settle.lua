@@ -1,0 +1,41 @@
+-- Settlement: swap a request's reservation for its actual usage, then fire each threshold the
+-- new total reaches for the first time this period. Atomic, so each fires exactly once.
+-- KEYS: cfg, use, inflight
+-- ARGV: request_id, actual_tokens, alert80_pct, alert95_pct, block_pct, period, use_ttl_seconds
+-- Returns {found (0|1), used, total, crossed...}
+local entry = redis.call('HGET', KEYS[3], ARGV[1])
+local cfg = redis.call('HMGET', KEYS[1], 'limit', 't80', 't95')
+if not entry then
+  local use = redis.call('HMGET', KEYS[2], 'used', 'extra')
+  return {0, tonumber(use[1]) or 0, (tonumber(cfg[1]) or 0) + (tonumber(use[2]) or 0)}
+end
+local reservation, period = string.match(entry, '^(%d+)|([^|]*)|')
+if period ~= ARGV[6] then
+  return redis.error_reply('request ' .. ARGV[1] .. ' was reserved in period ' .. tostring(period))
+end
+
+redis.call('HDEL', KEYS[3], ARGV[1])
+if redis.call('HINCRBY', KEYS[2], 'reserved', -tonumber(reservation)) < 0 then
+  redis.call('HSET', KEYS[2], 'reserved', 0)
+end
+local used = redis.call('HINCRBY', KEYS[2], 'used', ARGV[2])
+redis.call('EXPIRE', KEYS[2], ARGV[7])
+
+local flags = redis.call('HMGET', KEYS[2], 'extra', 'a80', 'a95', 'blk')
+local total = (tonumber(cfg[1]) or 0) + (tonumber(flags[1]) or 0)
+local result = {1, used, total}
+local function fire(is_set, reached, flag, event)
+  if (not is_set) and reached then
+    redis.call('HSET', KEYS[2], flag, 1)
+    result[#result + 1] = event
+  end
+end
+-- Nothing used, nothing crossed (matters for a zero limit).
+if used > 0 then
+  local t80 = tonumber(cfg[2]) or tonumber(ARGV[3])
+  local t95 = tonumber(cfg[3]) or tonumber(ARGV[4])
+  fire(flags[2], used * 100 >= t80 * total, 'a80', 'usage_80')
+  fire(flags[3], used * 100 >= t95 * total, 'a95', 'usage_95')
+  fire(flags[4], used >= math.floor(total * tonumber(ARGV[5]) / 100), 'blk', 'blocked')
+end
+return result

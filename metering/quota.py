@@ -1,0 +1,363 @@
+"""The quota engine: per-user monthly token limits kept in Redis, checked and reserved atomically.
+
+A request is *admitted* (status, rate bucket and remaining tokens checked and its estimate reserved,
+in one Lua call), then *settled* (the reservation swapped for the upstream's actual usage, and the
+80% / 95% / block thresholds fired once per period) or *released* (never reached the upstream).
+
+Keys (prefix ``sol:``) carry the hash tag ``{u:<id>}`` so one user's keys share a Redis Cluster slot
+and every script touches a single slot:
+
+- ``sol:cfg:{u:ID}`` hash ``status``, ``limit`` (monthlyLimit), ``t80``/``t95`` (per-user alert
+  percents, empty = system default). Cached from Postgres by `set_user_config`.
+- ``sol:use:{u:ID}:PERIOD`` hash ``used``, ``reserved``, ``extra`` and the fired flags ``a80``,
+  ``a95``, ``blk``. Expires ``USE_TTL_SECONDS`` after its last write, so old periods go away.
+- ``sol:inflight:{u:ID}`` hash request_id -> ``"<reservation>|<period>|<caller info>"``: what a
+  settle releases, and what the sweeper finds when a process died mid-request.
+- ``sol:rate:{u:ID}`` hash ``tokens``, ``ts``: the per-user token bucket.
+
+Thresholds: with ``total = monthlyLimit + extra``, admission stops at
+``cap = floor(total * block% / 100)``; an alert at p% fires when ``used * 100 >= p * total``;
+the block event fires when ``used >= cap``.
+
+Over-use bound. An admission needs ``used + reserved + prompt < cap`` and reserves at most up to the
+cap, so ``used + reserved <= cap`` holds after every admission. Take the last request admitted in a
+period: when it was admitted, ``used`` plus the reservations of the requests then in flight
+(itself included) was at most ``cap``, and only those requests settle afterwards. Hence
+
+    used at the end of the period <= cap + sum over the requests in flight at the last admission
+                                          of max(0, actual - reservation)
+
+Over-use comes only from in-flight requests whose actual usage exceeds their reservation: an
+estimate error on the prompt, or a completion longer than the allowance clamped to the room left.
+(Admin actions that change the counters, such as `reset_usage` or `rebuild`, start a new bound.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, cast, get_args
+
+import redis.asyncio as aioredis
+from redis.asyncio.client import Pipeline
+from redis.exceptions import NoScriptError
+
+USE_TTL_SECONDS = 70 * 24 * 3600
+STATUSES = ("active", "suspended", "blocked", "pending", "deleted")
+Decision = Literal["ok", "quota", "rate", "suspended", "pending", "blocked", "deleted", "unknown_user"]
+DECISIONS: frozenset[str] = frozenset(get_args(Decision))
+CrossedEvent = Literal["usage_80", "usage_95", "blocked"]
+INFLIGHT_PATTERN = "sol:inflight:*"
+LUA_DIR = Path(__file__).with_name("lua")
+
+
+def cfg_key(user_id: int) -> str:
+    return f"sol:cfg:{{u:{user_id}}}"
+
+
+def use_key(user_id: int, period: str) -> str:
+    return f"sol:use:{{u:{user_id}}}:{period}"
+
+
+def inflight_key(user_id: int) -> str:
+    return f"sol:inflight:{{u:{user_id}}}"
+
+
+def rate_key(user_id: int) -> str:
+    return f"sol:rate:{{u:{user_id}}}"
+
+
+@dataclass(frozen=True, slots=True)
+class Thresholds:
+    """System-wide percents of monthlyLimit + extra; per-user t80/t95 override the alerts."""
+
+    alert80: float = 80.0
+    alert95: float = 95.0
+    block: float = 100.0
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimit:
+    per_minute: int = 0  # 0 = unlimited
+    burst: int = 0  # bucket capacity; 0 = per_minute
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    decision: Decision
+    used: int
+    reserved: int  # including this request's reservation when admitted
+    limit: int  # monthlyLimit + extra, before the block percent
+    cap: int  # floor(limit * block / 100): where admission stops
+    reservation: int  # tokens reserved for this request, 0 when refused
+    retry_after: float  # seconds, for "rate"
+
+    @property
+    def admitted(self) -> bool:
+        return self.decision == "ok"
+
+    @property
+    def remaining(self) -> int:
+        return max(0, self.cap - self.used - self.reserved)
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    found: bool  # False: already settled or released (e.g. by the sweeper), nothing charged
+    used: int
+    limit: int  # monthlyLimit + extra
+    crossed: tuple[CrossedEvent, ...]  # thresholds newly reached by this settlement
+
+
+@dataclass(frozen=True, slots=True)
+class UserQuota:
+    status: str | None  # None when the user's config is not cached in Redis
+    limit: int  # monthlyLimit
+    used: int
+    reserved: int
+    extra: int
+    alert80: bool  # flags: the threshold has fired this period
+    alert95: bool
+    blocked: bool
+
+    @property
+    def total(self) -> int:
+        return self.limit + self.extra
+
+
+@dataclass(frozen=True, slots=True)
+class InflightEntry:
+    user_id: int
+    request_id: str
+    reserved: int
+    period: str
+    info: str
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedSettle:
+    """A settle queued in a caller's pipeline; turn its raw reply into a Settlement with `result`."""
+
+    _rerun: Callable[[], Awaitable[Settlement]]
+
+    async def result(self, raw: Any) -> Settlement:
+        # NOSCRIPT (Redis restarted or failed over) means the script did not run: running it now
+        # on its own is safe, and loads it for the next time.
+        if isinstance(raw, NoScriptError):
+            return await self._rerun()
+        if isinstance(raw, BaseException):
+            raise raw
+        return QuotaEngine.parse_settlement(raw)
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _int(value: Any) -> int:
+    return int(value) if value not in (None, b"", "") else 0
+
+
+def _pct(value: float | None) -> str:
+    return "" if value is None else repr(float(value))
+
+
+def _check_period(period: str) -> None:
+    if not period or "|" in period:
+        raise ValueError(f"invalid period {period!r}")
+
+
+def _load(name: str) -> str:
+    return (LUA_DIR / name).read_text(encoding="utf-8")
+
+
+def _parse_inflight(user_id: int, request_id: Any, value: Any) -> InflightEntry:
+    reserved, period, info = _text(value).split("|", 2)
+    return InflightEntry(user_id, _text(request_id), int(reserved), period, info)
+
+
+def _user_id_of(key: Any) -> int:
+    text = _text(key)
+    return int(text[text.index("{u:") + 3 : text.index("}")])
+
+
+class QuotaEngine:
+    """Admission, settlement and the admin operations on one user's quota; state is all in Redis."""
+
+    def __init__(self, redis: aioredis.Redis) -> None:
+        self._redis = redis
+        self._admit = redis.register_script(_load("admit.lua"))
+        self._settle = redis.register_script(_load("settle.lua"))
+        self._release = redis.register_script(_load("release.lua"))
+        self._add_extra = redis.register_script(_load("add_extra.lua"))
+        self._rebuild = redis.register_script(_load("rebuild.lua"))
+
+    # -- hot path ---------------------------------------------------------------------------------
+
+    async def admit(
+        self,
+        user_id: int,
+        period: str,
+        request_id: str,
+        *,
+        prompt_tokens: int,
+        completion_allowance: int,
+        thresholds: Thresholds,
+        rate: RateLimit,
+        now_ms: int,
+        inflight_info: str,
+    ) -> Admission:
+        """Check and reserve in one round trip. "unknown_user": load the user, `set_user_config`, retry.
+
+        A duplicate request_id raises redis ResponseError and changes nothing.
+        """
+        _check_period(period)
+        if prompt_tokens < 0 or completion_allowance < 0:
+            raise ValueError("token counts must not be negative")
+        keys = [cfg_key(user_id), use_key(user_id, period), inflight_key(user_id), rate_key(user_id)]
+        args: list[str | int] = [
+            request_id, prompt_tokens, completion_allowance, _pct(thresholds.block),
+            rate.per_minute, rate.burst, now_ms, period, inflight_info, USE_TTL_SECONDS,
+        ]  # fmt: skip
+        raw = await self._admit(keys=keys, args=args)
+        decision = _text(raw[0])
+        if decision not in DECISIONS:
+            decision = "blocked"  # an unexpected cached status: refuse rather than admit
+        used, reserved, total, cap, reservation, retry_ms = (int(x) for x in raw[1:7])
+        return Admission(cast(Decision, decision), used, reserved, total, cap, reservation, retry_ms / 1000)
+
+    async def settle(
+        self, user_id: int, period: str, request_id: str, *, actual_tokens: int, thresholds: Thresholds
+    ) -> Settlement:
+        """Charge the actual usage in place of the reservation; a second settle finds nothing."""
+        keys, args = self._settle_call(user_id, period, request_id, actual_tokens, thresholds)
+        return self.parse_settlement(await self._settle(keys=keys, args=args))
+
+    def settle_in(
+        self,
+        pipe: Pipeline,
+        user_id: int,
+        period: str,
+        request_id: str,
+        *,
+        actual_tokens: int,
+        thresholds: Thresholds,
+    ) -> QueuedSettle:
+        """Queue a settle in the caller's pipeline (e.g. next to a stream XADD): one round trip.
+
+        Execute with ``pipe.execute(raise_on_error=False)`` and pass this command's reply to
+        ``QueuedSettle.result``. The plain EVALSHA avoids the SCRIPT EXISTS round trip that
+        redis-py adds for Script objects in pipelines; `result` recovers from NOSCRIPT.
+        """
+        keys, args = self._settle_call(user_id, period, request_id, actual_tokens, thresholds)
+        pipe.evalsha(self._settle.sha, len(keys), *keys, *args)
+
+        async def rerun() -> Settlement:
+            return self.parse_settlement(await self._settle(keys=keys, args=args))
+
+        return QueuedSettle(rerun)
+
+    @staticmethod
+    def parse_settlement(raw: Any) -> Settlement:
+        crossed = tuple(cast(CrossedEvent, _text(x)) for x in raw[3:])
+        return Settlement(found=int(raw[0]) == 1, used=int(raw[1]), limit=int(raw[2]), crossed=crossed)
+
+    async def release(self, user_id: int, period: str, request_id: str) -> bool:
+        """Drop a reservation whose request never reached the upstream; False if there was none."""
+        keys = [use_key(user_id, period), inflight_key(user_id)]
+        return int(await self._release(keys=keys, args=[request_id])) == 1
+
+    def _settle_call(
+        self, user_id: int, period: str, request_id: str, actual_tokens: int, thresholds: Thresholds
+    ) -> tuple[list[str], list[Any]]:
+        _check_period(period)
+        if actual_tokens < 0:
+            raise ValueError("actual_tokens must not be negative")
+        keys = [cfg_key(user_id), use_key(user_id, period), inflight_key(user_id)]
+        args: list[Any] = [
+            request_id, actual_tokens, _pct(thresholds.alert80), _pct(thresholds.alert95),
+            _pct(thresholds.block), period, USE_TTL_SECONDS,
+        ]  # fmt: skip
+        return keys, args
+
+    # -- user config cache ------------------------------------------------------------------------
+
+    async def set_user_config(
+        self,
+        user_id: int,
+        *,
+        status: str,
+        monthly_limit: int,
+        alert80: float | None,
+        alert95: float | None,
+    ) -> None:
+        """Cache the user's row from Postgres; None thresholds mean the system defaults."""
+        if status not in STATUSES:
+            raise ValueError(f"unknown status {status!r}")
+        mapping = {"status": status, "limit": monthly_limit, "t80": _pct(alert80), "t95": _pct(alert95)}
+        await self._redis.hset(cfg_key(user_id), mapping=mapping)  # type: ignore[arg-type]
+
+    async def forget_user(self, user_id: int) -> None:
+        """Refuse the user from now on; counters stay so in-flight requests still settle."""
+        await self._redis.hset(cfg_key(user_id), "status", "deleted")
+
+    # -- admin operations on a period -------------------------------------------------------------
+
+    async def add_extra(self, user_id: int, period: str, amount: int, thresholds: Thresholds) -> UserQuota:
+        """Grant extra tokens (negative to take back); unblocks a user now under the cap."""
+        _check_period(period)
+        keys = [cfg_key(user_id), use_key(user_id, period)]
+        await self._add_extra(keys=keys, args=[amount, _pct(thresholds.block), USE_TTL_SECONDS])
+        return await self.snapshot(user_id, period)
+
+    async def reset_usage(self, user_id: int, period: str) -> UserQuota:
+        """Zero the usage and clear the fired flags; reservations stay for requests in flight."""
+        _check_period(period)
+        key = use_key(user_id, period)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hset(key, "used", 0)
+            pipe.hdel(key, "a80", "a95", "blk")
+            pipe.expire(key, USE_TTL_SECONDS)
+            await pipe.execute()
+        return await self.snapshot(user_id, period)
+
+    async def rebuild(self, user_id: int, period: str, *, used: int, extra: int, thresholds: Thresholds) -> UserQuota:
+        """Set the counters from the ledger; thresholds already passed are marked, not fired."""
+        _check_period(period)
+        keys = [cfg_key(user_id), use_key(user_id, period)]
+        args: list[str | int] = [
+            used, extra, _pct(thresholds.alert80), _pct(thresholds.alert95), _pct(thresholds.block),
+            USE_TTL_SECONDS,
+        ]  # fmt: skip
+        await self._rebuild(keys=keys, args=args)
+        return await self.snapshot(user_id, period)
+
+    # -- reading ----------------------------------------------------------------------------------
+
+    async def snapshot(self, user_id: int, period: str) -> UserQuota:
+        return (await self.snapshots([user_id], period))[user_id]
+
+    async def snapshots(self, user_ids: Iterable[int], period: str) -> dict[int, UserQuota]:
+        """Many users' quotas in one pipelined round trip (list pages)."""
+        ids = list(user_ids)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for user_id in ids:
+                pipe.hmget(cfg_key(user_id), ["status", "limit"])
+                pipe.hmget(use_key(user_id, period), ["used", "reserved", "extra", "a80", "a95", "blk"])
+            replies = await pipe.execute()
+        return {user_id: _user_quota(replies[2 * i], replies[2 * i + 1]) for i, user_id in enumerate(ids)}
+
+    async def scan_inflight(self) -> AsyncIterator[InflightEntry]:
+        """Every reservation still in flight, for the sweeper (SCAN: never blocks Redis)."""
+        async for key in self._redis.scan_iter(match=INFLIGHT_PATTERN, count=500):
+            user_id = _user_id_of(key)
+            async for request_id, value in self._redis.hscan_iter(key):
+                yield _parse_inflight(user_id, request_id, value)
+
+
+def _user_quota(cfg: list[Any], use: list[Any]) -> UserQuota:
+    status = None if cfg[0] is None else _text(cfg[0])
+    used, reserved, extra = (_int(x) for x in use[:3])
+    a80, a95, blk = (x is not None for x in use[3:6])
+    return UserQuota(status, _int(cfg[1]), used, reserved, extra, a80, a95, blk)

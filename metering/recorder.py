@@ -1,0 +1,139 @@
+"""Settle and record: swap a request's reservation for its actual usage and append its usage
+event, in one Redis round trip. When Redis is unreachable the event goes straight to Postgres,
+and when both are down it waits in memory until one of them is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import asyncpg
+import redis.asyncio as aioredis
+
+from metering import events
+from metering.ledger import Ledger, UsageEvent, write_events
+from metering.quota import QuotaEngine, Settlement, Thresholds
+
+log = logging.getLogger(__name__)
+
+MAX_BUFFERED = 200_000
+
+
+@dataclass(frozen=True, slots=True)
+class Metered:
+    """How a request was admitted: the quota period it reserved in, or None (not metered)."""
+
+    user_id: int
+    period: str
+
+
+def usage_update(event: UsageEvent) -> dict[str, object]:
+    return {
+        "userId": event.user_id,
+        "requestId": event.request_id,
+        "model": event.model,
+        "endpoint": event.endpoint,
+        "promptTokens": event.prompt_tokens,
+        "completionTokens": event.completion_tokens,
+        "totalTokens": event.total_tokens,
+        "totalCost": event.total_cost,
+        "statusCode": event.status_code,
+        "responseTimeMs": event.response_time_ms,
+    }
+
+
+class Recorder:
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        pool: asyncpg.Pool,
+        quota: QuotaEngine,
+        *,
+        timezone: str,
+        on_redis_failure: Callable[[int | None], None] | None = None,
+        on_settled: Callable[[UsageEvent, Metered, Settlement], None] | None = None,
+    ) -> None:
+        self._redis = redis
+        self._pool = pool
+        self._quota = quota
+        self._timezone = timezone
+        self._on_redis_failure = on_redis_failure
+        self._on_settled = on_settled
+        self._buffer: deque[UsageEvent] = deque(maxlen=MAX_BUFFERED)
+        self._buffer_wakeup = asyncio.Event()
+
+    async def settle(
+        self, event: UsageEvent, metered: Metered | None, thresholds: Thresholds, actual_tokens: int
+    ) -> Settlement | None:
+        """Charge `actual_tokens` and record the event; returns the settlement (None if unmetered)."""
+        try:
+            pipe = self._redis.pipeline(transaction=False)
+            queued = None
+            if metered is not None:
+                queued = self._quota.settle_in(
+                    pipe,
+                    metered.user_id,
+                    metered.period,
+                    event.request_id,
+                    actual_tokens=actual_tokens,
+                    thresholds=thresholds,
+                )
+            Ledger.append_in(pipe, event)
+            pipe.publish(events.CHANNEL, events.encode_event("usage_update", usage_update(event)))
+            replies = await pipe.execute(raise_on_error=False)
+        except (aioredis.RedisError, OSError) as exc:
+            log.warning("redis unreachable while settling %s: %s", event.request_id, exc)
+            await self._fallback(event)
+            return None
+        if isinstance(replies[-2], BaseException):  # the XADD failed: keep the event elsewhere
+            await self._fallback(event)
+        if queued is None or metered is None:
+            return None
+        settlement = await queued.result(replies[0])
+        if self._on_settled is not None and settlement.crossed:
+            self._on_settled(event, metered, settlement)
+        return settlement
+
+    async def _fallback(self, event: UsageEvent) -> None:
+        if self._on_redis_failure is not None:
+            self._on_redis_failure(event.user_id)
+        try:
+            async with self._pool.acquire() as conn:
+                await write_events(conn, [event], self._timezone)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            log.error("postgres unreachable too; usage event %s kept in memory: %s", event.request_id, exc)
+            self._buffer.append(event)
+            self._buffer_wakeup.set()
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buffer)
+
+    async def run_buffer_flusher(self) -> None:
+        """Retry buffered events (Redis stream first, Postgres second) until they are stored."""
+        while True:
+            await self._buffer_wakeup.wait()
+            while self._buffer:
+                event = self._buffer[0]
+                if await self._store_anywhere(event):
+                    self._buffer.popleft()
+                else:
+                    await asyncio.sleep(1.0)
+            self._buffer_wakeup.clear()
+
+    async def _store_anywhere(self, event: UsageEvent) -> bool:
+        try:
+            await Ledger(self._redis).append(event)
+            return True
+        except (aioredis.RedisError, OSError):
+            pass
+        try:
+            async with self._pool.acquire() as conn:
+                await write_events(conn, [event], self._timezone)
+            return True
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            return False

@@ -1,0 +1,122 @@
+"""The sweeper: settles reservations left behind by a process that died mid-request.
+
+Each process keeps a heartbeat key alive while it runs. An in-flight reservation whose process has
+no heartbeat any more will never be settled by it, so the sweeper settles it as an incomplete
+request: the prompt estimate is charged (the upstream most likely processed it), and a usage
+record marked incomplete is written, with the request id of the original request so that a late
+settlement from a process that was only slow cannot record it twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import orjson
+import redis.asyncio as aioredis
+
+from metering.ledger import UsageEvent
+from metering.quota import InflightEntry, QuotaEngine, Thresholds
+from metering.recorder import Metered, Recorder
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT_PREFIX = "sol:proc:"
+SWEEP_LOCK = "sol:sweeper:lock"
+
+
+@dataclass(frozen=True, slots=True)
+class InflightInfo:
+    """What a reservation carries for the sweeper: its process and the usage event so far."""
+
+    process: str
+    event: UsageEvent
+
+    def encode(self) -> str:
+        return orjson.dumps({"p": self.process, "e": self.event}).decode()
+
+    @classmethod
+    def decode(cls, raw: str) -> InflightInfo:
+        data = orjson.loads(raw)
+        return cls(data["p"], UsageEvent.decode(orjson.dumps(data["e"])))
+
+
+class Sweeper:
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        quota: QuotaEngine,
+        recorder: Recorder,
+        *,
+        process_id: str,
+        interval: float,
+        thresholds: Callable[[], Thresholds] = Thresholds,
+    ) -> None:
+        self._redis = redis
+        self._quota = quota
+        self._recorder = recorder
+        self.process_id = process_id
+        self.interval = interval
+        self._thresholds = thresholds
+
+    @property
+    def heartbeat_ttl(self) -> int:
+        return max(2, int(self.interval * 2))
+
+    async def beat(self) -> None:
+        await self._redis.set(HEARTBEAT_PREFIX + self.process_id, b"1", ex=self.heartbeat_ttl)
+
+    async def run_heartbeat(self) -> None:
+        while True:
+            try:
+                await self.beat()
+            except (aioredis.RedisError, OSError) as exc:
+                log.warning("heartbeat not written: %s", exc)
+            await asyncio.sleep(self.interval / 2)
+
+    async def sweep_once(self) -> int:
+        """Settle every reservation of a dead process; returns how many were settled."""
+        if not await self._redis.set(SWEEP_LOCK, self.process_id.encode(), nx=True, ex=max(5, int(self.interval))):
+            return 0  # another process is sweeping right now
+        settled = 0
+        try:
+            alive: dict[str, bool] = {}
+            async for entry in self._quota.scan_inflight():
+                if await self._settle_if_orphaned(entry, alive, self._thresholds()):
+                    settled += 1
+        finally:
+            await self._redis.delete(SWEEP_LOCK)
+        return settled
+
+    async def _settle_if_orphaned(self, entry: InflightEntry, alive: dict[str, bool], thresholds: Thresholds) -> bool:
+        try:
+            info = InflightInfo.decode(entry.info)
+        except (ValueError, KeyError, TypeError):
+            log.error("inflight entry %s has unreadable info; releasing it", entry.request_id)
+            await self._quota.release(entry.user_id, entry.period, entry.request_id)
+            return True
+        if info.process not in alive:
+            alive[info.process] = bool(await self._redis.exists(HEARTBEAT_PREFIX + info.process))
+        if alive[info.process]:
+            return False
+        event = info.event
+        event.is_complete = False
+        event.error_type = event.error_type or "incomplete"
+        event.error_message = event.error_message or "the proxy process ended before the request finished"
+        event.completion_tokens = 0
+        event.total_tokens = event.prompt_tokens
+        settlement = await self._recorder.settle(
+            event, Metered(entry.user_id, entry.period), thresholds, actual_tokens=event.prompt_tokens
+        )
+        log.warning("swept request %s of dead process %s", entry.request_id, info.process)
+        return settlement is not None and settlement.found
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            try:
+                await self.sweep_once()
+            except (aioredis.RedisError, OSError) as exc:
+                log.warning("sweep failed: %s", exc)

@@ -1,0 +1,91 @@
+"""Step 1, identify: which key is calling and which end user the request is for.
+
+LibreChat calls with a service key and names the end user in a header (e-mail or LibreChat user
+id, from its `{{LIBRECHAT_USER_EMAIL}}` / `{{LIBRECHAT_USER_ID}}` placeholders) or in the body's
+`user` field. A personal key names its user by itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from metering.keys import ApiKeyService, KeyInfo
+from metering.users import ProvisioningDisabled, UserService
+from proxy import messages
+from proxy.errors import bad_request, forbidden, unauthorized
+
+MAX_IDENTITY_LENGTH = 320
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    key: KeyInfo
+    user_id: int | None
+
+
+def bearer_key(headers: Mapping[str, str]) -> str:
+    auth = headers.get("Authorization", "")
+    scheme, _, token = auth.partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    return headers.get("api-key", "").strip()  # Azure-style clients
+
+
+async def authenticate(keys: ApiKeyService, headers: Mapping[str, str]) -> KeyInfo:
+    key = bearer_key(headers)
+    if not key:
+        raise unauthorized("Missing API key: send it as 'Authorization: Bearer <key>'.")
+    info = await keys.lookup(key)
+    if info is None:
+        raise unauthorized("Invalid or revoked API key.")
+    return info
+
+
+def claimed_identity(header_value: str | None, body: Mapping[str, Any] | None) -> tuple[str | None, str | None]:
+    """(e-mail, LibreChat id) from the user header and the body's `user` field."""
+    email: str | None = None
+    librechat_id: str | None = None
+    for raw in (header_value, body.get("user") if body else None):
+        if not isinstance(raw, str):
+            continue
+        value = raw.strip()
+        # An unfilled placeholder means LibreChat did not substitute it: ignore it.
+        if not value or value.startswith("{{") or len(value) > MAX_IDENTITY_LENGTH:
+            continue
+        if "@" in value:
+            email = email or value
+        else:
+            librechat_id = librechat_id or value
+    return email, librechat_id
+
+
+async def identify(
+    keys: ApiKeyService,
+    users: UserService,
+    headers: Mapping[str, str],
+    body: Mapping[str, Any] | None,
+    *,
+    user_header: str,
+    auto_provision: bool,
+    language: str,
+    require_user: bool = True,
+) -> Caller:
+    key = await authenticate(keys, headers)
+    if key.kind == "personal":
+        return Caller(key, key.user_id)
+    email, librechat_id = claimed_identity(headers.get(user_header), body)
+    if email is None and librechat_id is None:
+        if not require_user:
+            return Caller(key, None)
+        raise bad_request(
+            f"No end user: send the '{user_header}' header (e-mail or LibreChat user id) or the 'user' field.",
+            param="user",
+            code="missing_user",
+        )
+    try:
+        user_id = await users.resolve(email, librechat_id, auto_provision=auto_provision)
+    except ProvisioningDisabled:
+        raise forbidden(messages.text("not_provisioned", language), "user_not_provisioned") from None
+    return Caller(key, user_id)

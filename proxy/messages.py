@@ -1,0 +1,71 @@
+"""What end users read in the chat, in Brazilian Portuguese (default) and English.
+
+LibreChat shows an upstream error's message as it is, so each one says what happened, the numbers,
+and what to do; quota refusals stay under 512 characters (LibreChat cuts longer text).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+MAX_MESSAGE = 512
+
+
+def number(value: int, lang: str) -> str:
+    text = f"{value:,}"
+    return text.replace(",", ".") if lang == "pt-BR" else text
+
+
+def date(value: dt.datetime, lang: str) -> str:
+    return value.strftime("%d/%m/%Y") if lang == "pt-BR" else value.strftime("%b %-d, %Y")
+
+
+_TEXT: dict[str, dict[str, str]] = {
+    "pt-BR": {
+        "quota": (
+            "Você atingiu seu limite mensal de tokens: {used} de {limit} usados. "
+            "Seu limite será renovado em {reset}. Para continuar antes disso, fale com o administrador."
+        ),
+        "rate": "Muitas requisições em pouco tempo. Aguarde {seconds} segundos e tente novamente.",
+        "suspended": "Sua conta está suspensa. Fale com o administrador.",
+        "pending": "Sua conta ainda não foi ativada. Fale com o administrador.",
+        "blocked": "Sua conta foi bloqueada pelo administrador.",
+        "not_provisioned": "Seu usuário não está cadastrado neste serviço. Fale com o administrador.",
+        "notice": (
+            "\n\n---\n⚠️ Aviso: você já usou {percent}% do seu limite mensal de tokens "
+            "({used} de {limit}). O limite será renovado em {reset}."
+        ),
+        "unavailable": "O serviço de cotas está indisponível no momento. Tente novamente em instantes.",
+    },
+    "en": {
+        "quota": (
+            "You have reached your monthly token limit: {used} of {limit} used. "
+            "Your limit resets on {reset}. To continue before then, contact your administrator."
+        ),
+        "rate": "Too many requests in a short time. Wait {seconds} seconds and try again.",
+        "suspended": "Your account is suspended. Contact your administrator.",
+        "pending": "Your account is not active yet. Contact your administrator.",
+        "blocked": "Your account was blocked by the administrator.",
+        "not_provisioned": "Your user is not registered with this service. Contact your administrator.",
+        "notice": (
+            "\n\n---\n⚠️ Notice: you have used {percent}% of your monthly token limit "
+            "({used} of {limit}). The limit resets on {reset}."
+        ),
+        "unavailable": "The quota service is unavailable right now. Please try again shortly.",
+    },
+}
+
+
+def text(key: str, lang: str, **values: object) -> str:
+    table = _TEXT.get(lang, _TEXT["pt-BR"])
+    return table[key].format(**values)[:MAX_MESSAGE]
+
+
+def quota_exceeded(lang: str, used: int, limit: int, reset: dt.datetime) -> str:
+    return text("quota", lang, used=number(used, lang), limit=number(limit, lang), reset=date(reset, lang))
+
+
+def threshold_notice(lang: str, percent: int, used: int, limit: int, reset: dt.datetime) -> str:
+    return text(
+        "notice", lang, percent=percent, used=number(used, lang), limit=number(limit, lang), reset=date(reset, lang)
+    )

@@ -1,0 +1,19 @@
+"""The OpenAI-compatible surface, with and without the /v1 prefix (LibreChat's baseURL may omit it)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from proxy.errors import openai_errors
+from proxy.pipeline import metered_handler, models_handler, passthrough_handler
+
+METERED = "{endpoint:chat/completions|completions|embeddings}"
+
+
+def add_routes(app: web.Application) -> None:
+    metered = openai_errors(metered_handler)
+    models = openai_errors(models_handler)
+    for prefix in ("/v1", ""):
+        app.router.add_post(f"{prefix}/{METERED}", metered)
+        app.router.add_get(f"{prefix}/models", models)
+    app.router.add_route("*", "/v1/{tail:.+}", openai_errors(passthrough_handler))

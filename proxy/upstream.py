@@ -1,0 +1,121 @@
+"""Step 4, forward: send the request to LiteLLM, retrying what is safe to retry.
+
+Connection failures and 502/503/504 answers are retried with backoff, because nothing has reached
+the client yet; anything else is passed through as the upstream said it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import aiohttp
+from multidict import CIMultiDict
+
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "trailers",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
+# Never sent upstream: our own auth, the framing we recompute, and identity headers for us.
+_DROP_REQUEST = HOP_BY_HOP | {"host", "content-length", "authorization", "api-key", "accept-encoding", "cookie"}
+# Never copied back: framing aiohttp sets itself.
+_DROP_RESPONSE = HOP_BY_HOP | {"content-length", "content-encoding", "date", "server"}
+RETRY_STATUSES = frozenset({502, 503, 504})
+
+
+class UpstreamUnavailable(Exception):
+    """The upstream could not be reached (after retries); nothing was sent to the client."""
+
+    def __init__(self, message: str, retries: int) -> None:
+        super().__init__(message)
+        self.retries = retries
+
+
+@dataclass(slots=True)
+class UpstreamCall:
+    response: aiohttp.ClientResponse
+    retries: int
+    started: float  # perf_counter when the first attempt began
+
+
+def upstream_url(base_url: str, path: str) -> str:
+    """`/v1/...` paths on LiteLLM, whether or not the base URL already ends in /v1."""
+    tail = path.removeprefix("/v1")
+    base = base_url.rstrip("/")
+    return f"{base}{tail}" if base.endswith("/v1") else f"{base}/v1{tail}"
+
+
+def request_headers(
+    incoming: Mapping[str, str], *, api_key: str, request_id: str, drop: frozenset[str]
+) -> CIMultiDict[str]:
+    headers: CIMultiDict[str] = CIMultiDict()
+    for name, value in incoming.items():
+        lower = name.lower()
+        if lower not in _DROP_REQUEST and lower not in drop:
+            headers.add(name, value)
+    headers["X-Request-ID"] = request_id
+    headers["Accept-Encoding"] = "identity"  # we read usage from bodies, so keep them plain
+    if api_key:
+        headers["Authorization"] = f"Bearer {api_key}"
+    return headers
+
+
+def response_headers(upstream: Mapping[str, str]) -> CIMultiDict[str]:
+    headers: CIMultiDict[str] = CIMultiDict()
+    for name, value in upstream.items():
+        if name.lower() not in _DROP_RESPONSE:
+            headers.add(name, value)
+    return headers
+
+
+def _backoff(attempt: int) -> float:
+    return min(2.0, 0.2 * 2**attempt) * (0.5 + random.random() / 2)
+
+
+async def send(
+    session: aiohttp.ClientSession,
+    method: str,
+    url: str,
+    *,
+    headers: CIMultiDict[str],
+    body: bytes | None,
+    timeout: float,
+    max_retries: int,
+    stream: bool,
+) -> UpstreamCall:
+    """Send with retries; the caller must release the returned response."""
+    client_timeout = (
+        aiohttp.ClientTimeout(total=None, sock_connect=timeout, sock_read=timeout)
+        if stream
+        else aiohttp.ClientTimeout(total=timeout)
+    )
+    started = time.perf_counter()
+    last_error = ""
+    for attempt in range(max_retries + 1):
+        try:
+            response = await session.request(
+                method, url, headers=headers, data=body, timeout=client_timeout, allow_redirects=False
+            )
+        except (aiohttp.ClientConnectionError, TimeoutError) as exc:
+            last_error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        else:
+            if response.status not in RETRY_STATUSES or attempt == max_retries:
+                return UpstreamCall(response, attempt, started)
+            last_error = f"upstream answered {response.status}"
+            response.release()
+        if attempt < max_retries:
+            await asyncio.sleep(_backoff(attempt))
+    raise UpstreamUnavailable(last_error, max_retries)

@@ -1,0 +1,201 @@
+"""A small OpenAI-compatible upstream standing in for LiteLLM (the paid provider is the one fake).
+
+It answers chat completions (whole and streamed, LiteLLM-style usage chunk), completions,
+embeddings, models, /model/info and the liveness probe, and can be told to misbehave: fail with a
+status a number of times, stall, cut a stream, leave out usage, or stream slowly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+ANSWER = "Olá! Eu sou um modelo de teste e respondo sempre a mesma coisa."
+PROMPT_TOKENS = 21
+COMPLETION_TOKENS = 15
+
+
+@dataclass
+class Behaviour:
+    fail_status: int | None = None  # answer this status...
+    fail_times: int = 0  # ...this many times, then behave
+    delay: float = 0.0  # before answering
+    chunk_delay: float = 0.0  # between streamed chunks
+    chunks: int = 5  # content chunks in a stream
+    cut_stream_after: int | None = None  # close the connection after this many chunks
+    include_usage: bool = True  # report usage at all
+    usage_style: str = "litellm"  # litellm: choices [{index 0, delta {}}]; openai: choices []
+    prompt_tokens: int = PROMPT_TOKENS
+    completion_tokens: int = COMPLETION_TOKENS
+    cache_hit: bool = False
+
+
+@dataclass
+class FakeUpstream:
+    behaviour: Behaviour = field(default_factory=Behaviour)
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    url: str = ""
+    streams_closed_early: int = 0
+
+    def app(self) -> web.Application:
+        app = web.Application(middlewares=[_failures])
+        app.router.add_post("/v1/chat/completions", self.chat)
+        app.router.add_post("/v1/completions", self.completions)
+        app.router.add_post("/v1/embeddings", self.embeddings)
+        app.router.add_get("/v1/models", self.models)
+        app.router.add_get("/model/info", self.model_info)
+        app.router.add_get("/health/liveliness", self.liveliness)
+        app.router.add_post("/v1/moderations", self.moderations)
+        return app
+
+    async def _arrive(self, request: web.Request) -> dict[str, Any]:
+        body = await request.json() if request.can_read_body else {}
+        self.requests.append({"path": request.path, "headers": dict(request.headers), "body": body})
+        b = self.behaviour
+        if b.delay:
+            await asyncio.sleep(b.delay)
+        if b.fail_status is not None and b.fail_times > 0:
+            b.fail_times -= 1
+            raise _Failure(b.fail_status)
+        return body
+
+    def _usage(self) -> dict[str, int]:
+        b = self.behaviour
+        return {
+            "prompt_tokens": b.prompt_tokens,
+            "completion_tokens": b.completion_tokens,
+            "total_tokens": b.prompt_tokens + b.completion_tokens,
+        }
+
+    def _headers(self) -> dict[str, str]:
+        return {"x-litellm-cache-key": "abc123"} if self.behaviour.cache_hit else {}
+
+    async def chat(self, request: web.Request) -> web.StreamResponse:
+        body = await self._arrive(request)
+        if body.get("stream"):
+            return await self._stream(request, body, chat=True)
+        payload: dict[str, Any] = {
+            "id": "chatcmpl-fake",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": body.get("model"),
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": ANSWER}, "finish_reason": "stop"}],
+        }
+        if self.behaviour.include_usage:
+            payload["usage"] = self._usage()
+        return web.json_response(payload, headers=self._headers(), dumps=lambda v: orjson.dumps(v).decode())
+
+    async def completions(self, request: web.Request) -> web.StreamResponse:
+        body = await self._arrive(request)
+        if body.get("stream"):
+            return await self._stream(request, body, chat=False)
+        payload: dict[str, Any] = {
+            "id": "cmpl-fake",
+            "object": "text_completion",
+            "created": int(time.time()),
+            "model": body.get("model"),
+            "choices": [{"index": 0, "text": ANSWER, "finish_reason": "stop", "logprobs": None}],
+        }
+        if self.behaviour.include_usage:
+            payload["usage"] = self._usage()
+        return web.json_response(payload)
+
+    async def embeddings(self, request: web.Request) -> web.StreamResponse:
+        body = await self._arrive(request)
+        inputs = body.get("input")
+        count = len(inputs) if isinstance(inputs, list) and inputs and not isinstance(inputs[0], int) else 1
+        payload: dict[str, Any] = {
+            "object": "list",
+            "model": body.get("model"),
+            "data": [{"object": "embedding", "index": i, "embedding": [0.1, 0.2, 0.3]} for i in range(count)],
+        }
+        if self.behaviour.include_usage:
+            payload["usage"] = {"prompt_tokens": self.behaviour.prompt_tokens, "total_tokens": self.behaviour.prompt_tokens}
+        return web.json_response(payload)
+
+    async def moderations(self, request: web.Request) -> web.StreamResponse:
+        await self._arrive(request)
+        return web.json_response({"id": "modr-1", "results": [{"flagged": False}]})
+
+    async def models(self, request: web.Request) -> web.StreamResponse:
+        self.requests.append({"path": request.path, "headers": dict(request.headers), "body": None})
+        return web.json_response(
+            {"object": "list", "data": [{"id": "gpt-4o-mini", "object": "model"}, {"id": "gpt-4o", "object": "model"}]}
+        )
+
+    async def model_info(self, request: web.Request) -> web.StreamResponse:
+        return web.json_response(
+            {
+                "data": [
+                    {
+                        "model_name": "gpt-4o-mini",
+                        "model_info": {
+                            "input_cost_per_token": 1.5e-7,
+                            "output_cost_per_token": 6e-7,
+                            "max_tokens": 16384,
+                            "litellm_provider": "openai",
+                            "supports_vision": True,
+                            "supports_function_calling": True,
+                        },
+                    }
+                ]
+            }
+        )
+
+    async def liveliness(self, request: web.Request) -> web.StreamResponse:
+        return web.Response(text="I'm alive!")
+
+    async def _stream(self, request: web.Request, body: dict[str, Any], *, chat: bool) -> web.StreamResponse:
+        b = self.behaviour
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream", **self._headers()})
+        await response.prepare(request)
+        words = ANSWER.split(" ")
+        per_chunk = max(1, len(words) // b.chunks)
+        pieces = [" ".join(words[i : i + per_chunk]) + " " for i in range(0, len(words), per_chunk)]
+        base = {"id": "chatcmpl-fake", "created": int(time.time()), "model": body.get("model")}
+        try:
+            for index, piece in enumerate(pieces):
+                if b.cut_stream_after is not None and index >= b.cut_stream_after:
+                    assert request.transport is not None
+                    request.transport.close()  # connection reset mid-stream
+                    return response
+                if chat:
+                    chunk = {**base, "object": "chat.completion.chunk",
+                             "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}  # fmt: skip
+                else:
+                    chunk = {**base, "object": "text_completion", "choices": [{"index": 0, "text": piece}]}
+                await response.write(b"data: " + orjson.dumps(chunk) + b"\n\n")
+                if b.chunk_delay:
+                    await asyncio.sleep(b.chunk_delay)
+            final_choice = {"index": 0, "delta": {}, "finish_reason": "stop"} if chat else {"index": 0, "text": ""}
+            await response.write(b"data: " + orjson.dumps({**base, "choices": [final_choice]}) + b"\n\n")
+            options = body.get("stream_options") or {}
+            if b.include_usage and options.get("include_usage"):
+                choices = [{"index": 0, "delta": {}}] if b.usage_style == "litellm" else []
+                usage_chunk = {**base, "object": "chat.completion.chunk", "choices": choices, "usage": self._usage()}
+                await response.write(b"data: " + orjson.dumps(usage_chunk) + b"\n\n")
+            await response.write(b"data: [DONE]\n\n")
+            await response.write_eof()
+        except (ConnectionResetError, asyncio.CancelledError):
+            self.streams_closed_early += 1
+            raise
+        return response
+
+
+class _Failure(Exception):
+    def __init__(self, status: int) -> None:
+        self.status = status
+
+
+@web.middleware
+async def _failures(request: web.Request, handler: Any) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except _Failure as failure:
+        error = {"error": {"message": f"upstream says {failure.status}", "type": "server_error", "code": None}}
+        return web.json_response(error, status=failure.status)

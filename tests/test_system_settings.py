@@ -1,0 +1,215 @@
+"""System settings: validated partial patches, a write-only SMTP password, and every process in step."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import asyncpg
+import pytest
+import redis.asyncio as aioredis
+
+from metering.system_settings import (
+    SETTINGS_CHANNEL,
+    SettingsStore,
+    SettingsValidationError,
+    SystemSettings,
+    apply_patch,
+    default_system_settings,
+    to_api,
+)
+
+DEFAULTS = default_system_settings("http://litellm.test:4000/")
+
+
+def _store(db_pool: asyncpg.Pool, redis_client: aioredis.Redis) -> SettingsStore:
+    return SettingsStore(db_pool, redis_client, DEFAULTS)
+
+
+async def _eventually(condition: Callable[[], bool], seconds: float = 5.0) -> bool:
+    for _ in range(int(seconds / 0.02)):
+        if condition():
+            return True
+        await asyncio.sleep(0.02)
+    return condition()
+
+
+def _errors(current: SystemSettings, patch: dict[str, Any]) -> dict[str, str]:
+    with pytest.raises(SettingsValidationError) as caught:
+        apply_patch(current, patch)
+    return caught.value.details
+
+
+def test_api_shape_is_the_seeds_system_settings() -> None:
+    assert to_api(DEFAULTS) == {
+        "defaultMonthlyLimit": 100000,
+        "alertThreshold80": 80,
+        "alertThreshold95": 95,
+        "blockThreshold": 100,
+        "maxUserLimit": 100_000_000,
+        "minUserLimit": 0,
+        "emailSettings": {
+            "smtpHost": "",
+            "smtpPort": 587,
+            "smtpUser": "",
+            "fromEmail": "noreply@localhost",
+            "fromName": "IA SOLARIS",
+            "useTls": True,
+            "smtpPasswordSet": False,
+        },
+        "securitySettings": {"rateLimitPerMinute": 60, "rateLimitBurst": 20, "corsOrigins": []},
+        "litellmSettings": {
+            "baseUrl": "http://litellm.test:4000",
+            "timeout": 120,
+            "maxRetries": 2,
+            "healthCheckInterval": 30,
+        },
+    }
+
+
+def test_each_offending_field_gets_its_own_message() -> None:
+    errors = _errors(
+        DEFAULTS,
+        {
+            "alertThreshold95": "high",
+            "nonsense": 1,
+            "emailSettings": {"smtpPort": 70000, "fromEmail": "not-an-address", "colour": "red"},
+            "securitySettings": {"corsOrigins": ["*"], "rateLimitBurst": -1},
+            "litellmSettings": {"timeout": 0, "maxRetries": 11, "baseUrl": "ftp://x"},
+        },
+    )
+    assert set(errors) == {
+        "alertThreshold95",
+        "nonsense",
+        "emailSettings.smtpPort",
+        "emailSettings.fromEmail",
+        "emailSettings.colour",
+        "securitySettings.corsOrigins",
+        "securitySettings.rateLimitBurst",
+        "litellmSettings.timeout",
+        "litellmSettings.maxRetries",
+        "litellmSettings.baseUrl",
+    }
+    assert errors["nonsense"] == "unknown setting"
+
+
+@pytest.mark.parametrize(
+    ("patch", "field"),
+    [
+        ({"alertThreshold80": 96}, "alertThreshold80"),
+        ({"alertThreshold95": 70}, "alertThreshold95"),
+        ({"alertThreshold80": 0}, "alertThreshold80"),
+        ({"blockThreshold": 90}, "blockThreshold"),
+        ({"blockThreshold": 1001}, "blockThreshold"),
+        ({"alertThreshold95": 120, "blockThreshold": 110}, "blockThreshold"),
+        ({"defaultMonthlyLimit": 200_000_000}, "defaultMonthlyLimit"),
+        ({"maxUserLimit": 10}, "maxUserLimit"),
+        ({"minUserLimit": 200_000}, "minUserLimit"),
+        ({"defaultMonthlyLimit": True}, "defaultMonthlyLimit"),
+        ({"emailSettings": {"useTls": "yes"}}, "emailSettings.useTls"),
+        ({"emailSettings": {"fromName": "A\r\nBcc: x@y"}}, "emailSettings.fromName"),
+        ({"emailSettings": "smtp.example.com"}, "emailSettings"),
+        ({"securitySettings": {"corsOrigins": ["https://a.example/path"]}}, "securitySettings.corsOrigins"),
+        ({"securitySettings": {"corsOrigins": "https://a.example"}}, "securitySettings.corsOrigins"),
+    ],
+)
+def test_invalid_values_are_refused_on_the_field_that_was_changed(patch: dict[str, Any], field: str) -> None:
+    assert list(_errors(DEFAULTS, patch)) == [field]
+
+
+def test_valid_patch_changes_only_what_it_names() -> None:
+    after = apply_patch(
+        DEFAULTS,
+        {
+            "alertThreshold80": 70,
+            "emailSettings": {"smtpHost": " smtp.example.com ", "smtpPort": 465.0},
+            "securitySettings": {"corsOrigins": ["https://chat.example.com/", "http://localhost:3080"]},
+        },
+    )
+    api = to_api(after)
+    assert api["alertThreshold80"] == 70
+    assert api["emailSettings"]["smtpHost"] == "smtp.example.com"
+    assert api["emailSettings"]["smtpPort"] == 465
+    assert api["emailSettings"]["fromName"] == "IA SOLARIS"
+    assert api["securitySettings"]["corsOrigins"] == ["https://chat.example.com", "http://localhost:3080"]
+    assert api["litellmSettings"] == to_api(DEFAULTS)["litellmSettings"]
+
+
+def test_settings_read_back_from_the_api_can_be_sent_back_unchanged() -> None:
+    assert apply_patch(DEFAULTS, to_api(DEFAULTS)) == DEFAULTS
+
+
+async def test_defaults_are_returned_when_nothing_was_saved(
+    db_pool: asyncpg.Pool, redis_client: aioredis.Redis
+) -> None:
+    assert await _store(db_pool, redis_client).load() == DEFAULTS
+
+
+async def test_invalid_patch_saves_nothing(db_pool: asyncpg.Pool, redis_client: aioredis.Redis) -> None:
+    store = _store(db_pool, redis_client)
+    with pytest.raises(SettingsValidationError) as caught:
+        await store.update({"defaultMonthlyLimit": 5000, "alertThreshold95": 10}, actor="admin@example.com")
+    assert caught.value.details == {"alertThreshold95": "alertThreshold80 must be lower than alertThreshold95"}
+    assert await db_pool.fetchval("SELECT count(*) FROM system_settings") == 0
+    assert store.current == DEFAULTS
+
+
+async def test_nested_partial_update_keeps_the_other_fields(
+    db_pool: asyncpg.Pool, redis_client: aioredis.Redis
+) -> None:
+    store = _store(db_pool, redis_client)
+    await store.update({"emailSettings": {"smtpHost": "smtp.example.com", "fromName": "Solaris"}}, actor="a")
+    before, after = await store.update({"emailSettings": {"smtpPort": 2525}}, actor="admin@example.com")
+    assert before["emailSettings"]["smtpPort"] == 587
+    assert after["emailSettings"] == {
+        **before["emailSettings"],
+        "smtpPort": 2525,
+    }
+    assert after["emailSettings"]["smtpHost"] == "smtp.example.com"
+    reloaded = await _store(db_pool, redis_client).load()
+    assert to_api(reloaded) == after
+    row = await db_pool.fetchrow("SELECT settings, updated_by FROM system_settings")
+    assert row["updated_by"] == "admin@example.com"
+    # Only what admins set is saved, so untouched fields keep following the process defaults.
+    assert row["settings"] == {
+        "emailSettings": {"smtpHost": "smtp.example.com", "fromName": "Solaris", "smtpPort": 2525}
+    }
+
+
+async def test_smtp_password_is_write_only(db_pool: asyncpg.Pool, redis_client: aioredis.Redis) -> None:
+    store = _store(db_pool, redis_client)
+    before, after = await store.update({"emailSettings": {"smtpPassword": "s3cret!"}}, actor="a")
+    assert before["emailSettings"]["smtpPasswordSet"] is False
+    assert after["emailSettings"]["smtpPasswordSet"] is True
+    assert "s3cret!" not in repr(after) and "smtpPassword" not in after["emailSettings"]
+    assert "s3cret!" not in repr(store.current)
+    assert await store.smtp_password() == "s3cret!"
+    await store.update({"emailSettings": {"smtpPort": 25}}, actor="a")
+    assert await store.smtp_password() == "s3cret!"
+    assert to_api(await _store(db_pool, redis_client).load())["emailSettings"]["smtpPasswordSet"] is True
+    _, cleared = await store.update({"emailSettings": {"smtpPassword": ""}}, actor="a")
+    assert cleared["emailSettings"]["smtpPasswordSet"] is False
+    assert await store.smtp_password() == ""
+
+
+async def test_another_process_reloads_after_the_change_is_announced(
+    db_pool: asyncpg.Pool, redis_client: aioredis.Redis
+) -> None:
+    here, elsewhere = _store(db_pool, redis_client), _store(db_pool, redis_client)
+    listener = asyncio.create_task(elsewhere.run_listener())
+    try:
+        await asyncio.wait_for(elsewhere.subscribed.wait(), timeout=5)
+        assert (await redis_client.pubsub_numsub(SETTINGS_CHANNEL))[0][1] == 1
+        await here.update({"defaultMonthlyLimit": 250_000}, actor="a")
+        assert await _eventually(lambda: elsewhere.current.default_monthly_limit == 250_000)
+    finally:
+        listener.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await listener
+    for _ in range(250):  # the server drops the subscription once it sees the connection close
+        if (await redis_client.pubsub_numsub(SETTINGS_CHANNEL))[0][1] == 0:
+            break
+        await asyncio.sleep(0.02)
+    else:
+        pytest.fail("the listener stayed subscribed after it was cancelled")
