@@ -15,6 +15,7 @@ import aiohttp
 import redis.asyncio as aioredis
 from aiohttp import web
 
+from admin import routes as admin_routes
 from proxy import routes as proxy_routes
 from solaris import db
 from solaris.health import health_view, live_view, ready_view
@@ -79,4 +80,5 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/health/ready", ready_view)
     app.router.add_get("/metrics", metrics_view)
     proxy_routes.add_routes(app)
+    admin_routes.add_routes(app)
     return app
