@@ -1,9 +1,68 @@
-"""The admin surface: the JSON API under /api and the panel under /admin."""
+"""The admin surface: the JSON API under /api (a sub-application with its own middlewares).
+
+`API_ROUTES` is the one table of API routes: the router, the OpenAPI document at /api/openapi.json
+and the permission-matrix test are all generated from it.
+"""
 
 from __future__ import annotations
 
+import functools
+from typing import Any
+
 from aiohttp import web
+
+from admin import auth
+from admin.api import alerts, analytics, keys, logs, models, settings, system, users
+from admin.api import auth as auth_api
+from admin.http import ROOT_APP, Ctx, json_response
+from admin.middlewares import api_errors, bind, fallback, on_prepare, request_context
+from admin.openapi import build_document
+from admin.route_table import Route
+from metering.models_info import ModelCatalog
+
+
+@functools.cache
+def openapi_document() -> dict[str, Any]:
+    return build_document(API_ROUTES)
+
+
+async def openapi_json(request: web.Request, ctx: Ctx) -> web.StreamResponse:
+    return json_response(openapi_document())
+
+
+API_ROUTES: list[Route] = [
+    *auth_api.ROUTES,
+    *users.ROUTES,
+    *keys.ROUTES,
+    *analytics.ROUTES,
+    *settings.ROUTES,
+    *alerts.ROUTES,
+    *models.ROUTES,
+    *logs.ROUTES,
+    *system.ROUTES,
+    Route(
+        "GET",
+        "/openapi.json",
+        openapi_json,
+        auth.PUBLIC,
+        "This document",
+        "system",
+        raw_responses={"application/json": {"schema": {"type": "object"}}},
+    ),
+]
+
+
+def create_api_app(root: web.Application) -> web.Application:
+    api = web.Application(middlewares=[request_context, api_errors])
+    api[ROOT_APP] = root
+    api[models.CATALOG] = ModelCatalog()
+    for route in API_ROUTES:
+        api.router.add_route(route.method, route.path, bind(route))
+    api.router.add_route("*", "/{tail:.*}", fallback)
+    api.on_response_prepare.append(on_prepare)
+    return api
 
 
 def add_routes(app: web.Application) -> None:
-    """Register the admin API and pages on the main app."""
+    """Register the admin API (and, later, the panel) on the main app."""
+    app.add_subapp("/api", create_api_app(app))

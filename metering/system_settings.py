@@ -12,6 +12,7 @@ the Redis channel `solaris:settings`; `SettingsStore.run_listener` reloads on ea
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import math
@@ -486,5 +487,6 @@ class SettingsStore:
                 log.warning("settings listener lost Redis, retrying: %s", exc)
             finally:
                 self.subscribed.clear()
-                await pubsub.aclose()
+                with contextlib.suppress(Exception):  # a cancelled read can leave aclose waiting
+                    await asyncio.wait_for(pubsub.aclose(), 1.0)
             await asyncio.sleep(_LISTENER_RETRY_SECONDS)

@@ -72,7 +72,11 @@ class EmbeddedRedis:
             "--daemonize", "no",
             "--logfile", str(self.folder / "redis.log"),
         ]  # fmt: skip
-        self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, start_new_session=True)
+        # Its own session, so Ctrl-C reaches only us (we stop it in order); no inherited output
+        # pipes, so a caller reading our output is not kept waiting by it.
+        self.process = subprocess.Popen(
+            args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -147,6 +151,10 @@ class EmbeddedPostgres:
             return
         with contextlib.suppress(Exception):
             self.pg_ctl("-w", "-m", "fast", "stop")
+
+    def start_again(self) -> None:
+        """Start the server after `stop` (tests use this to simulate an outage)."""
+        self.server.ensure_postgres_running()
 
 
 @dataclass

@@ -1,9 +1,212 @@
-"""Operator commands on end users and keys (`users ...`, `keys ...`, `reconcile`)."""
+"""Operator commands on end users and keys (`users ...`, `keys ...`, `reconcile`).
+
+Each command goes through the same services as the admin API: validated, audited, pushed to
+Redis, so a change takes effect on the next proxied request.
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from metering.audit import Actor
+from solaris.settings import Settings
+
+
+@asynccontextmanager
+async def open_services(settings: Settings) -> AsyncIterator[Any]:
+    """The app's services without its HTTP server or background loops."""
+    import aiohttp
+
+    from solaris import db
+    from solaris.app import redis_client
+    from solaris.metrics import Metrics
+    from solaris.services import Services
+
+    pool = await db.create_pool(settings.database_url, min_size=1, max_size=4)
+    redis = redis_client(settings.redis_url, max_connections=16)
+    http = aiohttp.ClientSession()
+    try:
+        async with pool.acquire() as conn:
+            await db.migrate(conn)
+        services = Services(settings, pool, redis, http, Metrics())
+        await services.system.load()
+        yield services
+    finally:
+        await http.close()
+        await redis.aclose()
+        await pool.close()
+
+
+def _run(settings: Settings, work: Callable[[Any], Awaitable[int]]) -> int:
+    from solaris.cli import CommandError, run_async
+
+    async def with_services(final: Settings) -> int:
+        from metering.user_rules import UserValidationError
+        from metering.users import UserConflict, UserNotFound
+
+        async with open_services(final) as services:
+            try:
+                return await work(services)
+            except UserNotFound as exc:
+                raise CommandError(f"no such user: {exc}") from exc
+            except UserValidationError as exc:
+                raise CommandError(str(exc)) from exc
+            except UserConflict as exc:
+                raise CommandError(f"{exc.field}: {exc}") from exc
+
+    return int(run_async(settings, with_services))
+
+
+def _user_line(user: dict[str, Any]) -> str:
+    return (
+        f"{user['id']:>6}  {user['email']:<36} {user['status']:<10} {user['plan']:<10} "
+        f"{user['currentUsage']:>12,} / {user['monthlyLimit'] + user['additionalTokens']:,}"
+    )
+
+
+def cmd_users_list(settings: Settings, args: argparse.Namespace) -> int:
+    async def work(services: Any) -> int:
+        page = 1
+        print(f"{'id':>6}  {'email':<36} {'status':<10} {'plan':<10} {'used':>12} / limit")
+        while True:
+            users, total = await services.users.list(page=page, limit=200, search=args.search)
+            for user in users:
+                print(_user_line(user))
+            if page * 200 >= total:
+                return 0
+            page += 1
+
+    return _run(settings, work)
+
+
+def cmd_users_create(settings: Settings, args: argparse.Namespace) -> int:
+    async def work(services: Any) -> int:
+        data: dict[str, Any] = {"email": args.email}
+        if args.name:
+            data["name"] = args.name
+        if args.plan:
+            data["plan"] = args.plan
+        if args.limit is not None:
+            data["monthlyLimit"] = args.limit
+        user = await services.users.create(data, Actor.cli())
+        print(_user_line(user))
+        return 0
+
+    return _run(settings, work)
+
+
+def _by_email(change: Callable[[Any, int, argparse.Namespace], Awaitable[dict[str, Any]]]) -> Callable[..., int]:
+    def command(settings: Settings, args: argparse.Namespace) -> int:
+        async def work(services: Any) -> int:
+            user_id = await services.users.find_by_email(args.email)
+            print(_user_line(await change(services, user_id, args)))
+            return 0
+
+        return _run(settings, work)
+
+    return command
+
+
+cmd_set_limit = _by_email(lambda s, uid, a: s.users.update(uid, {"monthlyLimit": a.tokens}, Actor.cli()))
+cmd_add_tokens = _by_email(lambda s, uid, a: s.users.add_tokens(uid, a.tokens, a.reason, Actor.cli()))
+cmd_reset_usage = _by_email(lambda s, uid, a: s.users.reset_usage(uid, Actor.cli()))
+cmd_suspend = _by_email(lambda s, uid, a: s.users.set_status(uid, "suspended", Actor.cli()))
+cmd_activate = _by_email(lambda s, uid, a: s.users.set_status(uid, "active", Actor.cli()))
+
+
+def cmd_keys_create(settings: Settings, args: argparse.Namespace) -> int:
+    from metering import audit
+
+    async def work(services: Any) -> int:
+        actor = Actor.cli()
+        if args.service:
+            key, record = await services.keys.create("service", None, name=args.name or "", created_by=actor.label)
+        else:
+            if not args.email:
+                print("solaris-proxy: error: keys create needs an EMAIL or --service", file=sys.stderr)
+                return 2
+            user_id = await services.users.find_by_email(args.email)
+            key, record = await services.keys.create("personal", user_id, name=args.name or "", created_by=actor.label)
+        await audit.record(
+            services.pool, actor, "key.create", "api_key", record["id"], {"prefix": record["prefix"], "kind": record["kind"]}
+        )
+        print(key)  # alone on stdout, so scripts can capture it
+        return 0
+
+    return _run(settings, work)
+
+
+def cmd_keys_revoke(settings: Settings, args: argparse.Namespace) -> int:
+    from metering import audit
+    from solaris.cli import CommandError
+
+    async def work(services: Any) -> int:
+        revoked = await services.keys.revoke(args.prefix)
+        if not revoked:
+            raise CommandError(f"no active key with prefix or id {args.prefix!r}")
+        await services.invalidate("keys")
+        for key in revoked:
+            await audit.record(services.pool, Actor.cli(), "key.revoke", "api_key", key["id"], {"prefix": key["prefix"]})
+            print(f"revoked {key['prefix']}")
+        return 0
+
+    return _run(settings, work)
+
+
+def cmd_reconcile(settings: Settings, args: argparse.Namespace) -> int:
+    from metering import audit
+
+    async def work(services: Any) -> int:
+        await services.writer.flush(timeout=120)  # the ledger must hold every event first
+        count = await services.users.rebuild_all()
+        await audit.record(services.pool, Actor.cli(), "quota.reconcile", "quota", None, {"users": count})
+        print(f"rebuilt this period's counters for {count} user(s) from the ledger")
+        return 0
+
+    return _run(settings, work)
 
 
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Registered by solaris.cli; filled in with the metering services."""
+    users = sub.add_parser("users", help="manage end users (by e-mail)")
+    users_sub = users.add_subparsers(dest="users_command", metavar="ACTION", required=True)
+    listing = users_sub.add_parser("list", help="list end users with this month's usage")
+    listing.add_argument("--search", help="part of an e-mail or name")
+    listing.set_defaults(handler=cmd_users_list)
+    create = users_sub.add_parser("create", help="create an end user")
+    create.add_argument("email")
+    create.add_argument("--name")
+    create.add_argument("--plan", choices=("basic", "pro", "enterprise", "trial"))
+    create.add_argument("--limit", type=int, help="monthly token limit (default: the system default)")
+    create.set_defaults(handler=cmd_users_create)
+    for name, handler, help_text in (
+        ("set-limit", cmd_set_limit, "set the monthly token limit"),
+        ("add-tokens", cmd_add_tokens, "grant extra tokens for this month"),
+        ("reset-usage", cmd_reset_usage, "zero this month's usage (the ledger keeps every record)"),
+        ("suspend", cmd_suspend, "refuse the user's requests"),
+        ("activate", cmd_activate, "accept the user's requests again"),
+    ):
+        command = users_sub.add_parser(name, help=help_text)
+        command.add_argument("email")
+        if name in ("set-limit", "add-tokens"):
+            command.add_argument("tokens", type=int)
+        if name == "add-tokens":
+            command.add_argument("--reason", required=True, help="why (kept in the grant and the audit log)")
+        command.set_defaults(handler=handler)
+
+    keys = sub.add_parser("keys", help="issue and revoke API keys")
+    keys_sub = keys.add_subparsers(dest="keys_command", metavar="ACTION", required=True)
+    create_key = keys_sub.add_parser("create", help="issue a personal key for EMAIL, or a service key (--service)")
+    create_key.add_argument("email", nargs="?")
+    create_key.add_argument("--service", action="store_true", help="a service key for LibreChat (no end user)")
+    create_key.add_argument("--name", help="a label to recognise the key by")
+    create_key.set_defaults(handler=cmd_keys_create)
+    revoke = keys_sub.add_parser("revoke", help="revoke a key by its displayed prefix (or id)")
+    revoke.add_argument("prefix")
+    revoke.set_defaults(handler=cmd_keys_revoke)
+
+    reconcile = sub.add_parser("reconcile", help="rebuild this period's Redis counters from the Postgres ledger")
+    reconcile.set_defaults(handler=cmd_reconcile)

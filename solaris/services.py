@@ -157,13 +157,18 @@ class Services:
         self.spawn(self._watch_backlog(), "ledger-backlog")
         self.spawn(self._reconcile_after_outage(), "redis-recovery")
 
-    async def stop(self) -> None:
-        tasks = list(self.background)
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+    async def stop(self, timeout: float = 5.0) -> None:
+        # redis-py can turn a cancellation that lands mid-command into a ConnectionError, which a
+        # loop's retry logic then swallows; cancelling again until the task ends handles that.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        pending = set(self.background)
+        while pending and loop.time() < deadline:
+            for task in pending:
+                task.cancel()
+            _, pending = await asyncio.wait(pending, timeout=0.05)
+        for task in pending:
+            log.warning("background task %s did not stop within %.0fs", task.get_name(), timeout)
         with contextlib.suppress(aioredis.RedisError, OSError):
             await self.redis.delete(f"sol:proc:{self.process_id}")
 
@@ -180,7 +185,7 @@ class Services:
                 log.warning("invalidation listener lost Redis: %s", exc)
             finally:
                 with contextlib.suppress(Exception):
-                    await pubsub.aclose()
+                    await asyncio.wait_for(pubsub.aclose(), 1.0)
             await asyncio.sleep(1.0)
 
     async def _refresh_prices(self) -> None:

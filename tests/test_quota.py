@@ -374,3 +374,16 @@ async def test_snapshots_read_many_users_at_once(engine: QuotaEngine) -> None:
     snaps = await engine.snapshots([1, 2], PERIOD)
     assert (snaps[1].status, snaps[1].limit, snaps[1].reserved) == ("active", 500, 20)
     assert (snaps[2].status, snaps[2].used) == (None, 0)
+
+
+async def test_zero_token_reservation_settles_and_releases(redis_client) -> None:  # type: ignore[no-untyped-def]
+    engine = QuotaEngine(redis_client)
+    await engine.set_user_config(7, status="active", monthly_limit=100, alert80=None, alert95=None)
+    for request_id in ("a", "b"):
+        admission = await engine.admit(
+            7, "2026-11", request_id, prompt_tokens=0, completion_allowance=0,
+            thresholds=Thresholds(), rate=RateLimit(), now_ms=0, inflight_info="{}",
+        )  # fmt: skip
+        assert admission.admitted and admission.reservation == 0
+    assert (await engine.settle(7, "2026-11", "a", actual_tokens=5, thresholds=Thresholds())).used == 5
+    assert await engine.release(7, "2026-11", "b") is True

@@ -8,7 +8,7 @@ if not entry then
 end
 redis.call('HDEL', KEYS[2], ARGV[1])
 local reservation = tonumber(string.match(entry, '^(%d+)|'))
-if redis.call('HINCRBY', KEYS[1], 'reserved', -reservation) < 0 then
+if redis.call('HINCRBY', KEYS[1], 'reserved', 0 - reservation) < 0 then
   redis.call('HSET', KEYS[1], 'reserved', 0)
 end
 return 1

@@ -15,7 +15,7 @@ if period ~= ARGV[6] then
 end
 
 redis.call('HDEL', KEYS[3], ARGV[1])
-if redis.call('HINCRBY', KEYS[2], 'reserved', -tonumber(reservation)) < 0 then
+if redis.call('HINCRBY', KEYS[2], 'reserved', 0 - tonumber(reservation)) < 0 then
   redis.call('HSET', KEYS[2], 'reserved', 0)
 end
 local used = redis.call('HINCRBY', KEYS[2], 'used', ARGV[2])

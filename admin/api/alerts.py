@@ -1,0 +1,146 @@
+"""`/api/admin/alerts`: list, acknowledge, and raise a test alert.
+
+A test alert is a real alert, raised the way the proxy raises one: a usage type goes through
+`AlertService.raise_threshold` (so it is e-mailed to the user by the dispatcher, in their language),
+a system type through `raise_system`. Usage alerts fire once per user, period and type, so a test
+uses its own period key `test-<random>`: it never collides with, or uses up, the real alert of the
+current period. Its metadata carries `"test": true`.
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+
+from aiohttp import web
+
+from admin import schemas
+from admin.http import Ctx, Query, json_body, not_found, ok, paginated, path_id, validation_error
+from admin.route_table import Param, Route
+from metering import audit, listings
+
+ALERT_TYPES = tuple(schemas.ALERT_TYPES)
+USAGE_TYPES = ("usage_80", "usage_95", "blocked")
+MARK_TEST = "UPDATE alerts SET metadata = metadata || '{\"test\": true}'::jsonb WHERE id = $1"
+
+
+async def list_alerts(request: web.Request, ctx: Ctx) -> web.StreamResponse:
+    query = Query(request, ctx.timezone)
+    page, limit = query.page()
+    user_id = query.integer("userId")
+    alert_type = query.text("type", choices=ALERT_TYPES)
+    status = query.text("status", choices=tuple(schemas.ALERT_STATUSES))
+    query.check()
+    alerts, total = await listings.list_alerts(
+        ctx.services.pool, user_id=user_id, alert_type=alert_type, status=status, page=page, limit=limit
+    )
+    return paginated(alerts, page, limit, total)
+
+
+async def acknowledge(request: web.Request, ctx: Ctx) -> web.StreamResponse:
+    alert_id = path_id(request)
+    before = await listings.get_alert(ctx.services.pool, alert_id)
+    if before is None:
+        raise not_found("alert")
+    alert = await ctx.services.alerts.acknowledge(alert_id)
+    assert alert is not None
+    await audit.record(
+        ctx.services.pool,
+        ctx.actor,
+        "alert.acknowledge",
+        "alert",
+        alert_id,
+        {"before": {"status": before["status"]}, "after": {"status": alert["status"]}},
+    )
+    await ctx.services.publish("alert", alert)
+    return ok(alert, "Alert acknowledged")
+
+
+async def send_test_alert(request: web.Request, ctx: Ctx) -> web.StreamResponse:
+    body = await json_body(request)
+    user_id, alert_type = body.get("userId"), body.get("type")
+    errors = {}
+    if not isinstance(user_id, int) or isinstance(user_id, bool) or not 0 < user_id < 2**63:
+        errors["userId"] = "must be a user id"
+    if alert_type not in ALERT_TYPES:
+        errors["type"] = f"must be one of {', '.join(ALERT_TYPES)}"
+    if errors:
+        raise validation_error(errors)
+    assert isinstance(user_id, int) and isinstance(alert_type, str)
+    services = ctx.services
+    await services.users.row(user_id)  # UserNotFound -> 404
+    if alert_type in USAGE_TYPES:
+        alert_id = await _raise_usage_test(ctx, user_id, alert_type)
+    else:
+        alert_id = await services.alerts.raise_system(
+            alert_type,  # type: ignore[arg-type]
+            "Test alert",
+            f"Test {alert_type} alert requested by {ctx.actor.label}.",
+            {"test": True, "userId": user_id},
+            severity="info",
+        )
+    assert alert_id is not None
+    await services.pool.execute(MARK_TEST, alert_id)
+    await audit.record(
+        services.pool, ctx.actor, "alert.test", "alert", alert_id, {"userId": user_id, "type": alert_type}
+    )
+    return ok(await listings.get_alert(services.pool, alert_id), "Test alert raised", status=201)
+
+
+async def _raise_usage_test(ctx: Ctx, user_id: int, alert_type: str) -> int | None:
+    services = ctx.services
+    system = services.system.current
+    quota = await services.quota.snapshot(user_id, services.clock.current().name)
+    row = await services.users.row(user_id)
+    limit = int(row["monthly_limit"]) + quota.extra
+    percent = {"usage_80": system.alert_threshold80, "usage_95": system.alert_threshold95}.get(
+        alert_type, system.block_threshold
+    )
+    used = math.ceil(limit * percent / 100)
+    period = f"test-{secrets.token_hex(6)}"
+    return await services.alerts.raise_threshold(user_id, alert_type, period, used, limit)  # type: ignore[arg-type]
+
+
+ROUTES = [
+    Route(
+        "GET",
+        "/admin/alerts",
+        list_alerts,
+        "alerts:read",
+        "List alerts, newest first",
+        "alerts",
+        query=(
+            Param("userId", {"type": "integer", "minimum": 1}),
+            Param("type", {"type": "string", "enum": list(ALERT_TYPES)}),
+            Param("status", {"type": "string", "enum": schemas.ALERT_STATUSES}),
+            Param("page", {"type": "integer", "minimum": 1}),
+            Param("limit", {"type": "integer", "minimum": 1, "maximum": 100}),
+        ),
+        data=schemas.ref("Alert"),
+        paginated=True,
+    ),
+    Route(
+        "POST",
+        r"/admin/alerts/{id:\d+}/acknowledge",
+        acknowledge,
+        "alerts:write",
+        "Acknowledge an alert",
+        "alerts",
+        action="alert.acknowledge",
+        resource="alert",
+        data=schemas.ref("Alert"),
+    ),
+    Route(
+        "POST",
+        "/admin/alerts/test",
+        send_test_alert,
+        "alerts:write",
+        "Raise a real test alert for a user (e-mailed like a real one; never uses up the real one)",
+        "alerts",
+        action="alert.test",
+        resource="alert",
+        body=schemas.ref("TestAlertRequest"),
+        data=schemas.ref("Alert"),
+        status=201,
+    ),
+]

@@ -1,0 +1,138 @@
+"""API keys: personal keys per end user and service keys (LibreChat). A key is shown once, when
+issued; lists show only its prefix. Revocation takes effect on the next request in every process."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from admin import schemas
+from admin.http import Ctx, Query, json_body, not_found, ok, path_id, validation_error
+from admin.route_table import Param, Route
+from metering import audit
+from metering.keys import KeyKind, key_to_api
+
+SELECT_KEY = "SELECT id, prefix, kind, user_id, name, created_at, last_used_at, revoked_at FROM api_keys WHERE id = $1"
+
+
+def _name(body: dict[str, Any]) -> str:
+    name = body.get("name", "")
+    if name is None:
+        return ""
+    if not isinstance(name, str) or len(name) > 200:
+        raise validation_error({"name": "must be text of at most 200 characters"})
+    return name.strip()
+
+
+async def _issue(ctx: Ctx, kind: KeyKind, user_id: int | None, name: str) -> web.StreamResponse:
+    key, record = await ctx.services.keys.create(kind, user_id, name=name, created_by=ctx.actor.label)
+    shown = key_to_api(record)
+    await audit.record(ctx.services.pool, ctx.actor, "key.create", "api_key", record["id"], {"after": shown})
+    if user_id is not None:
+        await ctx.services.publish("user_update", {"action": "key_issued", "userId": user_id, "key": shown})
+    return ok({**shown, "key": key}, "Key issued: copy it now, it is not shown again", status=201)
+
+
+async def list_keys(request: web.Request, ctx: Ctx) -> web.StreamResponse:
+    query = Query(request, ctx.timezone)
+    user_id = query.integer("userId")
+    kind = query.text("kind", choices=("service", "personal"))
+    query.check()
+    keys = await ctx.services.keys.list(user_id)
+    return ok([k for k in keys if kind is None or k["kind"] == kind])
+
+
+async def issue_service_key(request: web.Request, ctx: Ctx) -> web.StreamResponse:
+    body = await json_body(request, required=False)
+    return await _issue(ctx, "service", None, _name(body))
+
+
+async def revoke_key(request: web.Request, ctx: Ctx) -> web.StreamResponse:
+    key_id = path_id(request)
+    before = await ctx.services.pool.fetchrow(SELECT_KEY, key_id)
+    if before is None:
+        raise not_found("key")
+    await ctx.services.keys.revoke(str(key_id))
+    await ctx.services.invalidate("keys")
+    after = key_to_api(await ctx.services.pool.fetchrow(SELECT_KEY, key_id))
+    await audit.record(
+        ctx.services.pool, ctx.actor, "key.revoke", "api_key", key_id, {"before": key_to_api(before), "after": after}
+    )
+    if after["userId"] is not None:
+        await ctx.services.publish("user_update", {"action": "key_revoked", "userId": after["userId"], "key": after})
+    return ok(after, "Key revoked")
+
+
+async def list_user_keys(request: web.Request, ctx: Ctx) -> web.StreamResponse:
+    user_id = path_id(request)
+    await ctx.services.users.row(user_id)
+    return ok(await ctx.services.keys.list(user_id))
+
+
+async def issue_user_key(request: web.Request, ctx: Ctx) -> web.StreamResponse:
+    user_id = path_id(request)
+    body = await json_body(request, required=False)
+    name = _name(body)
+    await ctx.services.users.row(user_id)
+    return await _issue(ctx, "personal", user_id, name)
+
+
+KEYS = {"type": "array", "items": schemas.ref("ApiKey")}
+USER_KEYS = r"/admin/users/{id:\d+}/keys"
+
+ROUTES = [
+    Route(
+        "GET",
+        "/admin/keys",
+        list_keys,
+        "keys:read",
+        "All API keys (prefixes only)",
+        "keys",
+        query=(
+            Param("userId", {"type": "integer", "minimum": 1}),
+            Param("kind", {"type": "string", "enum": ["service", "personal"]}),
+        ),
+        data=KEYS,
+    ),
+    Route(
+        "POST",
+        "/admin/keys",
+        issue_service_key,
+        "keys:write",
+        "Issue a service key (for LibreChat)",
+        "keys",
+        action="key.create",
+        resource="api_key",
+        body=schemas.ref("CreateApiKeyRequest"),
+        body_required=False,
+        data=schemas.ref("NewApiKey"),
+        status=201,
+    ),
+    Route(
+        "DELETE",
+        r"/admin/keys/{id:\d+}",
+        revoke_key,
+        "keys:write",
+        "Revoke an API key",
+        "keys",
+        action="key.revoke",
+        resource="api_key",
+        data=schemas.ref("ApiKey"),
+    ),
+    Route("GET", USER_KEYS, list_user_keys, "keys:read", "A user's personal API keys", "keys", data=KEYS),
+    Route(
+        "POST",
+        USER_KEYS,
+        issue_user_key,
+        "keys:write",
+        "Issue a personal API key for a user",
+        "keys",
+        action="key.create",
+        resource="api_key",
+        body=schemas.ref("CreateApiKeyRequest"),
+        body_required=False,
+        data=schemas.ref("NewApiKey"),
+        status=201,
+    ),
+]

@@ -1,0 +1,115 @@
+"""`/api/admin/models`: LiteLLM's models with our 24 h usage and passive health (the seed's ModelInfo)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from admin import schemas
+from admin.http import AUDITED, ApiError, Ctx, not_found, ok
+from admin.route_table import Route
+from metering import audit
+from metering.models_info import LitellmUnreachable, ModelCatalog
+
+CATALOG = web.AppKey("model_catalog", ModelCatalog)
+
+
+def _catalog(request: web.Request) -> ModelCatalog:
+    return request.app[CATALOG]
+
+
+async def _models(request: web.Request, ctx: Ctx) -> list[dict[str, Any]]:
+    services = ctx.services
+    litellm = services.system.current.litellm
+    catalog = _catalog(request)
+    await catalog.refresh_if_stale(
+        services.http,
+        services.prices,
+        litellm.base_url,
+        services.settings.litellm_api_key,
+        max_age=litellm.health_check_interval,
+    )
+    return await catalog.models(services.pool, services.prices)
+
+
+async def list_models(request: web.Request, ctx: Ctx) -> web.StreamResponse:
+    return ok(await _models(request, ctx))
+
+
+async def get_model(request: web.Request, ctx: Ctx) -> web.StreamResponse:
+    name = request.match_info["name"]
+    for model in await _models(request, ctx):
+        if model["name"] == name:
+            return ok(model)
+    raise not_found("model")
+
+
+async def refresh_models(request: web.Request, ctx: Ctx) -> web.StreamResponse:
+    """Fetch LiteLLM's model list and prices now, and announce the result as `model_status`."""
+    services = ctx.services
+    litellm = services.system.current.litellm
+    try:
+        await _catalog(request).refresh(
+            services.http, services.prices, litellm.base_url, services.settings.litellm_api_key
+        )
+    except LitellmUnreachable as exc:
+        await audit.record(
+            services.pool,
+            ctx.actor,
+            "models.refresh",
+            "model",
+            None,
+            {"baseUrl": litellm.base_url},
+            success=False,
+            error_message=str(exc),
+        )
+        request[AUDITED] = True
+        raise ApiError(502, "litellm_unreachable", str(exc), {"baseUrl": litellm.base_url}) from None
+    models = await _catalog(request).models(services.pool, services.prices)
+    await audit.record(
+        services.pool,
+        ctx.actor,
+        "models.refresh",
+        "model",
+        None,
+        {"baseUrl": litellm.base_url, "models": [m["name"] for m in models]},
+    )
+    await services.publish("model_status", {"action": "refreshed", "models": models})
+    return ok(models, "Model list refreshed")
+
+
+MODELS = {"type": "array", "items": schemas.ref("ModelInfo")}
+
+ROUTES = [
+    Route(
+        "GET",
+        "/admin/models",
+        list_models,
+        "models:read",
+        "Models with prices, 24 h usage and health",
+        "models",
+        data=MODELS,
+    ),
+    Route(
+        "POST",
+        "/admin/models/refresh",
+        refresh_models,
+        "models:write",
+        "Fetch the model list and prices from LiteLLM now",
+        "models",
+        action="models.refresh",
+        resource="model",
+        data=MODELS,
+        errors=(502,),
+    ),
+    Route(
+        "GET",
+        "/admin/models/{name:.+}",
+        get_model,
+        "models:read",
+        "One model (its name may contain slashes, e.g. openai/gpt-4o)",
+        "models",
+        data=schemas.ref("ModelInfo"),
+    ),
+]

@@ -1,0 +1,111 @@
+"""`/api/admin/settings`: read and change the system settings, and send a test e-mail."""
+
+from __future__ import annotations
+
+import re
+
+from aiohttp import web
+
+from admin import schemas
+from admin.http import AUDITED, ApiError, Ctx, json_body, ok, validation_error
+from admin.route_table import Route
+from metering import audit
+from metering.mailer import MailError, render_email
+from metering.system_settings import PASSWORD_KEY, flatten_patch, to_api
+
+_EMAIL = re.compile(r"^[^@\s<>\"(),;:]{1,64}@[^@\s<>\"(),;:]+\.[^@\s<>\"(),;:]+$")
+
+
+async def get_settings(request: web.Request, ctx: Ctx) -> web.StreamResponse:
+    return ok(to_api(ctx.services.system.current))
+
+
+async def update_settings(request: web.Request, ctx: Ctx) -> web.StreamResponse:
+    """Saved, then applied in every process (the store announces the change over Redis)."""
+    patch = await json_body(request)
+    before, after = await ctx.services.system.update(patch, ctx.actor.label)
+    changed = sorted(flatten_patch(patch, {}))
+    details = {"changed": changed, "before": before, "after": after}
+    if f"emailSettings.{PASSWORD_KEY}" in changed:
+        details["smtpPassword"] = "changed"  # the value itself is never written anywhere but its column
+    await audit.record(ctx.services.pool, ctx.actor, "settings.update", "system_settings", "system", details)
+    await ctx.services.publish("system_status", {"action": "settings_updated", "settings": after})
+    return ok(after, "Settings saved")
+
+
+async def test_email(request: web.Request, ctx: Ctx) -> web.StreamResponse:
+    """Send a real message through the configured SMTP server to the given address."""
+    body = await json_body(request)
+    email = body.get("email")
+    if not isinstance(email, str) or len(email) > 254 or not _EMAIL.match(email.strip()):
+        raise validation_error({"email": "must be a valid e-mail address"})
+    email = email.strip()
+    services = ctx.services
+    settings = services.system.current.email
+    if not settings.configured:
+        raise ApiError(400, "smtp_not_configured", "Set emailSettings.smtpHost before sending a test e-mail")
+    subject, text, html = render_email(
+        "test",
+        services.settings.language,
+        requested_by=ctx.actor.label,
+        smtp_host=settings.smtp_host,
+        smtp_port=settings.smtp_port,
+    )
+    result = {"email": email, "smtpHost": settings.smtp_host, "smtpPort": settings.smtp_port, "subject": subject}
+    try:
+        await services.mailer.send(
+            email, subject, text, html, settings=settings, password=await services.system.smtp_password()
+        )
+    except MailError as exc:
+        await audit.record(
+            services.pool,
+            ctx.actor,
+            "settings.test_email",
+            "system_settings",
+            "email",
+            result,
+            success=False,
+            error_message=str(exc),
+        )
+        request[AUDITED] = True
+        raise ApiError(502, "smtp_error", str(exc), {"smtpHost": settings.smtp_host}) from None
+    await audit.record(services.pool, ctx.actor, "settings.test_email", "system_settings", "email", result)
+    return ok(result, f"Test e-mail sent to {email}")
+
+
+ROUTES = [
+    Route(
+        "GET",
+        "/admin/settings",
+        get_settings,
+        "settings:read",
+        "The system settings (the SMTP password is never returned; smtpPasswordSet says if one is set)",
+        "settings",
+        data=schemas.ref("SystemSettings"),
+    ),
+    Route(
+        "PATCH",
+        "/admin/settings",
+        update_settings,
+        "settings:write",
+        "Change some settings (nested objects may be partial); applied without a restart",
+        "settings",
+        action="settings.update",
+        resource="system_settings",
+        body=schemas.ref("SystemSettingsPatch"),
+        data=schemas.ref("SystemSettings"),
+    ),
+    Route(
+        "POST",
+        "/admin/settings/test-email",
+        test_email,
+        "settings:write",
+        "Send a test e-mail through the configured SMTP server",
+        "settings",
+        action="settings.test_email",
+        resource="system_settings",
+        body=schemas.ref("TestEmailRequest"),
+        data=schemas.ref("TestEmailResult"),
+        errors=(502,),
+    ),
+]

@@ -1,0 +1,151 @@
+"""`/api/admin/users`: the seed's user management (list, get, create, update, delete, tokens, reset).
+
+The work, its audit entry and its `user_update` event are all UserService's; this is only HTTP.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from admin import schemas
+from admin.http import ApiError, Ctx, Query, json_body, ok, paginated, path_id
+from admin.route_table import Param, Route
+from metering.user_rules import PLANS, STATUSES
+
+USER_ID = r"/admin/users/{id:\d+}"
+
+
+async def list_users(request: web.Request, ctx: Ctx) -> web.StreamResponse:
+    query = Query(request, ctx.timezone)
+    page, limit = query.page()
+    search = query.text("search")
+    status = query.text("status", choices=STATUSES)
+    plan = query.text("plan", choices=PLANS)
+    query.check()
+    users, total = await ctx.services.users.list(page=page, limit=limit, search=search, status=status, plan=plan)
+    return paginated(users, page, limit, total)
+
+
+async def get_user(request: web.Request, ctx: Ctx) -> web.StreamResponse:
+    return ok(await ctx.services.users.get(path_id(request)))
+
+
+async def create_user(request: web.Request, ctx: Ctx) -> web.StreamResponse:
+    body = await json_body(request)
+    return ok(await ctx.services.users.create(body, ctx.actor), "User created", status=201)
+
+
+async def update_user(request: web.Request, ctx: Ctx) -> web.StreamResponse:
+    user_id = path_id(request)
+    body = await json_body(request)
+    if "additionalTokens" in body and ctx.principal is not None and not ctx.principal.can("tokens:grant"):
+        raise ApiError(
+            403,
+            "forbidden",
+            "Setting additionalTokens needs the permission 'tokens:grant'",
+            {"permission": "tokens:grant"},
+        )
+    return ok(await ctx.services.users.update(user_id, body, ctx.actor), "User updated")
+
+
+async def delete_user(request: web.Request, ctx: Ctx) -> web.StreamResponse:
+    await ctx.services.users.delete(path_id(request), ctx.actor)
+    return ok(None, "User deleted; their usage history is kept")
+
+
+async def add_tokens(request: web.Request, ctx: Ctx) -> web.StreamResponse:
+    user_id = path_id(request)
+    body = await json_body(request)
+    await ctx.services.users.row(user_id)  # an unknown user is 404 whatever the body says
+    user = await ctx.services.users.add_tokens(user_id, body.get("amount"), body.get("reason"), ctx.actor)
+    return ok(user, "Tokens added")
+
+
+async def reset_usage(request: web.Request, ctx: Ctx) -> web.StreamResponse:
+    return ok(await ctx.services.users.reset_usage(path_id(request), ctx.actor), "Usage reset for this period")
+
+
+_LIST_QUERY = (
+    Param("page", {"type": "integer", "minimum": 1}),
+    Param("limit", {"type": "integer", "minimum": 1, "maximum": 100}),
+    Param("search", {"type": "string"}, "Part of the e-mail or name"),
+    Param("status", {"type": "string", "enum": list(STATUSES)}, "'blocked' also finds users blocked by their quota"),
+    Param("plan", {"type": "string", "enum": list(PLANS)}),
+)
+USER = schemas.ref("User")
+
+ROUTES = [
+    Route(
+        "GET",
+        "/admin/users",
+        list_users,
+        "users:read",
+        "List end users",
+        "users",
+        query=_LIST_QUERY,
+        data=USER,
+        paginated=True,
+    ),
+    Route(
+        "POST",
+        "/admin/users",
+        create_user,
+        "users:write",
+        "Create an end user",
+        "users",
+        action="user.create",
+        resource="user",
+        body=schemas.ref("CreateUserRequest"),
+        data=USER,
+        status=201,
+        errors=(409,),
+    ),
+    Route("GET", USER_ID, get_user, "users:read", "One end user with this period's counters", "users", data=USER),
+    Route(
+        "PATCH",
+        USER_ID,
+        update_user,
+        "users:write",
+        "Change an end user (additionalTokens also needs tokens:grant)",
+        "users",
+        action="user.update",
+        resource="user",
+        body=schemas.ref("UpdateUserRequest"),
+        data=USER,
+        errors=(409,),
+    ),
+    Route(
+        "DELETE",
+        USER_ID,
+        delete_user,
+        "users:write",
+        "Delete an end user (their usage history stays)",
+        "users",
+        action="user.delete",
+        resource="user",
+    ),
+    Route(
+        "POST",
+        USER_ID + "/tokens",
+        add_tokens,
+        "tokens:grant",
+        "Grant extra tokens for this period; effective on the user's next request",
+        "users",
+        action="user.tokens.add",
+        resource="user",
+        body=schemas.ref("AddTokensRequest"),
+        data=USER,
+    ),
+    Route(
+        "POST",
+        USER_ID + "/reset-usage",
+        reset_usage,
+        "tokens:grant",
+        "Zero this period's usage and alert flags (the ledger keeps every record)",
+        "users",
+        action="user.usage.reset",
+        resource="user",
+        data=USER,
+        body_required=False,
+    ),
+]

@@ -1,0 +1,303 @@
+"""Usage analytics for the admin: the seed's DashboardMetrics, UserAnalytics and usage history.
+
+Dashboard and per-user figures read the daily rollup (`usage_daily`, kept by the ledger writer in
+the same transaction as the ledger rows), so their cost grows with days x users x models, never
+with the number of requests. Days are calendar days in the gateway's time zone (SOLARIS_TIMEZONE);
+a period given in hours therefore covers whole days, from the day it starts on to today.
+The usage history reads the ledger itself (`token_usage`), one row per request, a page at a time.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import zoneinfo
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+DEFAULT_PERIOD = "30d"
+MAX_DAYS = 366
+TOP_MODELS = 10
+
+_RELATIVE = re.compile(r"^(\d{1,4})([hdw])$")
+_MONTH = re.compile(r"^(\d{4})-(\d{2})$")
+
+
+class PeriodError(ValueError):
+    """The `period` parameter cannot be read; the message says what is accepted."""
+
+
+@dataclass(frozen=True, slots=True)
+class DayRange:
+    period: str
+    first: dt.date  # inclusive
+    last: dt.date  # inclusive
+
+    @property
+    def days(self) -> list[dt.date]:
+        return [self.first + dt.timedelta(days=i) for i in range((self.last - self.first).days + 1)]
+
+    def bounds(self, tz: zoneinfo.ZoneInfo) -> tuple[dt.datetime, dt.datetime]:
+        """The range as instants: midnight of the first day to midnight after the last."""
+        start = dt.datetime.combine(self.first, dt.time(), tz)
+        return start, dt.datetime.combine(self.last + dt.timedelta(days=1), dt.time(), tz)
+
+
+def parse_period(text: str | None, now: dt.datetime) -> DayRange:
+    """`24h`, `7d`, `4w` (back from `now`), `month` (this calendar month so far) or `YYYY-MM`."""
+    period = (text or DEFAULT_PERIOD).strip()
+    today = now.date()
+    relative = _RELATIVE.match(period)
+    if relative:
+        amount, unit = int(relative.group(1)), relative.group(2)
+        if amount < 1:
+            raise PeriodError("must be at least 1")
+        delta = {"h": dt.timedelta(hours=amount), "d": dt.timedelta(days=amount - 1), "w": dt.timedelta(weeks=amount)}
+        first = (now - delta[unit]).date() if unit == "h" else today - delta[unit]
+        if unit == "w":
+            first += dt.timedelta(days=1)
+        if (today - first).days >= MAX_DAYS:
+            raise PeriodError(f"must cover at most {MAX_DAYS} days")
+        return DayRange(period, first, today)
+    if period in ("month", "current"):
+        return DayRange(period, today.replace(day=1), today)
+    month = _MONTH.match(period)
+    if month:
+        year, number = int(month.group(1)), int(month.group(2))
+        if not 1 <= number <= 12 or year < 2000:
+            raise PeriodError("YYYY-MM must name a real month")
+        first = dt.date(year, number, 1)
+        last = (first + dt.timedelta(days=32)).replace(day=1) - dt.timedelta(days=1)
+        return DayRange(period, first, last)
+    raise PeriodError("must look like 24h, 7d, 30d, 4w, month or YYYY-MM")
+
+
+def _rate(part: float, whole: float) -> float:
+    """A percentage with two decimals (0-100)."""
+    return round(float(part) * 100 / float(whole), 2) if whole else 0.0
+
+
+# -- dashboard --------------------------------------------------------------------------------
+
+DASHBOARD_TOTALS = """
+SELECT coalesce(sum(total_tokens), 0) AS tokens, coalesce(sum(total_cost), 0) AS cost,
+       coalesce(sum(requests), 0) AS requests, coalesce(sum(errors), 0) AS errors,
+       count(DISTINCT user_id) FILTER (WHERE user_id <> 0) AS active_users
+FROM usage_daily WHERE day BETWEEN $1 AND $2
+"""
+TOP_MODELS_SQL = """
+SELECT model, sum(total_tokens) AS tokens FROM usage_daily
+WHERE day BETWEEN $1 AND $2 GROUP BY model ORDER BY tokens DESC, model LIMIT $3
+"""
+DAILY_TOTALS = """
+SELECT day, sum(total_tokens) AS tokens, sum(total_cost) AS cost,
+       count(DISTINCT user_id) FILTER (WHERE user_id <> 0) AS users
+FROM usage_daily WHERE day BETWEEN $1 AND $2 GROUP BY day
+"""
+COUNT_USERS = "SELECT count(*) FROM end_users WHERE deleted_at IS NULL"
+ALERTS_BY_TYPE = """
+SELECT type, count(*) AS n FROM alerts
+WHERE created_at >= $1 AND created_at < $2 AND type IN ('usage_80', 'usage_95', 'blocked') GROUP BY type
+"""
+
+
+async def dashboard(
+    pool: asyncpg.Pool, days: DayRange, tz: zoneinfo.ZoneInfo, system_health: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The seed's DashboardMetrics for the days in `days`. `alertsSent` counts alerts raised in the
+    range (whatever became of their e-mail)."""
+    start, end = days.bounds(tz)
+    async with pool.acquire() as conn:
+        totals = await conn.fetchrow(DASHBOARD_TOTALS, days.first, days.last)
+        models = await conn.fetch(TOP_MODELS_SQL, days.first, days.last, TOP_MODELS)
+        daily = {r["day"]: r for r in await conn.fetch(DAILY_TOTALS, days.first, days.last)}
+        total_users = await conn.fetchval(COUNT_USERS)
+        alerts = {r["type"]: r["n"] for r in await conn.fetch(ALERTS_BY_TYPE, start, end)}
+    assert totals is not None
+    tokens, active = int(totals["tokens"]), int(totals["active_users"])
+    return {
+        "totalUsers": int(total_users),
+        "activeUsers": active,
+        "totalTokensUsed": tokens,
+        "totalCost": float(totals["cost"]),
+        "avgTokensPerUser": round(tokens / active, 2) if active else 0.0,
+        "totalRequests": int(totals["requests"]),
+        "errorRate": _rate(totals["errors"], totals["requests"]),
+        "topModels": [
+            {"model": r["model"], "usage": int(r["tokens"]), "percentage": _rate(r["tokens"], tokens)} for r in models
+        ],
+        "usageByDay": [
+            {
+                "date": day.isoformat(),
+                "tokens": int(daily[day]["tokens"]) if day in daily else 0,
+                "cost": float(daily[day]["cost"]) if day in daily else 0.0,
+                "users": int(daily[day]["users"]) if day in daily else 0,
+            }
+            for day in days.days
+        ],
+        "alertsSent": {
+            "alert80": int(alerts.get("usage_80", 0)),
+            "alert95": int(alerts.get("usage_95", 0)),
+            "blocked": int(alerts.get("blocked", 0)),
+        },
+        "systemHealth": {k: system_health.get(k, "unhealthy") for k in ("proxy", "litellm", "database", "redis")},
+        "period": days.period,
+        "startDate": days.first.isoformat(),
+        "endDate": days.last.isoformat(),
+    }
+
+
+# -- one user ---------------------------------------------------------------------------------
+
+USER_EXISTS = "SELECT 1 FROM end_users WHERE id = $1"  # deleted users keep their history
+USER_TOTALS = """
+SELECT coalesce(sum(total_tokens), 0) AS tokens, coalesce(sum(total_cost), 0) AS cost,
+       coalesce(sum(requests), 0) AS requests, coalesce(sum(errors), 0) AS errors,
+       coalesce(sum(response_time_ms), 0) AS response_ms
+FROM usage_daily WHERE user_id = $1 AND day BETWEEN $2 AND $3
+"""
+USER_MODELS = """
+SELECT model, sum(total_tokens) AS tokens, sum(requests) AS requests, sum(total_cost) AS cost
+FROM usage_daily WHERE user_id = $1 AND day BETWEEN $2 AND $3 GROUP BY model ORDER BY tokens DESC, model
+"""
+USER_DAILY = """
+SELECT day, sum(total_tokens) AS tokens, sum(requests) AS requests, sum(total_cost) AS cost
+FROM usage_daily WHERE user_id = $1 AND day BETWEEN $2 AND $3 GROUP BY day
+"""
+
+
+class UnknownUser(LookupError):
+    pass
+
+
+async def user_analytics(pool: asyncpg.Pool, user_id: int, days: DayRange) -> dict[str, Any]:
+    """The seed's UserAnalytics. `errorRate` is a percentage; `avgResponseTime` is in ms, averaged
+    over all requests of the range."""
+    async with pool.acquire() as conn:
+        if await conn.fetchval(USER_EXISTS, user_id) is None:
+            raise UnknownUser(user_id)
+        totals = await conn.fetchrow(USER_TOTALS, user_id, days.first, days.last)
+        models = await conn.fetch(USER_MODELS, user_id, days.first, days.last)
+        daily = {r["day"]: r for r in await conn.fetch(USER_DAILY, user_id, days.first, days.last)}
+    assert totals is not None
+    tokens, requests = int(totals["tokens"]), int(totals["requests"])
+    return {
+        "userId": user_id,
+        "period": days.period,
+        "startDate": days.first.isoformat(),
+        "endDate": days.last.isoformat(),
+        "totalTokens": tokens,
+        "totalCost": float(totals["cost"]),
+        "requestCount": requests,
+        "avgTokensPerRequest": round(tokens / requests, 2) if requests else 0.0,
+        "modelUsage": [
+            {"model": r["model"], "tokens": int(r["tokens"]), "requests": int(r["requests"]), "cost": float(r["cost"])}
+            for r in models
+        ],
+        "dailyUsage": [
+            {
+                "date": day.isoformat(),
+                "tokens": int(daily[day]["tokens"]) if day in daily else 0,
+                "requests": int(daily[day]["requests"]) if day in daily else 0,
+                "cost": float(daily[day]["cost"]) if day in daily else 0.0,
+            }
+            for day in days.days
+        ],
+        "errorRate": _rate(totals["errors"], requests),
+        "avgResponseTime": round(int(totals["response_ms"]) / requests, 2) if requests else 0.0,
+    }
+
+
+# -- usage history (the ledger, row by row) -----------------------------------------------------
+
+USAGE_COLUMNS = (
+    "id",
+    "user_id",
+    "request_id",
+    "session_id",
+    "model",
+    "endpoint",
+    "method",
+    "prompt_tokens",
+    "completion_tokens",
+    "total_tokens",
+    "estimated_tokens",
+    "estimation_accuracy",
+    "cost_per_token",
+    "total_cost",
+    "user_agent",
+    "ip_address",
+    "country_code",
+    "response_time_ms",
+    "queue_time_ms",
+    "processing_time_ms",
+    "status_code",
+    "error_message",
+    "error_type",
+    "is_cached",
+    "is_retry",
+    "retry_count",
+    "is_complete",
+    "price_known",
+    "request_data",
+    "response_data",
+    "created_at",
+)
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+def _iso(value: dt.datetime) -> str:
+    return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+def usage_to_api(row: Mapping[str, Any]) -> dict[str, Any]:
+    """The seed's TokenUsage (plus `isComplete` and `priceKnown`)."""
+    usage = {_camel(c): row[c] for c in USAGE_COLUMNS}
+    usage["createdAt"] = _iso(row["created_at"])
+    return usage
+
+
+@dataclass(frozen=True, slots=True)
+class UsageFilter:
+    user_id: int | None = None
+    model: str | None = None
+    start: dt.datetime | None = None
+    end: dt.datetime | None = None  # exclusive
+
+    def where(self) -> tuple[str, list[Any]]:
+        clauses, params = ["true"], []
+        for column, op, value in (
+            ("user_id", "=", self.user_id),
+            ("model", "=", self.model),
+            ("created_at", ">=", self.start),
+            ("created_at", "<", self.end),
+        ):
+            if value is not None:
+                params.append(value)
+                clauses.append(f"{column} {op} ${len(params)}")
+        return " AND ".join(clauses), params
+
+
+async def usage_history(
+    pool: asyncpg.Pool, where: UsageFilter, *, page: int, limit: int
+) -> tuple[list[dict[str, Any]], int]:
+    """One page of ledger rows, newest first, and how many rows match in all."""
+    clause, params = where.where()
+    columns = ", ".join(USAGE_COLUMNS)
+    async with pool.acquire() as conn:
+        total = await conn.fetchval(f"SELECT count(*) FROM token_usage WHERE {clause}", *params)  # noqa: S608
+        rows = await conn.fetch(
+            f"SELECT {columns} FROM token_usage WHERE {clause} "  # noqa: S608 - fixed text, bound values
+            f"ORDER BY created_at DESC, id DESC LIMIT ${len(params) + 1} OFFSET ${len(params) + 2}",
+            *params,
+            limit,
+            (page - 1) * limit,
+        )
+    return [usage_to_api(r) for r in rows], int(total)

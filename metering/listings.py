@@ -1,0 +1,118 @@
+"""Paginated, filtered listings of alerts and of the audit log, newest first."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+from metering.alerts import alert_to_api
+
+
+def _where(filters: list[tuple[str, str, Any]]) -> tuple[str, list[Any]]:
+    clauses, params = ["true"], []
+    for column, op, value in filters:
+        if value is not None:
+            params.append(value)
+            clauses.append(f"{column} {op} ${len(params)}")
+    return " AND ".join(clauses), params
+
+
+async def _page(
+    pool: asyncpg.Pool, table: str, clause: str, params: list[Any], page: int, limit: int
+) -> tuple[list[asyncpg.Record], int]:
+    async with pool.acquire() as conn:
+        total = await conn.fetchval(f"SELECT count(*) FROM {table} WHERE {clause}", *params)  # noqa: S608
+        rows = await conn.fetch(
+            f"SELECT * FROM {table} WHERE {clause} "  # noqa: S608 - table and clause are fixed text
+            f"ORDER BY created_at DESC, id DESC LIMIT ${len(params) + 1} OFFSET ${len(params) + 2}",
+            *params,
+            limit,
+            (page - 1) * limit,
+        )
+    return list(rows), int(total)
+
+
+async def list_alerts(
+    pool: asyncpg.Pool,
+    *,
+    user_id: int | None = None,
+    alert_type: str | None = None,
+    status: str | None = None,
+    page: int = 1,
+    limit: int = 20,
+) -> tuple[list[dict[str, Any]], int]:
+    clause, params = _where([("user_id", "=", user_id), ("type", "=", alert_type), ("status", "=", status)])
+    rows, total = await _page(pool, "alerts", clause, params, page, limit)
+    return [alert_to_api(r) for r in rows], total
+
+
+GET_ALERT = "SELECT * FROM alerts WHERE id = $1"
+
+
+async def get_alert(pool: asyncpg.Pool, alert_id: int) -> dict[str, Any] | None:
+    row = await pool.fetchrow(GET_ALERT, alert_id)
+    return alert_to_api(row) if row is not None else None
+
+
+# -- audit log ----------------------------------------------------------------------------------
+
+
+def _iso(value: dt.datetime) -> str:
+    return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+AUDIT_COLUMNS = (
+    "id, user_id, actor_email, action, resource, resource_id, details, ip_address, user_agent, request_id,"
+    " success, error_message, created_at"
+)
+
+
+def audit_to_api(row: Mapping[str, Any]) -> dict[str, Any]:
+    """The seed's AuditLog; `userId` is the acting admin account (null for the CLI or a failed login)."""
+    return {
+        "id": row["id"],
+        "userId": row["user_id"],
+        "actorEmail": row["actor_email"],
+        "action": row["action"],
+        "resource": row["resource"],
+        "resourceId": row["resource_id"],
+        "details": row["details"] if isinstance(row["details"], dict) else {"value": row["details"]},
+        "ipAddress": row["ip_address"],
+        "userAgent": row["user_agent"],
+        "requestId": row["request_id"],
+        "success": row["success"],
+        "errorMessage": row["error_message"],
+        "createdAt": _iso(row["created_at"]),
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class AuditFilter:
+    user_id: int | None = None
+    action: str | None = None
+    resource: str | None = None
+    start: dt.datetime | None = None
+    end: dt.datetime | None = None  # exclusive
+
+    def where(self) -> tuple[str, list[Any]]:
+        return _where(
+            [
+                ("user_id", "=", self.user_id),
+                ("action", "=", self.action),
+                ("resource", "=", self.resource),
+                ("created_at", ">=", self.start),
+                ("created_at", "<", self.end),
+            ]
+        )
+
+
+async def list_audit(
+    pool: asyncpg.Pool, where: AuditFilter, *, page: int = 1, limit: int = 20
+) -> tuple[list[dict[str, Any]], int]:
+    clause, params = where.where()
+    rows, total = await _page(pool, "audit_log", clause, params, page, limit)
+    return [audit_to_api(r) for r in rows], total
