@@ -199,7 +199,7 @@ class LedgerWriter:
         return written
 
     async def _read(self, start: str, block_ms: int | None) -> list[tuple[bytes, dict[bytes, bytes]]]:
-        response = await self._redis.xreadgroup(
+        response: Any = await self._redis.xreadgroup(
             GROUP, self._consumer, {STREAM: start}, count=self._batch_size, block=block_ms
         )
         if not response:
@@ -207,7 +207,7 @@ class LedgerWriter:
         return [(entry_id, fields) for entry_id, fields in response[0][1] if fields]
 
     async def _claim_stale(self) -> list[tuple[bytes, dict[bytes, bytes]]]:
-        result = await self._redis.xautoclaim(
+        result: Any = await self._redis.xautoclaim(
             STREAM, GROUP, self._consumer, min_idle_time=self._claim_idle_ms, start_id="0-0", count=self._batch_size
         )
         return [(entry_id, fields) for entry_id, fields in result[1] if fields]

@@ -142,7 +142,7 @@ class EmbeddedPostgres:
 
     def pg_ctl(self, *args: str) -> None:
         """Run pg_ctl on this data folder (stop/start), as the user pgserver runs the server as."""
-        from pgserver._commands import pg_ctl
+        from pgserver._commands import pg_ctl  # type: ignore[attr-defined]
 
         pg_ctl(list(args), pgdata=self.folder, user=self.server.system_user)
 

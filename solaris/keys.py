@@ -12,11 +12,12 @@ from aiohttp import web
 from solaris.settings import Settings
 
 if TYPE_CHECKING:
-    pass
+    from solaris.metrics import Metrics
+    from solaris.services import Services
 
 SETTINGS = web.AppKey("settings", Settings)
 PG = web.AppKey("pg", asyncpg.Pool)
 REDIS = web.AppKey("redis", aioredis.Redis)
 UPSTREAM = web.AppKey("upstream", aiohttp.ClientSession)
-METRICS = web.AppKey("metrics", "Metrics")
-SERVICES = web.AppKey("services", "Services")
+METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
+SERVICES: web.AppKey[Services] = web.AppKey("services")

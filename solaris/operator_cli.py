@@ -132,7 +132,12 @@ def cmd_keys_create(settings: Settings, args: argparse.Namespace) -> int:
             user_id = await services.users.find_by_email(args.email)
             key, record = await services.keys.create("personal", user_id, name=args.name or "", created_by=actor.label)
         await audit.record(
-            services.pool, actor, "key.create", "api_key", record["id"], {"prefix": record["prefix"], "kind": record["kind"]}
+            services.pool,
+            actor,
+            "key.create",
+            "api_key",
+            record["id"],
+            {"prefix": record["prefix"], "kind": record["kind"]},
         )
         print(key)  # alone on stdout, so scripts can capture it
         return 0
@@ -150,7 +155,9 @@ def cmd_keys_revoke(settings: Settings, args: argparse.Namespace) -> int:
             raise CommandError(f"no active key with prefix or id {args.prefix!r}")
         await services.invalidate("keys")
         for key in revoked:
-            await audit.record(services.pool, Actor.cli(), "key.revoke", "api_key", key["id"], {"prefix": key["prefix"]})
+            await audit.record(
+                services.pool, Actor.cli(), "key.revoke", "api_key", key["id"], {"prefix": key["prefix"]}
+            )
             print(f"revoked {key['prefix']}")
         return 0
 

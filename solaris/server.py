@@ -7,6 +7,7 @@ import multiprocessing
 import os
 import signal
 import sys
+from typing import Any
 
 from aiohttp import web
 
@@ -51,7 +52,7 @@ def serve(settings: Settings) -> None:
     if settings.workers == 1:
         run_worker(settings, reuse_port=False)
         return
-    context = multiprocessing.get_context("spawn" if sys.platform == "darwin" else "fork")
+    context: Any = multiprocessing.get_context("spawn" if sys.platform == "darwin" else "fork")
     workers = [
         context.Process(target=run_worker, args=(settings, True), name=f"solaris-worker-{i}", daemon=False)
         for i in range(settings.workers)

@@ -115,7 +115,10 @@ class FakeUpstream:
             "data": [{"object": "embedding", "index": i, "embedding": [0.1, 0.2, 0.3]} for i in range(count)],
         }
         if self.behaviour.include_usage:
-            payload["usage"] = {"prompt_tokens": self.behaviour.prompt_tokens, "total_tokens": self.behaviour.prompt_tokens}
+            payload["usage"] = {
+                "prompt_tokens": self.behaviour.prompt_tokens,
+                "total_tokens": self.behaviour.prompt_tokens,
+            }
         return web.json_response(payload)
 
     async def moderations(self, request: web.Request) -> web.StreamResponse:

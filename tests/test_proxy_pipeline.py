@@ -14,7 +14,9 @@ from tests.fake_upstream import ANSWER, PROMPT_TOKENS, FakeUpstream
 CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Olá"}]}
 
 
-async def post(gateway: Gateway, path: str, body: object, headers: dict[str, str] | None = None) -> aiohttp.ClientResponse:
+async def post(
+    gateway: Gateway, path: str, body: object, headers: dict[str, str] | None = None
+) -> aiohttp.ClientResponse:
     async with aiohttp.ClientSession() as session:
         response = await session.post(
             f"{gateway.url}{path}",
@@ -56,7 +58,9 @@ async def test_body_user_field_identifies_when_no_header(gateway: Gateway) -> No
     client = gateway.client(user=None)
     await client.chat.completions.create(**CHAT, user="64f1c0ffee")  # type: ignore[call-overload]
     [row] = await usage_rows(gateway)
-    librechat_id = await gateway.services.pool.fetchval("SELECT librechat_id FROM end_users WHERE id = $1", row["user_id"])
+    librechat_id = await gateway.services.pool.fetchval(
+        "SELECT librechat_id FROM end_users WHERE id = $1", row["user_id"]
+    )
     assert librechat_id == "64f1c0ffee"
 
 
@@ -126,8 +130,12 @@ async def test_reactivated_user_is_served_on_the_next_request(gateway: Gateway) 
 # -- what goes upstream and comes back ----------------------------------------------------------
 
 
-async def test_upstream_gets_litellm_key_and_request_id_but_not_our_secrets(gateway: Gateway, upstream: FakeUpstream) -> None:
-    response = await post(gateway, "/v1/chat/completions", CHAT, {"X-Request-ID": "req-abc-1", "Connection": "keep-alive"})
+async def test_upstream_gets_litellm_key_and_request_id_but_not_our_secrets(
+    gateway: Gateway, upstream: FakeUpstream
+) -> None:
+    response = await post(
+        gateway, "/v1/chat/completions", CHAT, {"X-Request-ID": "req-abc-1", "Connection": "keep-alive"}
+    )
     assert response.status == 200
     assert response.headers["x-request-id"] == "req-abc-1"
     sent = upstream.requests[0]["headers"]
@@ -183,7 +191,9 @@ async def test_other_v1_calls_pass_through_and_are_recorded(gateway: Gateway, up
     assert row["endpoint"] == "/v1/moderations"
 
 
-async def test_upstream_errors_pass_through_with_status_and_are_recorded(gateway: Gateway, upstream: FakeUpstream) -> None:
+async def test_upstream_errors_pass_through_with_status_and_are_recorded(
+    gateway: Gateway, upstream: FakeUpstream
+) -> None:
     upstream.behaviour.fail_status, upstream.behaviour.fail_times = 400, 1
     response = await post(gateway, "/v1/chat/completions", CHAT)
     assert response.status == 400
@@ -209,7 +219,9 @@ async def test_unreachable_upstream_is_a_502_and_is_recorded(gateway: Gateway, u
 
 
 async def test_connection_refused_upstream_is_a_502_and_is_recorded(gateway: Gateway) -> None:
-    await gateway.services.system.update({"litellmSettings": {"baseUrl": "http://127.0.0.1:9", "maxRetries": 1}}, "test")
+    await gateway.services.system.update(
+        {"litellmSettings": {"baseUrl": "http://127.0.0.1:9", "maxRetries": 1}}, "test"
+    )
     response = await post(gateway, "/v1/chat/completions", CHAT)
     assert response.status == 502
     [row] = await usage_rows(gateway)
