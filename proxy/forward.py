@@ -6,6 +6,7 @@ Whatever happens once a request is forwarded (success, upstream error, client go
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -307,6 +308,11 @@ async def _relay_stream(ex: Exchange, response: aiohttp.ClientResponse) -> web.S
             upstream_error = ("upstream_disconnect", str(exc) or type(exc).__name__)
     except (aiohttp.ClientError, TimeoutError) as exc:
         upstream_error = ("upstream_disconnect", str(exc) or type(exc).__name__)
+    except asyncio.CancelledError:
+        # aiohttp cancels the handler when the client goes away (or on shutdown): still record.
+        response.close()
+        await asyncio.shield(_record_disconnect(ex, sse, first_chunk))
+        raise
     finally:
         services.metrics.active_streams.dec()
     ex.upstream_seconds = time.perf_counter() - (ex.upstream_started or ex.started)
@@ -314,10 +320,7 @@ async def _relay_stream(ex: Exchange, response: aiohttp.ClientResponse) -> web.S
     counted = _count(ex, sse.streamed_text()) if usage is None else 0
     if client_gone:
         response.close()  # stop reading: nobody is listening
-        await finish(
-            ex, 499, usage=usage, counted_completion=counted, error=("client_disconnect", "client closed the stream"),
-            complete=False, first_chunk=first_chunk,
-        )  # fmt: skip
+        await _record_disconnect(ex, sse, first_chunk)
         return out
     settlement = await finish(
         ex, 200, usage=usage, counted_completion=counted, error=upstream_error,
@@ -335,6 +338,15 @@ async def _relay_stream(ex: Exchange, response: aiohttp.ClientResponse) -> web.S
     except (ConnectionResetError, aiohttp.ClientConnectionResetError):
         pass  # the answer was complete and recorded; only our trailing bytes were lost
     return out
+
+
+async def _record_disconnect(ex: Exchange, sse: relay.SseFilter, first_chunk: float | None) -> None:
+    usage = _usage_numbers(sse.usage)
+    counted = _count(ex, sse.streamed_text()) if usage is None else 0
+    await finish(
+        ex, 499, usage=usage, counted_completion=counted, error=("client_disconnect", "client closed the stream"),
+        complete=False, first_chunk=first_chunk,
+    )  # fmt: skip
 
 
 def _is_client_side(exc: BaseException, ex: Exchange) -> bool:

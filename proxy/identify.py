@@ -11,10 +11,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import asyncpg
+
 from metering.keys import ApiKeyService, KeyInfo
 from metering.users import ProvisioningDisabled, UserService
 from proxy import messages
-from proxy.errors import bad_request, forbidden, unauthorized
+from proxy.errors import bad_request, forbidden, unauthorized, unavailable
 
 MAX_IDENTITY_LENGTH = 320
 
@@ -88,4 +90,7 @@ async def identify(
         user_id = await users.resolve(email, librechat_id, auto_provision=auto_provision)
     except ProvisioningDisabled:
         raise forbidden(messages.text("not_provisioned", language), "user_not_provisioned") from None
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        # Known users are cached; a new one cannot be looked up while Postgres is away.
+        raise unavailable(messages.text("unavailable", language), "directory_unavailable") from exc
     return Caller(key, user_id)

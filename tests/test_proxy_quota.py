@@ -1,0 +1,172 @@
+"""Quotas through the proxy: refusals, the over-use bound under concurrency, thresholds, notices."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import openai
+import pytest
+
+from metering.audit import Actor
+from metering.estimate import estimate_chat
+from metering.tokenizer import get_encoding
+from tests.conftest import Gateway
+from tests.fake_upstream import ANSWER, FakeUpstream
+
+ACTOR = Actor(admin_id=None, label="test")
+MESSAGES = [{"role": "user", "content": "Olá, tudo bem?"}]
+
+
+async def make_user(gateway: Gateway, email: str, limit: int, **extra: Any) -> int:
+    user = await gateway.services.users.create({"email": email, "monthlyLimit": limit, **extra}, ACTOR)
+    return int(user["id"])
+
+
+async def ask(gateway: Gateway, email: str, **kwargs: Any) -> Any:
+    return await gateway.client(user=email, max_retries=kwargs.pop("max_retries", 0)).chat.completions.create(
+        model="gpt-4o-mini", messages=MESSAGES, **kwargs
+    )
+
+
+async def test_request_over_the_limit_is_refused_in_the_users_language(
+    gateway: Gateway, upstream: FakeUpstream
+) -> None:
+    await make_user(gateway, "ana@example.com", 50)
+    await ask(gateway, "ana@example.com")  # 36 of 50
+    await ask(gateway, "ana@example.com")  # 72 of 50: over, blocked from now on
+    sent_before = len(upstream.requests)
+    with pytest.raises(openai.RateLimitError) as caught:
+        await ask(gateway, "ana@example.com", max_retries=2)
+    error = caught.value
+    assert error.status_code == 429
+    assert error.code == "monthly_token_limit_exceeded"
+    assert error.response.headers["x-should-retry"] == "false"
+    assert "limite mensal" in error.message and "72" in error.message
+    assert len(error.body["message"]) < 512  # type: ignore[index]
+    assert len(upstream.requests) == sent_before  # refused here, and the SDK did not retry
+
+
+async def test_quota_refusal_speaks_english_to_english_users(gateway: Gateway) -> None:
+    await make_user(gateway, "bob@example.com", 40, language="en")
+    await ask(gateway, "bob@example.com")
+    with pytest.raises(openai.RateLimitError) as caught:
+        await ask(gateway, "bob@example.com")
+    assert "monthly token limit" in caught.value.message
+
+
+async def test_rate_limit_refuses_with_retry_after(gateway: Gateway, upstream: FakeUpstream) -> None:
+    await gateway.services.system.update({"securitySettings": {"rateLimitPerMinute": 1, "rateLimitBurst": 1}}, "test")
+    await ask(gateway, "carla@example.com")
+    with pytest.raises(openai.RateLimitError) as caught:
+        await ask(gateway, "carla@example.com")
+    assert caught.value.code == "rate_limit_exceeded"
+    assert int(caught.value.response.headers["Retry-After"]) >= 1
+    assert len(upstream.requests) == 1
+
+
+async def test_concurrent_requests_near_the_limit_never_overspend(gateway: Gateway, upstream: FakeUpstream) -> None:
+    """200 requests at once from one user whose limit fits about 40 of them.
+
+    The upstream reports exactly what the gateway reserves (prompt estimate + max_tokens), so the
+    documented bound (in-flight actual minus reservation) is zero and usage must stay within the cap.
+    """
+    prompt = estimate_chat({"model": "gpt-4o-mini", "messages": MESSAGES}, get_encoding("o200k_base"))
+    upstream.behaviour.prompt_tokens, upstream.behaviour.completion_tokens = prompt, 15
+    per_request = prompt + 15
+    limit = per_request * 40 + 7
+    user_id = await make_user(gateway, "dora@example.com", limit)
+    await gateway.services.system.update({"securitySettings": {"rateLimitPerMinute": 0}}, "test")
+    client = gateway.client(user="dora@example.com")
+
+    async def one() -> bool:
+        try:
+            await client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, max_tokens=15)  # type: ignore[arg-type]
+            return True
+        except openai.RateLimitError:
+            return False
+
+    outcomes = await asyncio.gather(*(one() for _ in range(200)))
+    await gateway.flush_ledger()
+    used = await gateway.services.pool.fetchval("SELECT sum(total_tokens) FROM token_usage WHERE user_id = $1", user_id)
+    assert sum(outcomes) == 40
+    assert used == 40 * per_request <= limit
+    snapshot = await gateway.services.quota.snapshot(user_id, gateway.services.clock.current().name)
+    assert snapshot.used == used and snapshot.reserved == 0
+    await _settle_alerts(gateway)
+    fired = await gateway.services.pool.fetch(
+        "SELECT type, count(*) FROM alerts WHERE user_id = $1 GROUP BY type", user_id
+    )
+    assert {r["type"]: r["count"] for r in fired} == {"usage_80": 1, "usage_95": 1}
+
+
+async def test_overspend_is_bounded_by_requests_in_flight(gateway: Gateway, upstream: FakeUpstream) -> None:
+    """When answers run longer than their reservation, over-use is at most that excess in flight."""
+    upstream.behaviour.delay = 0.2  # every request is in flight at once
+    upstream.behaviour.prompt_tokens, upstream.behaviour.completion_tokens = 10, 200
+    user_id = await make_user(gateway, "edu@example.com", 1000)
+    await gateway.services.system.update({"securitySettings": {"rateLimitPerMinute": 0}}, "test")
+    client = gateway.client(user="edu@example.com")
+    results = await asyncio.gather(
+        *(client.chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=MESSAGES, max_tokens=20)  # type: ignore[arg-type]
+          for _ in range(100)),
+        return_exceptions=True,
+    )  # fmt: skip
+    admitted = [r for r in results if not isinstance(r, BaseException)]
+    await gateway.flush_ledger()
+    used = await gateway.services.pool.fetchval("SELECT sum(total_tokens) FROM token_usage WHERE user_id = $1", user_id)
+    prompt = estimate_chat({"model": "gpt-4o-mini", "messages": MESSAGES}, get_encoding("o200k_base"))
+    # Each admitted request reserved at most prompt + 20 and used 210.
+    bound = 1000 + len(admitted) * (210 - min(prompt + 20, 210))
+    assert 0 < len(admitted) < 100
+    assert used <= bound
+    assert len(admitted) * (prompt + 1) <= 1000 + prompt  # admission itself never passed the cap
+
+
+async def test_crossing_80_percent_appends_a_notice_once(gateway: Gateway) -> None:
+    await make_user(gateway, "fe@example.com", 80)
+    first = await ask(gateway, "fe@example.com")  # 36 of 80: 45%
+    second = await ask(gateway, "fe@example.com")  # 72 of 80: crosses 80%
+    assert first.choices[0].message.content == ANSWER
+    assert second.choices[0].message.content.startswith(ANSWER)
+    assert "80%" in second.choices[0].message.content and "Aviso" in second.choices[0].message.content
+
+
+async def test_streamed_answer_gets_the_notice_as_a_last_chunk(gateway: Gateway) -> None:
+    await make_user(gateway, "gui@example.com", 80, language="en")
+    await ask(gateway, "gui@example.com")
+    stream = await ask(gateway, "gui@example.com", stream=True)
+    contents = [c.choices[0].delta.content async for c in stream if c.choices and c.choices[0].delta.content]
+    assert "".join(contents[:-1]).strip() == ANSWER
+    assert "80%" in contents[-1] and "Notice" in contents[-1]
+
+
+async def test_granting_tokens_unblocks_on_the_next_request(gateway: Gateway) -> None:
+    user_id = await make_user(gateway, "hel@example.com", 40)
+    await ask(gateway, "hel@example.com")
+    with pytest.raises(openai.RateLimitError):
+        await ask(gateway, "hel@example.com")
+    await gateway.services.users.add_tokens(user_id, 1000, "deadline", ACTOR)
+    reply = await ask(gateway, "hel@example.com")
+    assert reply.choices[0].message.content == ANSWER
+
+
+async def test_reset_usage_keeps_the_ledger_and_rebuild_agrees(gateway: Gateway) -> None:
+    user_id = await make_user(gateway, "ivo@example.com", 1000)
+    await ask(gateway, "ivo@example.com")
+    await gateway.services.users.reset_usage(user_id, ACTOR)
+    await ask(gateway, "ivo@example.com")
+    await gateway.flush_ledger()
+    assert await gateway.services.pool.fetchval("SELECT count(*) FROM token_usage WHERE user_id = $1", user_id) == 2
+    live = await gateway.services.quota.snapshot(user_id, gateway.services.clock.current().name)
+    rebuilt = await gateway.services.users.rebuild_counters(user_id)
+    assert live.used == rebuilt.used == 36
+
+
+async def _settle_alerts(gateway: Gateway) -> None:
+    """Alerts are raised in background tasks off the request path; let them land."""
+    for _ in range(100):
+        pending = [t for t in gateway.services.background if t.get_name().startswith("alert-")]
+        if not pending:
+            return
+        await asyncio.sleep(0.02)

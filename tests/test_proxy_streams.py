@@ -1,0 +1,134 @@
+"""Streams: relayed chunk by chunk, usage learned and hidden, and every ending recorded."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import aiohttp
+import pytest
+
+from metering.estimate import count_text
+from metering.tokenizer import get_encoding
+from tests.conftest import SERVICE_KEY, Gateway
+from tests.fake_upstream import ANSWER, COMPLETION_TOKENS, PROMPT_TOKENS, FakeUpstream
+
+CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Conte uma história"}]}
+
+
+async def rows(gateway: Gateway) -> list[dict[str, object]]:
+    await gateway.flush_ledger()
+    return [dict(r) for r in await gateway.services.pool.fetch("SELECT * FROM token_usage")]
+
+
+async def stream_chunks(gateway: Gateway, **extra: object) -> list[object]:
+    client = gateway.client()
+    stream = await client.chat.completions.create(**CHAT, stream=True, **extra)  # type: ignore[call-overload]
+    return [chunk async for chunk in stream]
+
+
+@pytest.mark.parametrize("style", ["litellm", "openai"])
+async def test_usage_chunk_is_hidden_from_clients_that_did_not_ask(
+    gateway: Gateway, upstream: FakeUpstream, style: str
+) -> None:
+    upstream.behaviour.usage_style = style
+    chunks = await stream_chunks(gateway)
+    assert all(c.usage is None for c in chunks)  # type: ignore[attr-defined]
+    assert upstream.requests[0]["body"]["stream_options"] == {"include_usage": True}
+    [row] = await rows(gateway)
+    assert (row["prompt_tokens"], row["completion_tokens"]) == (PROMPT_TOKENS, COMPLETION_TOKENS)
+
+
+async def test_usage_chunk_reaches_clients_that_asked(gateway: Gateway) -> None:
+    chunks = await stream_chunks(gateway, stream_options={"include_usage": True})
+    usages = [c.usage for c in chunks if c.usage is not None]  # type: ignore[attr-defined]
+    assert len(usages) == 1 and usages[0].total_tokens == PROMPT_TOKENS + COMPLETION_TOKENS
+
+
+async def test_without_reported_usage_the_streamed_text_is_counted(gateway: Gateway, upstream: FakeUpstream) -> None:
+    upstream.behaviour.include_usage = False
+    chunks = await stream_chunks(gateway)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)  # type: ignore[attr-defined]
+    [row] = await rows(gateway)
+    assert row["completion_tokens"] == count_text(text, get_encoding("o200k_base")) > 0
+    assert row["prompt_tokens"] == row["estimated_tokens"]
+
+
+async def test_chunks_arrive_as_the_upstream_sends_them(gateway: Gateway, upstream: FakeUpstream) -> None:
+    upstream.behaviour.chunk_delay = 0.15
+    client = gateway.client()
+    started = time.perf_counter()
+    stream = await client.chat.completions.create(**CHAT, stream=True)  # type: ignore[call-overload]
+    arrivals = [time.perf_counter() - started async for _ in stream]
+    assert arrivals[0] < 0.5  # the first chunk is not held back until the end
+    assert arrivals[-1] - arrivals[0] > 0.4
+
+
+async def test_client_disconnect_mid_stream_is_recorded_as_incomplete(gateway: Gateway, upstream: FakeUpstream) -> None:
+    upstream.behaviour.chunk_delay, upstream.behaviour.chunks = 0.1, 12
+    async with aiohttp.ClientSession() as session:
+        response = await session.post(
+            f"{gateway.url}/v1/chat/completions",
+            json={**CHAT, "stream": True},
+            headers={"Authorization": f"Bearer {SERVICE_KEY}", "X-Solaris-User": "ana@example.com"},
+        )
+        await response.content.readuntil(b"\n\n")
+        await response.content.readuntil(b"\n\n")
+        response.close()  # the user closed the tab
+    for _ in range(100):
+        recorded = await rows(gateway)
+        if recorded:
+            break
+        await asyncio.sleep(0.05)
+    [row] = recorded
+    assert row["is_complete"] is False and row["status_code"] == 499
+    assert row["error_type"] == "client_disconnect"
+    assert 0 < row["completion_tokens"] < count_text(ANSWER, get_encoding("o200k_base"))
+    await asyncio.sleep(0.3)
+    assert upstream.streams_closed_early == 1  # the gateway stopped reading the upstream
+
+
+async def test_upstream_reset_mid_stream_is_recorded(gateway: Gateway, upstream: FakeUpstream) -> None:
+    upstream.behaviour.cut_stream_after = 2
+    client = gateway.client()
+    received = []
+    stream = await client.chat.completions.create(**CHAT, stream=True)  # type: ignore[call-overload]
+    try:
+        async for chunk in stream:
+            received.append(chunk)
+    except Exception:  # noqa: BLE001 - the SDK may or may not raise on a cut stream; either is fine here
+        pass
+    [row] = await rows(gateway)
+    assert row["is_complete"] is False
+    assert row["error_type"] == "upstream_disconnect"
+    assert row["completion_tokens"] > 0
+
+
+async def test_upstream_timeout_becomes_a_502_and_is_recorded(gateway: Gateway, upstream: FakeUpstream) -> None:
+    await gateway.services.system.update({"litellmSettings": {"timeout": 0.3, "maxRetries": 1}}, "test")
+    upstream.behaviour.delay = 1.0
+    async with aiohttp.ClientSession() as session:
+        response = await session.post(
+            f"{gateway.url}/v1/chat/completions",
+            json=CHAT,
+            headers={"Authorization": f"Bearer {SERVICE_KEY}", "X-Solaris-User": "ana@example.com"},
+        )
+        body = await response.json()
+    assert response.status == 502 and body["error"]["code"] == "upstream_unavailable"
+    [row] = await rows(gateway)
+    assert row["status_code"] == 502 and row["retry_count"] == 1
+
+
+async def test_upstream_500_is_passed_through_not_retried(gateway: Gateway, upstream: FakeUpstream) -> None:
+    upstream.behaviour.fail_status, upstream.behaviour.fail_times = 500, 1
+    async with aiohttp.ClientSession() as session:
+        response = await session.post(
+            f"{gateway.url}/v1/chat/completions",
+            json={**CHAT, "stream": True},
+            headers={"Authorization": f"Bearer {SERVICE_KEY}", "X-Solaris-User": "ana@example.com"},
+        )
+        body = await response.json()
+    assert response.status == 500 and "upstream says 500" in body["error"]["message"]
+    assert len(upstream.requests) == 1
+    [row] = await rows(gateway)
+    assert row["status_code"] == 500

@@ -1,0 +1,186 @@
+"""Nothing is lost: Postgres down, Redis down (both policies), a gateway process killed mid-stream."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import openai
+import pytest
+from aiohttp.test_utils import TestServer
+
+from solaris.app import create_app
+from solaris.engines import Engines
+from solaris.settings import Settings
+from tests.conftest import SERVICE_KEY, Gateway
+from tests.fake_upstream import COMPLETION_TOKENS, PROMPT_TOKENS, FakeUpstream
+
+CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Olá"}]}
+
+
+async def wait_for(check, timeout: float = 20.0):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            result = await check()
+            if result:
+                return result
+        except Exception:  # noqa: BLE001 - the store may still be coming back
+            if time.monotonic() > deadline:
+                raise
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.2)
+
+
+async def test_usage_recorded_while_postgres_is_down_lands_once_it_returns(gateway: Gateway, engines: Engines) -> None:
+    assert engines.postgres is not None
+    client = gateway.client()
+    await client.chat.completions.create(**CHAT)  # type: ignore[call-overload]  # the user is known
+    await gateway.flush_ledger()
+    engines.postgres.stop()
+    try:
+        replies = [await client.chat.completions.create(**CHAT) for _ in range(5)]  # type: ignore[call-overload]
+        assert all(r.choices for r in replies)  # served while the ledger waits
+        assert await gateway.services.writer.backlog() >= 1
+    finally:
+        engines.postgres.start_again()
+
+    async def landed() -> bool:
+        count = await gateway.services.pool.fetchval("SELECT count(*) FROM token_usage")
+        return bool(count == 6 and await gateway.services.writer.backlog() == 0)
+
+    await wait_for(landed, timeout=30)
+    distinct = await gateway.services.pool.fetchval("SELECT count(DISTINCT request_id) FROM token_usage")
+    assert distinct == 6
+
+
+@pytest.fixture
+async def gateway_with(
+    database_url: str, redis_url: str, upstream: FakeUpstream, db_pool: object, redis_client: object
+) -> AsyncIterator[object]:
+    """Start a gateway with some settings changed (e.g. the Redis failure policy)."""
+    from solaris.settings import load_settings
+
+    servers: list[TestServer] = []
+
+    async def start(**changes: object) -> Gateway:
+        settings: Settings = load_settings(
+            {}, database_url=database_url, redis_url=redis_url, litellm_base_url=upstream.url,
+            service_key=SERVICE_KEY, sweep_interval=1.0, **changes,
+        )  # fmt: skip
+        app = create_app(settings)
+        server = TestServer(app, host="127.0.0.1")
+        await server.start_server()
+        servers.append(server)
+        return Gateway(str(server.make_url("")).rstrip("/"), app)
+
+    yield start
+    for server in servers:
+        await server.close()
+
+
+async def test_redis_down_fail_closed_refuses_with_503(gateway_with, engines: Engines, upstream: FakeUpstream) -> None:  # type: ignore[no-untyped-def]
+    gateway = await gateway_with(redis_failure="closed")
+    await gateway.client().chat.completions.create(**CHAT)  # the user is known to Redis
+    assert engines.redis is not None
+    engines.redis.kill()
+    try:
+        with pytest.raises(openai.InternalServerError) as caught:
+            await gateway.client().chat.completions.create(**CHAT)  # type: ignore[call-overload]
+        assert caught.value.status_code == 503
+        assert len(upstream.requests) == 1
+    finally:
+        engines.redis.start()
+
+
+async def test_redis_down_fail_open_serves_records_and_reconciles(
+    gateway_with, engines: Engines, upstream: FakeUpstream
+) -> None:  # type: ignore[no-untyped-def]
+    gateway = await gateway_with(redis_failure="open")
+    await gateway.client().chat.completions.create(**CHAT)
+    assert engines.redis is not None
+    engines.redis.kill()
+    try:
+        for _ in range(3):
+            reply = await gateway.client().chat.completions.create(**CHAT)  # type: ignore[call-overload]
+            assert reply.choices
+    finally:
+        engines.redis.start()
+    services = gateway.services
+    user_id = await services.pool.fetchval("SELECT id FROM end_users")
+
+    async def reconciled() -> bool:
+        count = await services.pool.fetchval("SELECT count(*) FROM token_usage")
+        snapshot = await services.quota.snapshot(user_id, services.clock.current().name)
+        return bool(count == 4 and snapshot.used == 4 * (PROMPT_TOKENS + COMPLETION_TOKENS))
+
+    await wait_for(reconciled, timeout=30)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def test_gateway_killed_mid_stream_leaves_a_record_settled_by_the_sweeper(
+    gateway: Gateway, upstream: FakeUpstream, database_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    upstream.behaviour.chunk_delay, upstream.behaviour.chunks = 0.5, 20
+    port = _free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "LITELLM_BASE_URL": upstream.url,
+        "SOLARIS_SERVICE_KEY": SERVICE_KEY,
+        "SOLARIS_PORT": str(port),
+        "SOLARIS_SWEEP_INTERVAL": "1",
+        "SOLARIS_DATA_DIR": str(tmp_path),
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "solaris.cli", "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        async with aiohttp.ClientSession() as session:
+
+            async def up() -> bool:
+                async with session.get(f"{url}/health/live") as response:
+                    return response.status == 200
+
+            await wait_for(up, timeout=30)
+            response = await session.post(
+                f"{url}/v1/chat/completions",
+                json={**CHAT, "stream": True},
+                headers={"Authorization": f"Bearer {SERVICE_KEY}", "X-Solaris-User": "ana@example.com",
+                         "X-Request-ID": "req-killed-1"},
+            )  # fmt: skip
+            await response.content.readuntil(b"\n\n")
+            process.send_signal(signal.SIGKILL)
+            process.wait(10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+
+    async def swept() -> dict[str, object] | None:
+        await gateway.flush_ledger()
+        row = await gateway.services.pool.fetchrow("SELECT * FROM token_usage WHERE request_id = 'req-killed-1'")
+        return dict(row) if row else None
+
+    row = await wait_for(swept, timeout=30)
+    assert row["is_complete"] is False and row["error_type"] == "incomplete"
+    assert row["prompt_tokens"] == row["estimated_tokens"] > 0
+    user_id = row["user_id"]
+    snapshot = await gateway.services.quota.snapshot(user_id, gateway.services.clock.current().name)  # type: ignore[arg-type]
+    assert snapshot.reserved == 0 and snapshot.used == row["total_tokens"]
