@@ -124,6 +124,7 @@ class EmbeddedPostgres:
 
     folder: Path
     server: Any = None
+    started_here: bool = False  # False when another process (a running `serve`) already runs it
 
     def start(self) -> None:
         with warnings.catch_warnings():  # platformdirs warns when XDG_RUNTIME_DIR is unset (containers)
@@ -131,6 +132,10 @@ class EmbeddedPostgres:
             import pgserver
 
         self.folder.parent.mkdir(parents=True, exist_ok=True)
+        from pgserver.utils import PostmasterInfo
+
+        running = self.folder.exists() and PostmasterInfo.read_from_pgdata(self.folder)
+        self.started_here = not (running and running.is_running())
         try:
             self.server = pgserver.get_server(self.folder, cleanup_mode=None)
         except Exception as exc:  # pgserver raises bare subprocess and OS errors
@@ -147,7 +152,7 @@ class EmbeddedPostgres:
         pg_ctl(list(args), pgdata=self.folder, user=self.server.system_user)
 
     def stop(self) -> None:
-        if self.server is None:
+        if self.server is None or not self.started_here:
             return
         with contextlib.suppress(Exception):
             self.pg_ctl("-w", "-m", "fast", "stop")
@@ -155,6 +160,7 @@ class EmbeddedPostgres:
     def start_again(self) -> None:
         """Start the server after `stop` (tests use this to simulate an outage)."""
         self.server.ensure_postgres_running()
+        self.started_here = True
 
 
 @dataclass
