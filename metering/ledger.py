@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import datetime as dt
 import logging
+import operator
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -21,6 +23,8 @@ from typing import Any
 import asyncpg
 import orjson
 import redis.asyncio as aioredis
+
+from metering import events as feed
 
 log = logging.getLogger(__name__)
 
@@ -70,8 +74,7 @@ class UsageEvent:
     @classmethod
     def decode(cls, raw: bytes | str) -> UsageEvent:
         data = orjson.loads(raw)
-        known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        return cls(**{k: v for k, v in data.items() if k in _FIELDS})
 
 
 COLUMNS = tuple(f.name for f in dataclasses.fields(UsageEvent))
@@ -115,14 +118,32 @@ SELECT (SELECT count(*) FROM written) AS written, (SELECT count(*) FROM rollup) 
 """  # noqa: S608 - the column list is the dataclass's own field names
 
 
-def _record(event: UsageEvent) -> tuple[Any, ...]:
-    import datetime as dt
+_FIELDS = frozenset(COLUMNS)
+_CREATED_AT = COLUMNS.index("created_at")
+_values = operator.attrgetter(*COLUMNS)
 
-    values = dataclasses.astuple(event)
-    created_index = COLUMNS.index("created_at")
-    as_list = list(values)
-    as_list[created_index] = dt.datetime.fromtimestamp(event.created_at, dt.UTC)
-    return tuple(as_list)
+
+def _record(event: UsageEvent) -> tuple[Any, ...]:
+    values = list(_values(event))
+    values[_CREATED_AT] = dt.datetime.fromtimestamp(event.created_at, dt.UTC)
+    return tuple(values)
+
+
+def usage_update(event: UsageEvent) -> dict[str, object]:
+    """The seed's `usage_update` event for one recorded request."""
+    return {
+        "userId": event.user_id,
+        "requestId": event.request_id,
+        "model": event.model,
+        "endpoint": event.endpoint,
+        "promptTokens": event.prompt_tokens,
+        "completionTokens": event.completion_tokens,
+        "totalTokens": event.total_tokens,
+        "totalCost": event.total_cost,
+        "statusCode": event.status_code,
+        "responseTimeMs": event.response_time_ms,
+        "createdAt": dt.datetime.fromtimestamp(event.created_at, dt.UTC).isoformat().replace("+00:00", "Z"),
+    }
 
 
 async def write_events(conn: asyncpg.Connection, events: Iterable[UsageEvent], timezone: str) -> int:
@@ -222,9 +243,12 @@ class LedgerWriter:
         async with self._pool.acquire() as conn:
             written = await write_events(conn, events, self._timezone)
         ids = [entry_id for entry_id, _ in entries]
-        pipe = self._redis.pipeline(transaction=True)
+        pipe = self._redis.pipeline(transaction=False)
         pipe.xack(STREAM, GROUP, *ids)
         pipe.xdel(STREAM, *ids)
+        # The live feed hears of usage once it is in the ledger: batched here, off the request path.
+        for event in events:
+            pipe.publish(feed.CHANNEL, feed.encode_event("usage_update", usage_update(event)))
         await pipe.execute()
         self.rows_written += written
         if self._on_written is not None:

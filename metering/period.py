@@ -22,12 +22,20 @@ class PeriodClock:
 
     def __init__(self, timezone: str) -> None:
         self.tz = zoneinfo.ZoneInfo(timezone)
+        self._cached: Period | None = None
 
     def now(self) -> dt.datetime:
         return dt.datetime.now(self.tz)
 
     def current(self, at: dt.datetime | None = None) -> Period:
-        local = (at or self.now()).astimezone(self.tz)
+        if at is None:  # the hot path: reuse this month's Period until it ends
+            now = self.now()
+            cached = self._cached
+            if cached is not None and cached.start <= now < cached.end:
+                return cached
+            self._cached = cached = self.current(now)
+            return cached
+        local = at.astimezone(self.tz)
         return self.period(f"{local.year:04d}-{local.month:02d}")
 
     def period(self, name: str) -> Period:

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 import asyncpg
 import redis.asyncio as aioredis
 
-from metering import events
 from metering.ledger import Ledger, UsageEvent, write_events
 from metering.quota import QuotaEngine, Settlement, Thresholds
 
@@ -29,21 +28,6 @@ class Metered:
 
     user_id: int
     period: str
-
-
-def usage_update(event: UsageEvent) -> dict[str, object]:
-    return {
-        "userId": event.user_id,
-        "requestId": event.request_id,
-        "model": event.model,
-        "endpoint": event.endpoint,
-        "promptTokens": event.prompt_tokens,
-        "completionTokens": event.completion_tokens,
-        "totalTokens": event.total_tokens,
-        "totalCost": event.total_cost,
-        "statusCode": event.status_code,
-        "responseTimeMs": event.response_time_ms,
-    }
 
 
 class Recorder:
@@ -83,13 +67,12 @@ class Recorder:
                     thresholds=thresholds,
                 )
             Ledger.append_in(pipe, event)
-            pipe.publish(events.CHANNEL, events.encode_event("usage_update", usage_update(event)))
             replies = await pipe.execute(raise_on_error=False)
         except (aioredis.RedisError, OSError) as exc:
             log.warning("redis unreachable while settling %s: %s", event.request_id, exc)
             await self._fallback(event)
             return None
-        if isinstance(replies[-2], BaseException):  # the XADD failed: keep the event elsewhere
+        if isinstance(replies[-1], BaseException):  # the XADD failed: keep the event elsewhere
             await self._fallback(event)
         if queued is None or metered is None:
             return None

@@ -12,6 +12,8 @@ from collections.abc import Awaitable, Callable, Mapping
 import orjson
 from aiohttp import web
 
+REQUEST_ID = web.RequestKey("proxy_request_id", str)  # set by the pipeline, echoed on errors
+
 
 class ProxyError(Exception):
     def __init__(
@@ -70,7 +72,7 @@ def openai_errors(handler: Handler) -> Handler:
         try:
             return await handler(request)
         except ProxyError as exc:
-            return error_response(exc, {"x-request-id": request.get("request_id", "")})
+            return error_response(exc, {"x-request-id": request.get(REQUEST_ID, "")})
         except web.HTTPRequestEntityTooLarge as exc:
             return error_response(ProxyError(413, exc.text or "request body too large", code="request_too_large"))
         except web.HTTPException as exc:

@@ -171,18 +171,18 @@ async def finish(
 
 
 def _observe(ex: Exchange, event: UsageEvent, total: float, upstream_seconds: float, first_chunk: float | None) -> None:
-    metrics = ex.services.metrics
-    model = ex.model if ex.services.prices.knows(ex.model) else "other"
-    route = ex.path
-    metrics.requests.labels(route, model, str(event.status_code)).inc()
-    metrics.tokens.labels(model, "prompt").inc(event.prompt_tokens)
-    metrics.tokens.labels(model, "completion").inc(event.completion_tokens)
-    metrics.cost.labels(model).inc(event.total_cost)
-    metrics.request_seconds.labels(route).observe(total)
-    metrics.upstream_seconds.labels(route).observe(upstream_seconds)
-    metrics.overhead_seconds.labels(route).observe(max(0.0, total - upstream_seconds))
-    if first_chunk is not None:
-        metrics.first_token_seconds.labels(model).observe(first_chunk - ex.started)
+    model = ex.model if ex.services.prices.knows(ex.model) else "other"  # bounded label values
+    ex.services.metrics.observe_request(
+        ex.path,
+        model,
+        event.status_code,
+        prompt_tokens=event.prompt_tokens,
+        completion_tokens=event.completion_tokens,
+        cost=event.total_cost,
+        seconds=total,
+        upstream_seconds=upstream_seconds,
+        first_chunk_seconds=None if first_chunk is None else first_chunk - ex.started,
+    )
 
 
 def _notice(ex: Exchange, settlement: Settlement | None) -> str | None:

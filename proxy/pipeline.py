@@ -32,7 +32,7 @@ from metering.recorder import Metered
 from metering.sweeper import InflightInfo
 from metering.tokenizer import get_encoding
 from proxy import messages
-from proxy.errors import ProxyError, bad_request, forbidden, unavailable
+from proxy.errors import REQUEST_ID, ProxyError, bad_request, forbidden, unavailable
 from proxy.identify import identify
 from solaris.keys import SERVICES
 from solaris.services import Services
@@ -229,7 +229,7 @@ async def refusal(ex: Exchange, admission: Admission) -> ProxyError:
 
 def new_exchange(request: web.Request, kind: str, path: str) -> Exchange:
     ex = Exchange(request=request, kind=kind, path=path, request_id=request_id_of(request))
-    request["request_id"] = ex.request_id
+    request[REQUEST_ID] = ex.request_id
     return ex
 
 

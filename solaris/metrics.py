@@ -5,6 +5,8 @@ No label carries a user: cardinality stays bounded by routes, models and outcome
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -80,6 +82,46 @@ class Metrics:
         self.upstream_failures = Counter(
             "solaris_upstream_failures", "Upstream connection failures and 5xx answers.", ["kind"], registry=r
         )
+
+        self._children: dict[tuple[str, str, str], tuple[Any, ...]] = {}
+
+    def observe_request(
+        self,
+        route: str,
+        model: str,
+        status: int,
+        *,
+        prompt_tokens: int,
+        completion_tokens: int,
+        cost: float,
+        seconds: float,
+        upstream_seconds: float,
+        first_chunk_seconds: float | None,
+    ) -> None:
+        """Record one proxied request; the labelled children are looked up once per combination."""
+        key = (route, model, str(status))
+        children = self._children.get(key)
+        if children is None:
+            children = self._children[key] = (
+                self.requests.labels(route, model, key[2]),
+                self.tokens.labels(model, "prompt"),
+                self.tokens.labels(model, "completion"),
+                self.cost.labels(model),
+                self.request_seconds.labels(route),
+                self.upstream_seconds.labels(route),
+                self.overhead_seconds.labels(route),
+                self.first_token_seconds.labels(model),
+            )
+        requests, prompt, completion, spent, whole, upstream, overhead, first = children
+        requests.inc()
+        prompt.inc(prompt_tokens)
+        completion.inc(completion_tokens)
+        spent.inc(cost)
+        whole.observe(seconds)
+        upstream.observe(upstream_seconds)
+        overhead.observe(max(0.0, seconds - upstream_seconds))
+        if first_chunk_seconds is not None:
+            first.observe(first_chunk_seconds)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

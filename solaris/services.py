@@ -65,6 +65,8 @@ class Services:
         settings = self.settings
         self.clock = PeriodClock(settings.timezone)
         self.system = SettingsStore(self.pool, self.redis, default_system_settings(settings.litellm_base_url))
+        self._policy_source: SystemSettings | None = None
+        self._policy = quota_policy(self.system.current)
         self.quota = QuotaEngine(self.redis)
         self.keys = ApiKeyService(self.pool, settings.service_key)
         self.users = UserService(self.pool, self.quota, self.clock, self.policy, on_change=self.publish)
@@ -95,7 +97,11 @@ class Services:
     # -- policy and events ---------------------------------------------------------------------
 
     def policy(self) -> QuotaPolicy:
-        return quota_policy(self.system.current)
+        """The quota rules of the current system settings (rebuilt only when they change)."""
+        current = self.system.current
+        if self._policy_source is not current:
+            self._policy, self._policy_source = quota_policy(current), current
+        return self._policy
 
     async def publish(self, event_type: str, data: Any) -> None:
         await events.publish(self.redis, event_type, data)  # type: ignore[arg-type]

@@ -60,7 +60,9 @@ def test_help_explains_every_command() -> None:
 
 
 def test_create_admin_reads_the_password_from_stdin(store_env: dict[str, str], database_url: str) -> None:
-    result = run_cli("create-admin", "--email", "ops@example.com", "--name", "Ops", env=store_env, stdin="s3cret-pass-123\n")
+    result = run_cli(
+        "create-admin", "--email", "ops@example.com", "--name", "Ops", env=store_env, stdin="s3cret-pass-123\n"
+    )
     assert result.returncode == 0, result.stderr
     assert "created admin ops@example.com" in result.stdout
     import asyncio
@@ -136,7 +138,7 @@ def _free_port() -> int:
 
 def _health(port: int) -> tuple[int, str]:
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as response:  # noqa: S310 - loopback
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as response:
             return response.status, response.read().decode()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read().decode()

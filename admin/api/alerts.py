@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import secrets
+from typing import Any
 
 from aiohttp import web
 
@@ -38,7 +39,11 @@ async def list_alerts(request: web.Request, ctx: Ctx) -> web.StreamResponse:
 
 
 async def acknowledge(request: web.Request, ctx: Ctx) -> web.StreamResponse:
-    alert_id = path_id(request)
+    return ok(await acknowledge_alert(ctx, path_id(request)), "Alert acknowledged")
+
+
+async def acknowledge_alert(ctx: Ctx, alert_id: int) -> dict[str, Any]:
+    """Acknowledge, audit and announce one alert (the API and the panel both call this)."""
     before = await listings.get_alert(ctx.services.pool, alert_id)
     if before is None:
         raise not_found("alert")
@@ -53,7 +58,7 @@ async def acknowledge(request: web.Request, ctx: Ctx) -> web.StreamResponse:
         {"before": {"status": before["status"]}, "after": {"status": alert["status"]}},
     )
     await ctx.services.publish("alert", alert)
-    return ok(alert, "Alert acknowledged")
+    return alert
 
 
 async def send_test_alert(request: web.Request, ctx: Ctx) -> web.StreamResponse:

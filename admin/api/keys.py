@@ -25,13 +25,19 @@ def _name(body: dict[str, Any]) -> str:
     return name.strip()
 
 
-async def _issue(ctx: Ctx, kind: KeyKind, user_id: int | None, name: str) -> web.StreamResponse:
+async def issue_key(ctx: Ctx, kind: KeyKind, user_id: int | None, name: str) -> dict[str, Any]:
+    """Issue, audit and announce a key; the result carries the key itself (shown once)."""
     key, record = await ctx.services.keys.create(kind, user_id, name=name, created_by=ctx.actor.label)
     shown = key_to_api(record)
     await audit.record(ctx.services.pool, ctx.actor, "key.create", "api_key", record["id"], {"after": shown})
     if user_id is not None:
         await ctx.services.publish("user_update", {"action": "key_issued", "userId": user_id, "key": shown})
-    return ok({**shown, "key": key}, "Key issued: copy it now, it is not shown again", status=201)
+    return {**shown, "key": key}
+
+
+async def _issue(ctx: Ctx, kind: KeyKind, user_id: int | None, name: str) -> web.StreamResponse:
+    issued = await issue_key(ctx, kind, user_id, name)
+    return ok(issued, "Key issued: copy it now, it is not shown again", status=201)
 
 
 async def list_keys(request: web.Request, ctx: Ctx) -> web.StreamResponse:
@@ -49,7 +55,11 @@ async def issue_service_key(request: web.Request, ctx: Ctx) -> web.StreamRespons
 
 
 async def revoke_key(request: web.Request, ctx: Ctx) -> web.StreamResponse:
-    key_id = path_id(request)
+    return ok(await revoke(ctx, path_id(request)), "Key revoked")
+
+
+async def revoke(ctx: Ctx, key_id: int) -> dict[str, Any]:
+    """Revoke, audit and announce one key (the API and the panel both call this)."""
     before = await ctx.services.pool.fetchrow(SELECT_KEY, key_id)
     if before is None:
         raise not_found("key")
@@ -61,7 +71,7 @@ async def revoke_key(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     )
     if after["userId"] is not None:
         await ctx.services.publish("user_update", {"action": "key_revoked", "userId": after["userId"], "key": after})
-    return ok(after, "Key revoked")
+    return after
 
 
 async def list_user_keys(request: web.Request, ctx: Ctx) -> web.StreamResponse:

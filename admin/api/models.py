@@ -20,9 +20,13 @@ def _catalog(request: web.Request) -> ModelCatalog:
 
 
 async def _models(request: web.Request, ctx: Ctx) -> list[dict[str, Any]]:
+    return await current_models(ctx, _catalog(request))
+
+
+async def current_models(ctx: Ctx, catalog: ModelCatalog) -> list[dict[str, Any]]:
+    """The models with their usage and health, refreshing the catalog when it is stale."""
     services = ctx.services
     litellm = services.system.current.litellm
-    catalog = _catalog(request)
     await catalog.refresh_if_stale(
         services.http,
         services.prices,
@@ -46,13 +50,16 @@ async def get_model(request: web.Request, ctx: Ctx) -> web.StreamResponse:
 
 
 async def refresh_models(request: web.Request, ctx: Ctx) -> web.StreamResponse:
-    """Fetch LiteLLM's model list and prices now, and announce the result as `model_status`."""
+    return ok(await refresh_catalog(ctx, _catalog(request)), "Model list refreshed")
+
+
+async def refresh_catalog(ctx: Ctx, catalog: ModelCatalog) -> list[dict[str, Any]]:
+    """Fetch LiteLLM's model list and prices now, audit it, and announce the result as `model_status`."""
+    request = ctx.request
     services = ctx.services
     litellm = services.system.current.litellm
     try:
-        await _catalog(request).refresh(
-            services.http, services.prices, litellm.base_url, services.settings.litellm_api_key
-        )
+        await catalog.refresh(services.http, services.prices, litellm.base_url, services.settings.litellm_api_key)
     except LitellmUnreachable as exc:
         await audit.record(
             services.pool,
@@ -66,7 +73,7 @@ async def refresh_models(request: web.Request, ctx: Ctx) -> web.StreamResponse:
         )
         request[AUDITED] = True
         raise ApiError(502, "litellm_unreachable", str(exc), {"baseUrl": litellm.base_url}) from None
-    models = await _catalog(request).models(services.pool, services.prices)
+    models = await catalog.models(services.pool, services.prices)
     await audit.record(
         services.pool,
         ctx.actor,
@@ -76,7 +83,7 @@ async def refresh_models(request: web.Request, ctx: Ctx) -> web.StreamResponse:
         {"baseUrl": litellm.base_url, "models": [m["name"] for m in models]},
     )
     await services.publish("model_status", {"action": "refreshed", "models": models})
-    return ok(models, "Model list refreshed")
+    return models
 
 
 MODELS = {"type": "array", "items": schemas.ref("ModelInfo")}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from aiohttp import web
 
@@ -21,8 +22,11 @@ async def get_settings(request: web.Request, ctx: Ctx) -> web.StreamResponse:
 
 
 async def update_settings(request: web.Request, ctx: Ctx) -> web.StreamResponse:
-    """Saved, then applied in every process (the store announces the change over Redis)."""
-    patch = await json_body(request)
+    return ok(await save_settings(ctx, await json_body(request)), "Settings saved")
+
+
+async def save_settings(ctx: Ctx, patch: dict[str, Any]) -> dict[str, Any]:
+    """Saved, audited, then applied in every process (the store announces the change over Redis)."""
     before, after = await ctx.services.system.update(patch, ctx.actor.label)
     changed = sorted(flatten_patch(patch, {}))
     details = {"changed": changed, "before": before, "after": after}
@@ -30,13 +34,17 @@ async def update_settings(request: web.Request, ctx: Ctx) -> web.StreamResponse:
         details["smtpPassword"] = "changed"  # the value itself is never written anywhere but its column
     await audit.record(ctx.services.pool, ctx.actor, "settings.update", "system_settings", "system", details)
     await ctx.services.publish("system_status", {"action": "settings_updated", "settings": after})
-    return ok(after, "Settings saved")
+    return after
 
 
 async def test_email(request: web.Request, ctx: Ctx) -> web.StreamResponse:
-    """Send a real message through the configured SMTP server to the given address."""
     body = await json_body(request)
-    email = body.get("email")
+    result = await send_test_email(ctx, body.get("email"))
+    return ok(result, f"Test e-mail sent to {result['email']}")
+
+
+async def send_test_email(ctx: Ctx, email: Any) -> dict[str, Any]:
+    """Send a real message through the configured SMTP server to the given address."""
     if not isinstance(email, str) or len(email) > 254 or not _EMAIL.match(email.strip()):
         raise validation_error({"email": "must be a valid e-mail address"})
     email = email.strip()
@@ -67,10 +75,10 @@ async def test_email(request: web.Request, ctx: Ctx) -> web.StreamResponse:
             success=False,
             error_message=str(exc),
         )
-        request[AUDITED] = True
+        ctx.request[AUDITED] = True
         raise ApiError(502, "smtp_error", str(exc), {"smtpHost": settings.smtp_host}) from None
     await audit.record(services.pool, ctx.actor, "settings.test_email", "system_settings", "email", result)
-    return ok(result, f"Test e-mail sent to {email}")
+    return result
 
 
 ROUTES = [

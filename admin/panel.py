@@ -1,0 +1,147 @@
+"""The admin web panel under /admin: server-rendered pages, a little JavaScript, and an SSE feed.
+
+A sub-application of its own (like the API under /api), with:
+- `PAGES`, the one table of panel routes, each with the permission it needs (the API's names);
+- `guard`, which turns a row into an aiohttp handler: session cookie -> `Principal` (expired:
+  back to the login page), CSRF check on every POST, permission check (403 page);
+- `panel_errors`, which turns any failure into a page with the seed client's toast wording;
+- security headers on every panel response (`on_response_prepare`).
+
+View functions live in `admin/pages/` (one module per page type) and call the same services as the
+API, through the same shared functions, never copies of them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp_jinja2
+import jinja2
+from aiohttp import web
+
+from admin import auth, csrf
+from admin.api.models import CATALOG
+from admin.http import REQUEST_ID, ROOT_APP, Ctx, actor_for
+from admin.middlewares import request_id_of
+from admin.pages import common
+from admin.pages.common import PRINCIPAL, SESSION_COOKIE, login_redirect
+from admin.sse import EventHub
+from metering.models_info import ModelCatalog
+from solaris.keys import SERVICES
+
+log = logging.getLogger("admin.panel")
+
+TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+HUB = web.AppKey("panel_event_hub", EventHub)
+
+PageHandler = Callable[[web.Request, Ctx], Awaitable[web.StreamResponse]]
+
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; font-src 'self'; "
+    "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CSP,
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Permissions-Policy": "camera=(), microphone=(), geolocation=()",
+}
+
+
+@dataclass(frozen=True)
+class Page:
+    method: str
+    path: str
+    handler: PageHandler
+    permission: str  # a permission name, or auth.PUBLIC / auth.AUTHENTICATED
+
+
+def guard(page: Page) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    async def handle(request: web.Request) -> web.StreamResponse:
+        services = request.config_dict[SERVICES]
+        principal = None
+        if page.permission != auth.PUBLIC:
+            cookie = request.cookies.get(SESSION_COOKIE)
+            principal = await auth.authenticate_token(services.pool, cookie)
+            if principal is None:
+                if request.method != "GET" or request.path == "/admin/events":
+                    raise web.HTTPUnauthorized(text="session expired")
+                raise login_redirect(request, expired=cookie is not None)
+            request[PRINCIPAL] = principal
+            if request.method not in csrf.SAFE_METHODS:
+                given = await csrf.submitted_token(request)
+                if not csrf.matches(csrf.session_token(cookie or ""), given):
+                    raise web.HTTPForbidden(reason="CSRF token missing or invalid")
+        actor = actor_for(request, principal.id if principal else None, principal.email if principal else "anonymous")
+        ctx = Ctx(request, services, principal, actor)
+        if principal is not None and not principal.can(page.permission):
+            raise web.HTTPForbidden(reason=f"needs the permission {page.permission}")
+        return await page.handler(request, ctx)
+
+    handle.__name__ = page.handler.__name__
+    return handle
+
+
+@web.middleware
+async def panel_errors(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    request[REQUEST_ID] = request_id_of(request)
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400 or request.path.startswith("/admin/static/"):
+            raise
+        status = exc.status
+    except Exception:
+        log.exception("panel error in %s %s (request_id=%s)", request.method, request.path, request[REQUEST_ID])
+        status = 500
+    return await common.error_page(request, status)
+
+
+async def security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    if not request.path.startswith("/admin/static/"):
+        response.headers.setdefault("Cache-Control", "no-store")
+
+
+async def start_hub(panel: web.Application) -> None:
+    hub = EventHub(panel[ROOT_APP][SERVICES].redis)
+    hub.start()
+    panel[HUB] = hub
+
+
+async def stop_hub(panel: web.Application) -> None:
+    if HUB in panel:
+        await panel[HUB].stop()
+
+
+def create_panel_app(root: web.Application, catalog: ModelCatalog) -> web.Application:
+    from admin.pages import ROUTES  # the views import this module's helpers
+
+    panel = web.Application(middlewares=[panel_errors])
+    panel[ROOT_APP] = root
+    panel[CATALOG] = catalog
+    env = aiohttp_jinja2.setup(
+        panel,
+        loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
+        autoescape=jinja2.select_autoescape(default=True, default_for_string=True),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["tojson_attr"] = common.tojson_attr
+    for page in ROUTES:
+        panel.router.add_route(page.method, page.path, guard(page))
+    panel.router.add_static("/static", STATIC_DIR, append_version=True)
+    panel.on_response_prepare.append(security_headers)
+    panel.on_startup.append(start_hub)
+    panel.on_shutdown.append(stop_hub)
+    return panel
