@@ -41,7 +41,9 @@ def _upstream_body(ex: Exchange) -> bytes:
     )
 
 
-async def _send(ex: Exchange, body: bytes | None) -> upstream.UpstreamCall:
+async def _send(ex: Exchange, body: bytes | None, *, record: bool = True) -> upstream.UpstreamCall:
+    """Forward; when the upstream cannot be reached, record that (unless `record` is off) and
+    answer 502."""
     services = ex.services
     litellm = services.system.current.litellm
     headers = upstream.request_headers(
@@ -65,7 +67,8 @@ async def _send(ex: Exchange, body: bytes | None) -> upstream.UpstreamCall:
     except upstream.UpstreamUnavailable as exc:
         ex.retries = exc.retries
         services.metrics.upstream_failures.labels("connection").inc()
-        await finish(ex, 502, error=("upstream_unavailable", str(exc)))
+        if record:
+            await finish(ex, 502, error=("upstream_unavailable", str(exc)))
         raise ProxyError(
             502, "The model service (LiteLLM) could not be reached.", type="server_error", code="upstream_unavailable"
         ) from None
@@ -359,7 +362,7 @@ def _is_client_side(exc: BaseException, ex: Exchange) -> bool:
 
 async def pass_through(ex: Exchange, *, record: bool) -> web.StreamResponse:
     """Relay any other /v1 call as it is; charge it when a JSON answer reports usage."""
-    call = await _send(ex, ex.raw or None) if record else await _send_unrecorded(ex)
+    call = await _send(ex, ex.raw or None, record=record)
     response = call.response
     try:
         if response.content_type == "application/json" or not record:
@@ -390,29 +393,3 @@ async def pass_through(ex: Exchange, *, record: bool) -> web.StreamResponse:
         return out
     finally:
         response.release()
-
-
-async def _send_unrecorded(ex: Exchange) -> upstream.UpstreamCall:
-    services = ex.services
-    litellm = services.system.current.litellm
-    headers = upstream.request_headers(
-        ex.request.headers,
-        api_key=services.settings.litellm_api_key,
-        request_id=ex.request_id,
-        drop=frozenset({services.settings.user_header.lower()}),
-    )
-    try:
-        return await upstream.send(
-            services.http,
-            ex.request.method,
-            upstream.upstream_url(litellm.base_url, ex.path) + _query(ex.request),
-            headers=headers,
-            body=None,
-            timeout=litellm.timeout,
-            max_retries=litellm.max_retries,
-            stream=False,
-        )
-    except upstream.UpstreamUnavailable:
-        raise ProxyError(
-            502, "The model service (LiteLLM) could not be reached.", type="server_error", code="upstream_unavailable"
-        ) from None

@@ -4,53 +4,28 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import socket
 from collections.abc import Iterator
-from email import message_from_bytes, policy
-from email.message import EmailMessage
 
 import asyncpg
 import orjson
 import pytest
 import redis.asyncio as aioredis
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP as SMTPServer
-from aiosmtpd.smtp import Envelope, Session
 
 from metering import events
 from metering.alerts import MAX_ATTEMPTS, AlertService, alert_to_api, retry_delay
 from metering.mailer import Mailer
 from metering.system_settings import SettingsStore, default_system_settings
+from tests.test_mailer import Inbox, free_port
 
 PERIOD = "2025-08"
-
-
-class Inbox:
-    """An aiosmtpd handler that keeps every message it accepts."""
-
-    def __init__(self) -> None:
-        self.envelopes: list[Envelope] = []
-
-    async def handle_DATA(self, server: SMTPServer, session: Session, envelope: Envelope) -> str:
-        self.envelopes.append(envelope)
-        return "250 Message accepted for delivery"
-
-    @property
-    def messages(self) -> list[EmailMessage]:
-        return [message_from_bytes(e.original_content or b"", policy=policy.default) for e in self.envelopes]
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 class SmtpServer:
     """A real SMTP server on a fixed local port that the test can start and stop."""
 
     def __init__(self) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.inbox = Inbox()
         self._controller: Controller | None = None
 
