@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp_jinja2
@@ -24,12 +23,13 @@ from aiohttp import web
 
 from admin import auth, csrf
 from admin.api.models import CATALOG
-from admin.http import REQUEST_ID, ROOT_APP, Ctx, actor_for
+from admin.http import REQUEST_ID, ROOT_APP, ApiError, Ctx, actor_for
 from admin.middlewares import request_id_of
 from admin.pages import common
-from admin.pages.common import PRINCIPAL, SESSION_COOKIE, login_redirect
+from admin.pages.common import PRINCIPAL, SESSION_COOKIE, Page, login_redirect
 from admin.sse import EventHub
 from metering.models_info import ModelCatalog
+from metering.users import UserNotFound
 from solaris.keys import SERVICES
 
 log = logging.getLogger("admin.panel")
@@ -37,8 +37,6 @@ log = logging.getLogger("admin.panel")
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 HUB = web.AppKey("panel_event_hub", EventHub)
-
-PageHandler = Callable[[web.Request, Ctx], Awaitable[web.StreamResponse]]
 
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; font-src 'self'; "
@@ -54,14 +52,6 @@ SECURITY_HEADERS = {
 }
 
 
-@dataclass(frozen=True)
-class Page:
-    method: str
-    path: str
-    handler: PageHandler
-    permission: str  # a permission name, or auth.PUBLIC / auth.AUTHENTICATED
-
-
 def guard(page: Page) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def handle(request: web.Request) -> web.StreamResponse:
         services = request.config_dict[SERVICES]
@@ -70,7 +60,11 @@ def guard(page: Page) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
             cookie = request.cookies.get(SESSION_COOKIE)
             principal = await auth.authenticate_token(services.pool, cookie)
             if principal is None:
-                if request.method != "GET" or request.path == "/admin/events":
+                if request.method != "GET" or request.path in (
+                    "/admin/events",
+                    "/admin/session",
+                    "/admin/dashboard.json",
+                ):
                     raise web.HTTPUnauthorized(text="session expired")
                 raise login_redirect(request, expired=cookie is not None)
             request[PRINCIPAL] = principal
@@ -99,6 +93,10 @@ async def panel_errors(
         if exc.status < 400 or request.path.startswith("/admin/static/"):
             raise
         status = exc.status
+    except ApiError as exc:
+        status = exc.status
+    except UserNotFound:
+        status = 404
     except Exception:
         log.exception("panel error in %s %s (request_id=%s)", request.method, request.path, request[REQUEST_ID])
         status = 500
@@ -133,7 +131,6 @@ def create_panel_app(root: web.Application, catalog: ModelCatalog) -> web.Applic
         panel,
         loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
         autoescape=jinja2.select_autoescape(default=True, default_for_string=True),
-        undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
     )

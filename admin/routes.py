@@ -64,5 +64,14 @@ def create_api_app(root: web.Application) -> web.Application:
 
 
 def add_routes(app: web.Application) -> None:
-    """Register the admin API (and, later, the panel) on the main app."""
-    app.add_subapp("/api", create_api_app(app))
+    """Register the admin API under /api and the web panel under /admin (sharing one model catalog)."""
+    from admin.panel import create_panel_app
+
+    api = create_api_app(app)
+    app.add_subapp("/api", api)
+    app.add_subapp("/admin", create_panel_app(app, api[models.CATALOG]))
+    app.router.add_get("/admin", _to_panel)
+
+
+async def _to_panel(request: web.Request) -> web.StreamResponse:
+    raise web.HTTPPermanentRedirect("/admin/")

@@ -29,6 +29,7 @@ import redis.asyncio as aioredis
 from aiohttp import web
 
 from metering.events import CHANNEL, EVENT_TYPES
+from solaris.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -84,9 +85,7 @@ class EventHub:
             with contextlib.suppress(asyncio.QueueFull):
                 queue.put_nowait(None)  # tells the stream to end
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
+            await cancel_and_wait([self._task])
 
     def connect(self, last_event_id: str | None) -> tuple[asyncio.Queue[FeedEvent | None], list[FeedEvent]]:
         queue: asyncio.Queue[FeedEvent | None] = asyncio.Queue(QUEUE_SIZE)
@@ -153,8 +152,8 @@ async def stream(request: web.Request, hub: EventHub) -> web.StreamResponse:
     queue, replay = hub.connect(request.headers.get("Last-Event-ID"))
     try:
         await response.write(b"retry: %d\n: connected\n\n" % RETRY_MS)
-        for event in replay:
-            await response.write(event.frame())
+        for old in replay:
+            await response.write(old.frame())
         while not hub.closing:
             try:
                 event = await asyncio.wait_for(queue.get(), HEARTBEAT_SECONDS)

@@ -35,6 +35,7 @@ from metering.users import QuotaPolicy, UserService
 from solaris.keys import METRICS, PG, REDIS, SERVICES, SETTINGS, UPSTREAM
 from solaris.metrics import Metrics
 from solaris.settings import Settings
+from solaris.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -163,18 +164,8 @@ class Services:
         self.spawn(self._watch_backlog(), "ledger-backlog")
         self.spawn(self._reconcile_after_outage(), "redis-recovery")
 
-    async def stop(self, timeout: float = 5.0) -> None:
-        # redis-py can turn a cancellation that lands mid-command into a ConnectionError, which a
-        # loop's retry logic then swallows; cancelling again until the task ends handles that.
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        pending = set(self.background)
-        while pending and loop.time() < deadline:
-            for task in pending:
-                task.cancel()
-            _, pending = await asyncio.wait(pending, timeout=0.05)
-        for task in pending:
-            log.warning("background task %s did not stop within %.0fs", task.get_name(), timeout)
+    async def stop(self) -> None:
+        await cancel_and_wait(self.background)
         with contextlib.suppress(aioredis.RedisError, OSError):
             await self.redis.delete(f"sol:proc:{self.process_id}")
 

@@ -1,0 +1,46 @@
+"""The panel's pages, one module per page type; `ROUTES` is the one table of panel routes."""
+
+from __future__ import annotations
+
+from admin.auth import AUTHENTICATED, PUBLIC
+from admin.pages import alerts, analytics, auth, dashboard, events, logs, models, settings, users
+from admin.pages.common import Page
+
+USER = r"/users/{id:\d+}"
+
+ROUTES: list[Page] = [
+    Page("GET", "/login", auth.login_form, PUBLIC),
+    Page("POST", "/login", auth.login, PUBLIC),
+    Page("POST", "/logout", auth.logout, AUTHENTICATED),
+    Page("POST", "/language", auth.set_language, AUTHENTICATED),
+    Page("GET", "/", dashboard.dashboard, "analytics:read"),
+    Page("GET", "/dashboard.json", dashboard.dashboard_json, "analytics:read"),
+    Page("GET", "/users", users.list_users, "users:read"),
+    Page("GET", "/users/new", users.new_user, "users:write"),
+    Page("POST", "/users", users.create_user, "users:write"),
+    Page("GET", USER, users.show_user, "users:read"),
+    Page("GET", USER + "/edit", users.edit_user, "users:write"),
+    Page("POST", USER + "/edit", users.update_user, "users:write"),
+    Page("POST", USER + "/tokens", users.add_tokens, "tokens:grant"),
+    Page("POST", USER + "/reset-usage", users.reset_usage, "tokens:grant"),
+    Page("POST", USER + "/status", users.set_status, "users:write"),
+    Page("GET", USER + "/delete", users.confirm_delete, "users:write"),
+    Page("POST", USER + "/delete", users.delete_user, "users:write"),
+    Page("POST", USER + "/keys", users.issue_key, "keys:write"),
+    Page("POST", r"/keys/{key_id:\d+}/revoke", users.revoke_key, "keys:write"),
+    Page("GET", "/analytics", analytics.analytics_page, "usage:read"),
+    Page("GET", "/alerts", alerts.list_alerts, "alerts:read"),
+    Page("POST", r"/alerts/{id:\d+}/acknowledge", alerts.acknowledge, "alerts:write"),
+    Page("GET", "/models", models.list_models, "models:read"),
+    Page("POST", "/models/refresh", models.refresh, "models:write"),
+    Page("GET", "/logs", logs.list_logs, "logs:read"),
+    Page("GET", "/logs/export", logs.export, "logs:export"),
+    Page("GET", "/settings", settings.settings_page, "settings:read"),
+    Page("POST", "/settings", settings.save, "settings:write"),
+    Page("POST", "/settings/test-email", settings.test_email, "settings:write"),
+    Page("GET", "/events", events.events, AUTHENTICATED),
+    Page("GET", "/session", auth.session_check, AUTHENTICATED),
+]
+
+# Pages a signed-in admin reaches by GET, for the tests that every one refuses anonymous access.
+GET_PAGES = [page.path for page in ROUTES if page.method == "GET" and page.permission != PUBLIC]

@@ -1,0 +1,54 @@
+"""Analytics: a period switch, charts of the period, and the usage history with filters."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+
+from aiohttp import web
+
+from admin.api.analytics import usage_filter
+from admin.http import ApiError, Ctx, Query
+from admin.pages.common import render
+from metering import analytics
+from solaris.health import system_health
+
+PERIODS = ("24h", "7d", "30d", "month")
+PAGE_SIZE = 25
+
+
+async def analytics_page(request: web.Request, ctx: Ctx) -> web.StreamResponse:
+    period = request.query.get("period") if request.query.get("period") in PERIODS else "30d"
+    query = Query(request, ctx.timezone)
+    page = query.integer("page", default=1, high=1_000_000) or 1
+    where = usage_filter(query)
+    errors = dict(query.errors)
+    if errors:  # show the page with the problem next to the filter, and no filter applied
+        where = analytics.UsageFilter()
+    rows, total = await analytics.usage_history(ctx.services.pool, where, page=page, limit=PAGE_SIZE)
+    metrics = None
+    principal = ctx.principal
+    assert principal is not None
+    if principal.can("analytics:read"):
+        days = analytics.parse_period(period, dt.datetime.now(ctx.timezone))
+        metrics = await analytics.dashboard(ctx.services.pool, days, ctx.timezone, await system_health(ctx.root))
+    filters = {name: request.query.get(name, "") for name in ("userId", "model", "startDate", "endDate")}
+    return render(
+        request,
+        "admin/analytics.html",
+        {
+            "period": period,
+            "periods": PERIODS,
+            "m": metrics,
+            "rows": rows,
+            "total": total,
+            "page": page,
+            "pages": max(1, math.ceil(total / PAGE_SIZE)),
+            "filters": filters,
+            "errors": errors,
+        },
+        active="analytics",
+    )
+
+
+__all__ = ["ApiError", "analytics_page"]

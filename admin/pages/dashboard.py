@@ -1,0 +1,38 @@
+"""The dashboard: metric cards, charts and system health; `dashboard.json` feeds its live updates."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from aiohttp import web
+
+from admin.http import Ctx, json_response
+from admin.pages.common import render
+from metering import analytics
+from solaris.health import system_health
+
+PERIODS = ("24h", "7d", "30d", "month")
+
+
+async def _metrics(request: web.Request, ctx: Ctx) -> dict[str, Any]:
+    period = request.query.get("period") if request.query.get("period") in PERIODS else "30d"
+    days = analytics.parse_period(period, dt.datetime.now(ctx.timezone))
+    health = await system_health(ctx.root)
+    metrics = await analytics.dashboard(ctx.services.pool, days, ctx.timezone, health)
+    metrics["latencyMs"] = health.get("latencyMs", {})
+    return metrics
+
+
+async def dashboard(request: web.Request, ctx: Ctx) -> web.StreamResponse:
+    metrics = await _metrics(request, ctx)
+    return render(
+        request,
+        "admin/dashboard.html",
+        {"m": metrics, "periods": PERIODS, "period": metrics["period"]},
+        active="dashboard",
+    )
+
+
+async def dashboard_json(request: web.Request, ctx: Ctx) -> web.StreamResponse:
+    return json_response(await _metrics(request, ctx))

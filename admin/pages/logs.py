@@ -1,0 +1,43 @@
+"""Logs: the audit log with filters, and its export (CSV or JSON) for a date range."""
+
+from __future__ import annotations
+
+import math
+
+from aiohttp import web
+
+from admin.api.logs import audit_filter, export_audit
+from admin.http import Ctx, Query
+from admin.pages.common import render
+from metering import listings
+
+PAGE_SIZE = 25
+
+
+async def list_logs(request: web.Request, ctx: Ctx) -> web.StreamResponse:
+    query = Query(request, ctx.timezone)
+    page = query.integer("page", default=1, high=1_000_000) or 1
+    where = audit_filter(query)
+    errors = dict(query.errors)
+    if errors:
+        where = listings.AuditFilter()
+    entries, total = await listings.list_audit(ctx.services.pool, where, page=page, limit=PAGE_SIZE)
+    filters = {name: request.query.get(name, "") for name in ("action", "resource", "userId", "startDate", "endDate")}
+    return render(
+        request,
+        "admin/logs.html",
+        {
+            "entries": entries,
+            "total": total,
+            "page": page,
+            "pages": max(1, math.ceil(total / PAGE_SIZE)),
+            "filters": filters,
+            "errors": errors,
+        },
+        active="logs",
+    )
+
+
+async def export(request: web.Request, ctx: Ctx) -> web.StreamResponse:
+    """The same streamed, audited export as `GET /api/admin/logs/export`."""
+    return await export_audit(request, ctx)
