@@ -168,6 +168,11 @@ async def finish(
         event.error_type, event.error_message = error[0], error[1][:MAX_ERROR_TEXT]
     if services.settings.store_bodies:
         event.request_data = ex.raw.decode("utf-8", "replace")
+    services.live_requests += 1
+    services.live_tokens += event.total_tokens
+    if ex.kind != "models":
+        unreachable = error is not None and error[0] == "upstream_unavailable"
+        services.failures.observe(ex.model, failed=status >= 500 or unreachable, unreachable=unreachable)
     settlement = await services.recorder.settle(event, ex.metered, services.policy().thresholds, event.total_tokens)
     _observe(ex, event, total_seconds, upstream_seconds, first_chunk)
     return settlement

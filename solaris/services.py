@@ -22,6 +22,7 @@ from aiohttp import web
 
 from metering import events
 from metering.alerts import AlertService
+from metering.failures import FailureWatch
 from metering.keys import ApiKeyService
 from metering.ledger import LedgerWriter, UsageEvent
 from metering.mailer import Mailer
@@ -75,6 +76,9 @@ class Services:
         self.mailer = Mailer()
         self.alerts = AlertService(self.pool, self.redis, self.system, self.mailer, settings.language)
         self.unmetered_users: set[int] = set()
+        self.failures = FailureWatch(self._raise_failure, self.spawn)
+        self.live_requests = 0  # since the last real_time_metrics event
+        self.live_tokens = 0
         self.recorder = Recorder(
             self.redis,
             self.pool,
@@ -133,6 +137,18 @@ class Services:
                 name=f"alert-{crossed}-{metered.user_id}",
             )
 
+    async def _raise_failure(self, alert_type: str, title: str, metadata: dict[str, Any], dedupe_key: str) -> None:
+        severity = "critical" if alert_type == "system_error" else "error"
+        await self.alerts.raise_system(
+            alert_type,  # type: ignore[arg-type]
+            title,
+            title,
+            metadata,
+            dedupe_key,
+            severity=severity,  # type: ignore[arg-type]
+        )
+        self.metrics.alerts.labels(alert_type).inc()
+
     def _on_written(self, written: int, _events: list[UsageEvent]) -> None:
         self.metrics.ledger_written.inc(written)
 
@@ -163,6 +179,7 @@ class Services:
         self.spawn(self._refresh_prices(), "price-refresh")
         self.spawn(self._watch_backlog(), "ledger-backlog")
         self.spawn(self._reconcile_after_outage(), "redis-recovery")
+        self.spawn(self._publish_live_metrics(), "real-time-metrics")
 
     async def stop(self) -> None:
         await cancel_and_wait(self.background)
@@ -196,6 +213,25 @@ class Services:
             with contextlib.suppress(aioredis.RedisError, OSError):
                 self.metrics.ledger_backlog.set(await self.writer.backlog() + self.recorder.buffered)
             await asyncio.sleep(5.0)
+
+    async def _publish_live_metrics(self, interval: float = 2.0) -> None:
+        """The seed's `real_time_metrics`: this process's traffic since the last event."""
+        while True:
+            await asyncio.sleep(interval)
+            requests, tokens = self.live_requests, self.live_tokens
+            self.live_requests = self.live_tokens = 0
+            with contextlib.suppress(aioredis.RedisError, OSError):
+                backlog = await self.writer.backlog()
+                await self.publish(
+                    "real_time_metrics",
+                    {
+                        "processId": self.process_id,
+                        "requestsPerSecond": round(requests / interval, 2),
+                        "tokensPerSecond": round(tokens / interval, 2),
+                        "activeStreams": int(self.metrics.active_streams._value.get()),
+                        "ledgerBacklog": backlog,
+                    },
+                )
 
     async def _reconcile_after_outage(self) -> None:
         """After Redis was unreachable (fail-open), rebuild the counters of the users served."""

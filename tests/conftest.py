@@ -148,3 +148,26 @@ async def gateway(
     await server.start_server()
     yield Gateway(str(server.make_url("")).rstrip("/"), app)
     await server.close()
+
+
+@pytest.fixture
+async def gateway_with(
+    database_url: str, redis_url: str, upstream: FakeUpstream, db_pool: object, redis_client: object
+) -> AsyncIterator[object]:
+    """Start gateways with some settings changed (e.g. the Redis failure policy)."""
+    servers: list[TestServer] = []
+
+    async def start(**changes: object) -> Gateway:
+        settings: Settings = load_settings(
+            {}, database_url=database_url, redis_url=redis_url, litellm_base_url=upstream.url,
+            service_key=SERVICE_KEY, sweep_interval=1.0, **changes,
+        )  # fmt: skip
+        app = create_app(settings)
+        server = TestServer(app, host="127.0.0.1")
+        await server.start_server()
+        servers.append(server)
+        return Gateway(str(server.make_url("")).rstrip("/"), app)
+
+    yield start
+    for server in servers:
+        await server.close()

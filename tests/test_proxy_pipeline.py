@@ -282,3 +282,14 @@ def _actor():  # type: ignore[no-untyped-def]
     from metering.audit import Actor
 
     return Actor(admin_id=None, label="test")
+
+
+async def test_without_auto_provisioning_unknown_users_get_403(gateway_with, upstream: FakeUpstream) -> None:  # type: ignore[no-untyped-def]
+    gateway = await gateway_with(auto_provision=False)
+    with pytest.raises(openai.PermissionDeniedError) as caught:
+        await gateway.client(user="stranger@example.com").chat.completions.create(**CHAT)
+    assert caught.value.code == "user_not_provisioned"
+    await gateway.services.users.create({"email": "known@example.com"}, _actor())
+    reply = await gateway.client(user="known@example.com").chat.completions.create(**CHAT)
+    assert reply.choices[0].message.content == ANSWER
+    assert len(upstream.requests) == 1

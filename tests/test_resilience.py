@@ -9,17 +9,13 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
 import openai
 import pytest
-from aiohttp.test_utils import TestServer
 
-from solaris.app import create_app
 from solaris.engines import Engines
-from solaris.settings import Settings
 from tests.conftest import SERVICE_KEY, Gateway
 from tests.fake_upstream import COMPLETION_TOKENS, PROMPT_TOKENS, FakeUpstream
 
@@ -61,31 +57,6 @@ async def test_usage_recorded_while_postgres_is_down_lands_once_it_returns(gatew
     await wait_for(landed, timeout=30)
     distinct = await gateway.services.pool.fetchval("SELECT count(DISTINCT request_id) FROM token_usage")
     assert distinct == 6
-
-
-@pytest.fixture
-async def gateway_with(
-    database_url: str, redis_url: str, upstream: FakeUpstream, db_pool: object, redis_client: object
-) -> AsyncIterator[object]:
-    """Start a gateway with some settings changed (e.g. the Redis failure policy)."""
-    from solaris.settings import load_settings
-
-    servers: list[TestServer] = []
-
-    async def start(**changes: object) -> Gateway:
-        settings: Settings = load_settings(
-            {}, database_url=database_url, redis_url=redis_url, litellm_base_url=upstream.url,
-            service_key=SERVICE_KEY, sweep_interval=1.0, **changes,
-        )  # fmt: skip
-        app = create_app(settings)
-        server = TestServer(app, host="127.0.0.1")
-        await server.start_server()
-        servers.append(server)
-        return Gateway(str(server.make_url("")).rstrip("/"), app)
-
-    yield start
-    for server in servers:
-        await server.close()
 
 
 async def test_redis_down_fail_closed_refuses_with_503(gateway_with, engines: Engines, upstream: FakeUpstream) -> None:  # type: ignore[no-untyped-def]
