@@ -173,3 +173,11 @@ async def test_pages_speak_the_chosen_language(panel: Panel, lang: str, expected
     )
     assert f"<h1>{expected}" in body
     assert ("1.234.567" if lang == "pt-BR" else "1,234,567") in body
+
+
+async def test_field_errors_with_values_are_translated_to_portuguese(panel: Panel) -> None:
+    _, body = await panel.get("/admin/settings")
+    form = dict(re.findall(r'<input id="s-[^"]+" name="([^"]+)" value="([^"]*)"', body))
+    form["emailSettings.smtpPort"] = "99999"
+    _, body = await panel.post("/admin/settings", data=form)
+    assert "deve estar entre 1 e 65535" in body

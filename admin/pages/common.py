@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import zoneinfo
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -210,5 +211,32 @@ def parse_number(raw: str, name: str, errors: dict[str, str], fmt: i18n.Formatte
 
 
 def error_text(fmt: i18n.Formatter, message: str) -> str:
-    """A service's field message (English) in the panel's language, when we have it translated."""
-    return fmt.gettext(message)
+    """A service's field message (English) in the panel's language, when we have it translated.
+
+    Messages with values in them ("must be between 0 and 100") are matched against the catalog's
+    templates ("must be between {low} and {high}") and translated with the same values.
+    """
+    translated = fmt.gettext(message)
+    if translated != message:
+        return translated
+    for template, pattern in _ERROR_TEMPLATES:
+        match = pattern.fullmatch(message)
+        if match:
+            return fmt.gettext(template, **match.groupdict())
+    return message
+
+
+def _template_pattern(template: str) -> re.Pattern[str]:
+    parts = re.split(r"\{(\w+)\}", template)
+    regex = "".join(re.escape(part) if i % 2 == 0 else f"(?P<{part}>.+?)" for i, part in enumerate(parts))
+    return re.compile(regex)
+
+
+_ERROR_TEMPLATES = [
+    (template, _template_pattern(template))
+    for template in (
+        "must be between {low} and {high}",
+        "must be one of {options}",
+        "must have at most {max_length} characters",
+    )
+]
