@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 STREAM = "sol:ledger"
 GROUP = "ledger"
 MAX_BATCH = 5000
+FEED_EVENTS_PER_BATCH = 50
 
 
 @dataclass(slots=True)
@@ -246,8 +247,9 @@ class LedgerWriter:
         pipe = self._redis.pipeline(transaction=False)
         pipe.xack(STREAM, GROUP, *ids)
         pipe.xdel(STREAM, *ids)
-        # The live feed hears of usage once it is in the ledger: batched here, off the request path.
-        for event in events:
+        # The live feed hears of usage once it is in the ledger: batched here, off the request path,
+        # and only the latest requests of a big batch (the panel refreshes its totals anyway).
+        for event in events[-FEED_EVENTS_PER_BATCH:]:
             pipe.publish(feed.CHANNEL, feed.encode_event("usage_update", usage_update(event)))
         await pipe.execute()
         self.rows_written += written
