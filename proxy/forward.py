@@ -21,7 +21,7 @@ from metering.quota import Settlement
 from metering.tokenizer import get_encoding
 from proxy import messages, relay, upstream
 from proxy.errors import ProxyError
-from proxy.pipeline import Exchange
+from proxy.pipeline import Exchange, user_language
 
 NOTICE_THRESHOLDS = {"usage_95": 95, "usage_80": 80}
 MAX_ERROR_TEXT = 1000
@@ -145,12 +145,12 @@ async def finish(
     now = time.perf_counter()
     total_seconds = now - ex.started
     upstream_seconds = ex.upstream_seconds or (now - ex.upstream_started if ex.upstream_started else 0.0)
-    reached = status not in (502,) or usage is not None
     if usage is not None:
         prompt, completion = usage
-    elif status < 400 or not complete:
-        prompt, completion = (ex.estimate if reached else 0), counted_completion
-    else:
+    elif status < 400 or (not complete and status != 502):
+        # Answered, or cut off mid-answer, with no reported usage: the estimate and the counted text.
+        prompt, completion = ex.estimate, counted_completion
+    else:  # an error answer, or the upstream never answered
         prompt, completion = 0, 0
     event: UsageEvent = ex.event(status)
     total_cost, per_token, known = services.prices.cost(ex.model, prompt, completion)
@@ -193,34 +193,15 @@ def _observe(ex: Exchange, event: UsageEvent, total: float, upstream_seconds: fl
     )
 
 
-def _notice(ex: Exchange, settlement: Settlement | None) -> str | None:
-    services = ex.services
-    if settlement is None or not services.settings.inchat_notices or ex.kind == "embeddings":
+async def _notice(ex: Exchange, settlement: Settlement | None) -> str | None:
+    """The in-chat notice for a request that crossed 80% or 95%, in the user's language."""
+    if settlement is None or not ex.services.settings.inchat_notices or ex.kind == "embeddings":
         return None
-    for crossed, percent in NOTICE_THRESHOLDS.items():
-        if crossed in settlement.crossed:
-            assert ex.period is not None
-            lang = services.settings.language
-            return messages.threshold_notice(lang, percent, settlement.used, settlement.limit, ex.period.end)
-    return None
-
-
-async def _notice_language(ex: Exchange) -> str:
-    if ex.user_id is None:
-        return ex.services.settings.language
-    row = await ex.services.users.row(ex.user_id)
-    return str(row["language"] or ex.services.settings.language)
-
-
-async def _localized_notice(ex: Exchange, settlement: Settlement | None) -> str | None:
-    text = _notice(ex, settlement)
-    if text is None:
+    percent = next((p for crossed, p in NOTICE_THRESHOLDS.items() if crossed in settlement.crossed), None)
+    if percent is None:
         return None
-    lang = await _notice_language(ex)
-    if lang == ex.services.settings.language:
-        return text
-    assert settlement is not None and ex.period is not None
-    percent = 95 if "usage_95" in settlement.crossed else 80
+    assert ex.period is not None
+    lang = await user_language(ex)  # Postgres is asked only on this rare path
     return messages.threshold_notice(lang, percent, settlement.used, settlement.limit, ex.period.end)
 
 
@@ -266,7 +247,7 @@ async def _relay_whole(ex: Exchange, response: aiohttp.ClientResponse) -> web.St
     settlement = await finish(
         ex, response.status, usage=usage, counted_completion=counted, error=error, cached=_cache_hit(response)
     )
-    notice = await _localized_notice(ex, settlement) if response.status == 200 else None
+    notice = await _notice(ex, settlement) if response.status == 200 else None
     if notice and isinstance(payload, dict):
         data = _append_notice(payload, notice)
     used_after = settlement.used if settlement is not None else None
@@ -324,18 +305,18 @@ async def _relay_stream(ex: Exchange, response: aiohttp.ClientResponse) -> web.S
     finally:
         services.metrics.active_streams.dec()
     ex.upstream_seconds = time.perf_counter() - (ex.upstream_started or ex.started)
-    usage = _usage_numbers(sse.usage)
-    counted = _count(ex, sse.streamed_text()) if usage is None else 0
     if client_gone:
         response.close()  # stop reading: nobody is listening
         await _record_disconnect(ex, sse, first_chunk)
         return out
+    usage = _usage_numbers(sse.usage)
+    counted = _count(ex, sse.streamed_text()) if usage is None else 0
     settlement = await finish(
         ex, 200, usage=usage, counted_completion=counted, error=upstream_error,
         complete=upstream_error is None, first_chunk=first_chunk, cached=_cache_hit(response),
     )  # fmt: skip
     try:
-        notice = await _localized_notice(ex, settlement)
+        notice = await _notice(ex, settlement)
         if notice:
             await out.write(
                 relay.notice_chunk(ex.kind, notice, chunk_id=sse.chunk_id, created=sse.created, model=ex.model)

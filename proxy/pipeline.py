@@ -200,11 +200,19 @@ async def admit(ex: Exchange) -> None:
     raise await refusal(ex, admission)
 
 
+async def user_language(ex: Exchange) -> str:
+    """The end user's language, else the gateway's default (read only on refusals and notices)."""
+    default = ex.services.settings.language
+    if ex.user_id is None:
+        return default
+    row = await ex.services.users.row(ex.user_id)
+    return str(row["language"] or default)
+
+
 async def refusal(ex: Exchange, admission: Admission) -> ProxyError:
     services = ex.services
     assert ex.user_id is not None and ex.period is not None
-    row = await services.users.row(ex.user_id)
-    lang = row["language"] or services.settings.language
+    lang = await user_language(ex)
     headers = {**ex.ratelimit_headers(), "x-should-retry": "false"}
     if admission.decision == "quota":
         message = messages.quota_exceeded(lang, admission.used, admission.limit, ex.period.end)
