@@ -40,8 +40,10 @@ from pathlib import Path
 from typing import Any, Literal, cast, get_args
 
 import redis.asyncio as aioredis
-from redis.asyncio.client import Pipeline
+from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
+
+from metering.redis_mux import Command, RedisMux
 
 USE_TTL_SECONDS = 70 * 24 * 3600
 STATUSES = ("active", "suspended", "blocked", "pending", "deleted")
@@ -137,15 +139,16 @@ class InflightEntry:
 
 @dataclass(frozen=True, slots=True)
 class QueuedSettle:
-    """A settle queued in a caller's pipeline; turn its raw reply into a Settlement with `result`."""
+    """A settle to send next to other commands; turn its raw reply into a Settlement with `result`."""
 
-    _rerun: Callable[[], Awaitable[Settlement]]
+    command: Command
+    _rerun: Callable[[], Awaitable[Any]]
 
     async def result(self, raw: Any) -> Settlement:
         # NOSCRIPT (Redis restarted or failed over) means the script did not run: running it now
         # on its own is safe, and loads it for the next time.
         if isinstance(raw, NoScriptError):
-            return await self._rerun()
+            raw = await self._rerun()
         if isinstance(raw, BaseException):
             raise raw
         return QuotaEngine.parse_settlement(raw)
@@ -183,10 +186,15 @@ def _user_id_of(key: Any) -> int:
 
 
 class QuotaEngine:
-    """Admission, settlement and the admin operations on one user's quota; state is all in Redis."""
+    """Admission, settlement and the admin operations on one user's quota; state is all in Redis.
 
-    def __init__(self, redis: aioredis.Redis) -> None:
+    Admission and settlement, run on every request, go through a `RedisMux` (one pipelined
+    connection); the admin operations use the redis-py client. Close the engine with `aclose`.
+    """
+
+    def __init__(self, redis: aioredis.Redis, mux: RedisMux | None = None) -> None:
         self._redis = redis
+        self.mux = mux or RedisMux.for_client(redis)
         self._admit = redis.register_script(_load("admit.lua"))
         self._settle = redis.register_script(_load("settle.lua"))
         self._release = redis.register_script(_load("release.lua"))
@@ -220,7 +228,7 @@ class QuotaEngine:
             request_id, prompt_tokens, completion_allowance, _pct(thresholds.block),
             rate.per_minute, rate.burst, now_ms, period, inflight_info, USE_TTL_SECONDS,
         ]  # fmt: skip
-        raw = await self._admit(keys=keys, args=args)
+        raw = await self._run(self._admit, keys, args)
         decision = _text(raw[0])
         if decision not in DECISIONS:
             decision = "blocked"  # an unexpected cached status: refuse rather than admit
@@ -232,31 +240,35 @@ class QuotaEngine:
     ) -> Settlement:
         """Charge the actual usage in place of the reservation; a second settle finds nothing."""
         keys, args = self._settle_call(user_id, period, request_id, actual_tokens, thresholds)
-        return self.parse_settlement(await self._settle(keys=keys, args=args))
+        return self.parse_settlement(await self._run(self._settle, keys, args))
 
-    def settle_in(
-        self,
-        pipe: Pipeline,
-        user_id: int,
-        period: str,
-        request_id: str,
-        *,
-        actual_tokens: int,
-        thresholds: Thresholds,
+    def queue_settle(
+        self, user_id: int, period: str, request_id: str, *, actual_tokens: int, thresholds: Thresholds
     ) -> QueuedSettle:
-        """Queue a settle in the caller's pipeline (e.g. next to a stream XADD): one round trip.
+        """A settle to send with other commands (e.g. next to a stream XADD): one round trip.
 
-        Execute with ``pipe.execute(raise_on_error=False)`` and pass this command's reply to
-        ``QueuedSettle.result``. The plain EVALSHA avoids the SCRIPT EXISTS round trip that
-        redis-py adds for Script objects in pipelines; `result` recovers from NOSCRIPT.
+        Send ``queued.command`` with ``mux.execute`` and pass its reply to ``queued.result``,
+        which recovers from NOSCRIPT by running the script's text.
         """
         keys, args = self._settle_call(user_id, period, request_id, actual_tokens, thresholds)
-        pipe.evalsha(self._settle.sha, len(keys), *keys, *args)
 
-        async def rerun() -> Settlement:
-            return self.parse_settlement(await self._settle(keys=keys, args=args))
+        async def rerun() -> Any:
+            (raw,) = await self.mux.execute(("EVAL", self._settle.script, len(keys), *keys, *args))
+            return raw
 
-        return QueuedSettle(rerun)
+        return QueuedSettle(("EVALSHA", self._settle.sha, len(keys), *keys, *args), rerun)
+
+    async def _run(self, script: AsyncScript, keys: list[str], args: list[Any]) -> Any:
+        """EVALSHA through the mux; the script's text once if Redis does not have it (yet)."""
+        (raw,) = await self.mux.execute(("EVALSHA", script.sha, len(keys), *keys, *args))
+        if isinstance(raw, NoScriptError):
+            (raw,) = await self.mux.execute(("EVAL", script.script, len(keys), *keys, *args))
+        if isinstance(raw, BaseException):
+            raise raw
+        return raw
+
+    async def aclose(self) -> None:
+        await self.mux.aclose()
 
     @staticmethod
     def parse_settlement(raw: Any) -> Settlement:
@@ -266,7 +278,7 @@ class QuotaEngine:
     async def release(self, user_id: int, period: str, request_id: str) -> bool:
         """Drop a reservation whose request never reached the upstream; False if there was none."""
         keys = [use_key(user_id, period), inflight_key(user_id)]
-        return int(await self._release(keys=keys, args=[request_id])) == 1
+        return int(await self._run(self._release, keys, [request_id])) == 1
 
     def _settle_call(
         self, user_id: int, period: str, request_id: str, actual_tokens: int, thresholds: Thresholds

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import asyncpg
 import redis.asyncio as aioredis
 
-from metering.ledger import Ledger, UsageEvent, write_events
+from metering.ledger import STREAM, Ledger, UsageEvent, write_events
 from metering.quota import QuotaEngine, Settlement, Thresholds
 
 log = logging.getLogger(__name__)
@@ -54,20 +54,15 @@ class Recorder:
         self, event: UsageEvent, metered: Metered | None, thresholds: Thresholds, actual_tokens: int
     ) -> Settlement | None:
         """Charge `actual_tokens` and record the event; returns the settlement (None if unmetered)."""
+        queued = None
+        if metered is not None:
+            queued = self._quota.queue_settle(
+                metered.user_id, metered.period, event.request_id, actual_tokens=actual_tokens, thresholds=thresholds
+            )
+        append = ("XADD", STREAM, "*", "e", event.encode())  # Ledger.append, in the same round trip
+        commands = (append,) if queued is None else (queued.command, append)
         try:
-            pipe = self._redis.pipeline(transaction=False)
-            queued = None
-            if metered is not None:
-                queued = self._quota.settle_in(
-                    pipe,
-                    metered.user_id,
-                    metered.period,
-                    event.request_id,
-                    actual_tokens=actual_tokens,
-                    thresholds=thresholds,
-                )
-            Ledger.append_in(pipe, event)
-            replies = await pipe.execute(raise_on_error=False)
+            replies = await self._quota.mux.execute(*commands)
         except (aioredis.RedisError, OSError) as exc:
             log.warning("redis unreachable while settling %s: %s", event.request_id, exc)
             await self._fallback(event)

@@ -183,6 +183,7 @@ class Services:
 
     async def stop(self) -> None:
         await cancel_and_wait(self.background)
+        await self.quota.aclose()
         with contextlib.suppress(aioredis.RedisError, OSError):
             await self.redis.delete(f"sol:proc:{self.process_id}")
 

@@ -27,8 +27,10 @@ NO_RATE = RateLimit(per_minute=0, burst=0)
 
 
 @pytest.fixture
-def engine(redis_client: aioredis.Redis) -> QuotaEngine:
-    return QuotaEngine(redis_client)
+async def engine(redis_client: aioredis.Redis) -> AsyncIterator[QuotaEngine]:
+    engine = QuotaEngine(redis_client)
+    yield engine
+    await engine.aclose()
 
 
 @pytest.fixture
@@ -37,7 +39,9 @@ async def busy_engine(redis_client: aioredis.Redis, redis_url: str) -> AsyncIter
     pool raises past 100 connections), as the service should configure it."""
     pool = aioredis.BlockingConnectionPool.from_url(redis_url, max_connections=50, timeout=10)
     client = aioredis.Redis(connection_pool=pool)
-    yield QuotaEngine(client)
+    engine = QuotaEngine(client)
+    yield engine
+    await engine.aclose()
     await client.aclose()
     await pool.aclose()
 
@@ -344,28 +348,32 @@ async def test_scan_inflight_finds_every_reservation(engine: QuotaEngine) -> Non
     ]
 
 
-async def test_settle_in_runs_in_the_callers_pipeline(engine: QuotaEngine, redis_client: aioredis.Redis) -> None:
+async def test_queued_settle_runs_next_to_other_commands(engine: QuotaEngine, redis_client: aioredis.Redis) -> None:
     await make_user(engine, 1000)
     await admit(engine, "r1", prompt=10, allowance=10)
-    async with redis_client.pipeline(transaction=False) as pipe:
-        queued = engine.settle_in(pipe, USER, PERIOD, "r1", actual_tokens=900, thresholds=DEFAULTS)
-        pipe.xadd("sol:test-stream", {"request_id": "r1"})
-        raw_settle, _ = await pipe.execute(raise_on_error=False)
+    queued = engine.queue_settle(USER, PERIOD, "r1", actual_tokens=900, thresholds=DEFAULTS)
+    raw_settle, _ = await engine.mux.execute(queued.command, ("XADD", "sol:test-stream", "*", "request_id", "r1"))
     settlement = await queued.result(raw_settle)
     assert (settlement.found, settlement.used, settlement.crossed) == (True, 900, ("usage_80",))
     assert await redis_client.xlen("sol:test-stream") == 1
 
 
-async def test_settle_in_recovers_when_redis_lost_its_scripts(
+async def test_queued_settle_recovers_when_redis_lost_its_scripts(
     engine: QuotaEngine, redis_client: aioredis.Redis
 ) -> None:
     await make_user(engine, 1000)
     await admit(engine, "r1", prompt=10, allowance=10)
     await redis_client.script_flush()
-    async with redis_client.pipeline(transaction=False) as pipe:
-        queued = engine.settle_in(pipe, USER, PERIOD, "r1", actual_tokens=50, thresholds=DEFAULTS)
-        (raw_settle,) = await pipe.execute(raise_on_error=False)
+    queued = engine.queue_settle(USER, PERIOD, "r1", actual_tokens=50, thresholds=DEFAULTS)
+    (raw_settle,) = await engine.mux.execute(queued.command)
     assert (await queued.result(raw_settle)).used == 50
+
+
+async def test_admit_recovers_when_redis_lost_its_scripts(engine: QuotaEngine, redis_client: aioredis.Redis) -> None:
+    await make_user(engine, 1000)
+    await redis_client.script_flush()
+    assert (await admit(engine, "r1", prompt=10, allowance=10)).admitted
+    assert (await engine.settle(USER, PERIOD, "r1", actual_tokens=15, thresholds=DEFAULTS)).used == 15
 
 
 async def test_snapshots_read_many_users_at_once(engine: QuotaEngine) -> None:
@@ -376,8 +384,7 @@ async def test_snapshots_read_many_users_at_once(engine: QuotaEngine) -> None:
     assert (snaps[2].status, snaps[2].used) == (None, 0)
 
 
-async def test_zero_token_reservation_settles_and_releases(redis_client) -> None:  # type: ignore[no-untyped-def]
-    engine = QuotaEngine(redis_client)
+async def test_zero_token_reservation_settles_and_releases(engine: QuotaEngine) -> None:
     await engine.set_user_config(7, status="active", monthly_limit=100, alert80=None, alert95=None)
     for request_id in ("a", "b"):
         admission = await engine.admit(
