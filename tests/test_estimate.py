@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -11,6 +12,7 @@ import pytest
 import tiktoken
 
 from metering.estimate import (
+    ESTIMATE_THREAD_NICE,
     OFFLOAD_CHARS,
     EstimateError,
     completion_allowance,
@@ -448,9 +450,11 @@ def test_text_size_stops_counting_past_the_limit() -> None:
 class ThreadRecorder:
     def __init__(self) -> None:
         self.thread: int | None = None
+        self.nice: int | None = None
 
     def __call__(self, body: Any, enc: tiktoken.Encoding) -> int:
         self.thread = threading.get_ident()
+        self.nice = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
         return estimate_chat(body, enc)
 
 
@@ -465,6 +469,9 @@ async def test_estimate_async_offloads_a_large_body_to_a_thread(o200k: tiktoken.
     body = {"messages": [user("lorem ipsum " * (OFFLOAD_CHARS // 10))]}
     assert await estimate_async(recorder, body, o200k) == estimate_chat(body, o200k)
     assert recorder.thread is not None and recorder.thread != threading.get_ident()
+    # counted at a lower priority than the event loop, so small requests keep their latency
+    loop_nice = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    assert recorder.nice == min(19, loop_nice + ESTIMATE_THREAD_NICE)
 
 
 async def test_estimate_async_uses_the_given_executor(o200k: tiktoken.Encoding) -> None:
