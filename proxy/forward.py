@@ -169,6 +169,7 @@ async def finish(
     if services.settings.store_bodies:
         event.request_data = ex.raw.decode("utf-8", "replace")
     services.live_requests += 1
+    services.served += 1
     services.live_tokens += event.total_tokens
     if ex.kind != "models":
         unreachable = error is not None and error[0] == "upstream_unavailable"

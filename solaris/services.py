@@ -33,6 +33,7 @@ from metering.recorder import Metered, Recorder
 from metering.sweeper import Sweeper
 from metering.system_settings import SettingsStore, SystemSettings, default_system_settings
 from metering.users import QuotaPolicy, UserService
+from solaris import memory
 from solaris.keys import METRICS, PG, REDIS, SERVICES, SETTINGS, UPSTREAM
 from solaris.metrics import Metrics
 from solaris.settings import Settings
@@ -78,6 +79,7 @@ class Services:
         self.unmetered_users: set[int] = set()
         self.failures = FailureWatch(self._raise_failure, self.spawn)
         self.live_requests = 0  # since the last real_time_metrics event
+        self.served = 0  # requests finished by this process, ever
         self.live_tokens = 0
         self.recorder = Recorder(
             self.redis,
@@ -180,6 +182,7 @@ class Services:
         self.spawn(self._watch_backlog(), "ledger-backlog")
         self.spawn(self._reconcile_after_outage(), "redis-recovery")
         self.spawn(self._publish_live_metrics(), "real-time-metrics")
+        self.spawn(memory.trim_when_idle(lambda: self.served), "memory-trim")
 
     async def stop(self) -> None:
         await cancel_and_wait(self.background)
