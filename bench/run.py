@@ -33,6 +33,7 @@ from bench.servers import BENCH_USER, LITELLM_KEY, SERVICE_KEY, Cores, Server
 MODEL = "gpt-4o-mini"
 SMALL = {"model": MODEL, "messages": [{"role": "user", "content": "Hello, how are you today?"}], "max_tokens": 64}
 HOL_TOKENS = 100_000
+AFTER_LOAD_SECONDS = 6.0
 
 
 @dataclass
@@ -198,7 +199,7 @@ def measure_target(load: Load, target: Target, plan: Plan) -> dict[str, dict[str
         results["stream_c8"] = load.point(target, streamed, 8, plan.duration, plan.warmup, stream=True)
     if target.server is not None:
         target.rss["load"] = mb(sampler.peak)
-        time.sleep(3.0)
+        time.sleep(AFTER_LOAD_SECONDS)  # the gateway trims its heap 2-4 s after a busy stretch
         target.rss["after"] = mb(target.server.rss_bytes())
     for name, r in results.items():
         print(f"  {target.name:9} {name:10} {summarize(r)}", flush=True)
@@ -325,17 +326,21 @@ def measure_ledger(database_url: str, redis_url: str, count: int) -> dict[str, f
     return result
 
 
-def probe_admin(gateway: Server) -> str:
-    import urllib.error
-    import urllib.request
-
+def measure_redis_rtt(redis_url: str, cores: Cores) -> dict[str, float] | None:
+    """One Redis round trip from the gateway's core (bench.rtt, in a process of its own)."""
+    command = [servers.PYTHON, "-m", "bench.rtt", "--redis-url", redis_url]
+    if cores.sut is not None:
+        command += ["--cpu", str(min(cores.sut))]
     try:
-        with urllib.request.urlopen(gateway.url + "/api/admin/analytics/dashboard", timeout=5) as reply:
-            return f"answered {reply.status} without login"
-    except urllib.error.HTTPError as exc:
-        return "is not routed yet (404)" if exc.code == 404 else f"is routed (answered {exc.code} without login)"
-    except OSError as exc:
-        return f"could not be probed: {exc}"
+        done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=True, cwd=servers.ROOT)
+    except (subprocess.SubprocessError, OSError) as exc:
+        print(f"  redis round trip: not measured ({exc})", flush=True)
+        return None
+    rtt: dict[str, float] = json.loads(done.stdout)
+    print(
+        f"  redis round trip p50: mux {rtt['mux_p50_us']:.0f} us, redis-py {rtt['redis_py_p50_us']:.0f} us", flush=True
+    )
+    return rtt
 
 
 # -- the tables ---------------------------------------------------------------------------------
@@ -408,15 +413,18 @@ def tables(report: dict[str, Any]) -> str:
             out.append(f"| sustained rows/s into Postgres | {synth['rows_per_s']:,.0f} |")
             out.append(f"| backlog after | {synth['backlog_after']} |")
     out.append("\nMemory (RSS of the process and its children, MB)\n")
-    out.append("| target | idle | under load (peak) | 3 s after load |")
+    out.append(f"| target | idle | under load (peak) | {AFTER_LOAD_SECONDS:g} s after load |")
     out.append("|---|---:|---:|---:|")
     for target in report["rss"]:
         rss = report["rss"][target]
         out.append(f"| {target} | {fmt(rss.get('idle'), 0)} | {fmt(rss.get('load'), 0)} | {fmt(rss.get('after'), 0)} |")
-    out.append(
-        "\nAdmin API (dashboard, usage history on 5M rows): not measured yet (loading 5M rows and an admin "
-        f"login are not part of bench/ yet); /api/admin/analytics/dashboard {report['admin']}."
-    )
+    rtt = report.get("redis_rtt")
+    if rtt:
+        out.append(
+            f"\nOne Redis round trip from the gateway's core (PING, p50): {rtt['mux_p50_us']:.0f} µs through the "
+            f"gateway's RedisMux, {rtt['redis_py_p50_us']:.0f} µs through redis-py. An admitted request makes two."
+        )
+    out.append("\nAdmin API on millions of usage rows: `python -m bench.admin` (a run of its own).")
     return "\n".join(out)
 
 
@@ -462,7 +470,7 @@ def main() -> None:
         "plan": plan.__dict__,
         "load_generator": "wrk 1 thread (whole answers), bench.loadgen (streams)" if load.use_wrk
         else "bench.loadgen",
-        "results": {}, "rss": {}, "hol": {}, "ledger": {}, "admin": "not probed",
+        "results": {}, "rss": {}, "hol": {}, "ledger": {}, "redis_rtt": None,
     }  # fmt: skip
     print(f"bench: {report['machine']}; {report['pinning']}; work folder {workdir}", flush=True)
     try:
@@ -519,7 +527,7 @@ def main() -> None:
                 report["ledger"]["synthetic"] = measure_ledger(
                     engines.database_url, engines.redis_url, plan.ledger_events
                 )
-            report["admin"] = probe_admin(gateway)
+            report["redis_rtt"] = measure_redis_rtt(engines.redis_url, cores)
     finally:
         for server in reversed(started):
             server.stop()

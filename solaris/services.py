@@ -182,7 +182,7 @@ class Services:
         self.spawn(self._watch_backlog(), "ledger-backlog")
         self.spawn(self._reconcile_after_outage(), "redis-recovery")
         self.spawn(self._publish_live_metrics(), "real-time-metrics")
-        self.spawn(memory.trim_when_idle(lambda: self.served), "memory-trim")
+        self.spawn(memory.trim_when_idle(lambda: self.served, interval=2.0), "memory-trim")
 
     async def stop(self) -> None:
         await cancel_and_wait(self.background)
