@@ -1,14 +1,26 @@
 """Usage analytics for the admin: the seed's DashboardMetrics, UserAnalytics and usage history.
 
-Dashboard and per-user figures read the daily rollup (`usage_daily`, kept by the ledger writer in
-the same transaction as the ledger rows), so their cost grows with days x users x models, never
-with the number of requests. Days are calendar days in the gateway's time zone (SOLARIS_TIMEZONE);
-a period given in hours therefore covers whole days, from the day it starts on to today.
-The usage history reads the ledger itself (`token_usage`), one row per request, a page at a time.
+Nothing here reads more than a few thousand rows, whatever the size of the ledger (issue 6: p95
+under 100 ms with 5 million ledger rows; `python -m bench.admin` measures it):
+
+- The dashboard reads the per-day-and-model rollup (`usage_daily_models`) and the users active each
+  day (`usage_daily_users`); per-user figures read the daily rollup (`usage_daily`). The ledger
+  writer keeps `usage_daily` in the same transaction as the ledger rows, and triggers keep the two
+  coarser tables equal to what they summarise (migration 002).
+- The usage history reads the ledger itself (`token_usage`), one page at a time, newest first along
+  the (created_at, id) index. Its total is exact and comes from the rollups: whole days from
+  `usage_daily` (or `usage_daily_models`), and only the rows of a partial first or last day from the
+  ledger (see `count_usage`).
+
+Days are calendar days in the gateway's time zone (SOLARIS_TIMEZONE); a period given in hours
+therefore covers whole days, from the day it starts on to today. The rollups file each row under
+its day in the time zone the gateway had when the row was written: figures by day assume
+SOLARIS_TIMEZONE has not changed since.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import re
 import zoneinfo
@@ -84,19 +96,19 @@ def _rate(part: float, whole: float) -> float:
 
 DASHBOARD_TOTALS = """
 SELECT coalesce(sum(total_tokens), 0) AS tokens, coalesce(sum(total_cost), 0) AS cost,
-       coalesce(sum(requests), 0) AS requests, coalesce(sum(errors), 0) AS errors,
-       count(DISTINCT user_id) FILTER (WHERE user_id <> 0) AS active_users
-FROM usage_daily WHERE day BETWEEN $1 AND $2
+       coalesce(sum(requests), 0) AS requests, coalesce(sum(errors), 0) AS errors
+FROM usage_daily_models WHERE day BETWEEN $1 AND $2
 """
+ACTIVE_USERS = "SELECT count(DISTINCT user_id) FROM usage_daily_users WHERE day BETWEEN $1 AND $2"
 TOP_MODELS_SQL = """
-SELECT model, sum(total_tokens) AS tokens FROM usage_daily
+SELECT model, sum(total_tokens) AS tokens FROM usage_daily_models
 WHERE day BETWEEN $1 AND $2 GROUP BY model ORDER BY tokens DESC, model LIMIT $3
 """
 DAILY_TOTALS = """
-SELECT day, sum(total_tokens) AS tokens, sum(total_cost) AS cost,
-       count(DISTINCT user_id) FILTER (WHERE user_id <> 0) AS users
-FROM usage_daily WHERE day BETWEEN $1 AND $2 GROUP BY day
+SELECT day, sum(total_tokens) AS tokens, sum(total_cost) AS cost
+FROM usage_daily_models WHERE day BETWEEN $1 AND $2 GROUP BY day
 """
+DAILY_USERS = "SELECT day, count(*) AS users FROM usage_daily_users WHERE day BETWEEN $1 AND $2 GROUP BY day"
 COUNT_USERS = "SELECT count(*) FROM end_users WHERE deleted_at IS NULL"
 ALERTS_BY_TYPE = """
 SELECT type, count(*) AS n FROM alerts
@@ -112,12 +124,14 @@ async def dashboard(
     start, end = days.bounds(tz)
     async with pool.acquire() as conn:
         totals = await conn.fetchrow(DASHBOARD_TOTALS, days.first, days.last)
+        active = int(await conn.fetchval(ACTIVE_USERS, days.first, days.last))
         models = await conn.fetch(TOP_MODELS_SQL, days.first, days.last, TOP_MODELS)
         daily = {r["day"]: r for r in await conn.fetch(DAILY_TOTALS, days.first, days.last)}
+        users = {r["day"]: r["users"] for r in await conn.fetch(DAILY_USERS, days.first, days.last)}
         total_users = await conn.fetchval(COUNT_USERS)
         alerts = {r["type"]: r["n"] for r in await conn.fetch(ALERTS_BY_TYPE, start, end)}
     assert totals is not None
-    tokens, active = int(totals["tokens"]), int(totals["active_users"])
+    tokens = int(totals["tokens"])
     return {
         "totalUsers": int(total_users),
         "activeUsers": active,
@@ -134,7 +148,7 @@ async def dashboard(
                 "date": day.isoformat(),
                 "tokens": int(daily[day]["tokens"]) if day in daily else 0,
                 "cost": float(daily[day]["cost"]) if day in daily else 0.0,
-                "users": int(daily[day]["users"]) if day in daily else 0,
+                "users": int(users.get(day, 0)),
             }
             for day in days.days
         ],
@@ -264,25 +278,107 @@ def usage_to_api(row: Mapping[str, Any]) -> dict[str, Any]:
     return usage
 
 
+def _where(filters: list[tuple[str, str, Any]]) -> tuple[str, list[Any]]:
+    """`column op $n AND ...` for the filters whose value is set, and the values in order."""
+    clauses, params = ["true"], []
+    for column, op, value in filters:
+        if value is not None:
+            params.append(value)
+            clauses.append(f"{column} {op} ${len(params)}")
+    return " AND ".join(clauses), params
+
+
 @dataclass(frozen=True, slots=True)
 class UsageFilter:
     user_id: int | None = None
     model: str | None = None
     start: dt.datetime | None = None
     end: dt.datetime | None = None  # exclusive
+    # The gateway's time zone, in which the rollups file rows by day. Without it the total of a
+    # date-bounded listing is counted from the ledger row by row (exact, but slow on a big ledger).
+    timezone: zoneinfo.ZoneInfo | None = None
 
     def where(self) -> tuple[str, list[Any]]:
-        clauses, params = ["true"], []
-        for column, op, value in (
-            ("user_id", "=", self.user_id),
-            ("model", "=", self.model),
-            ("created_at", ">=", self.start),
-            ("created_at", "<", self.end),
-        ):
-            if value is not None:
-                params.append(value)
-                clauses.append(f"{column} {op} ${len(params)}")
-        return " AND ".join(clauses), params
+        return _where(
+            [
+                ("user_id", "=", self.user_id),
+                ("model", "=", self.model),
+                ("created_at", ">=", self.start),
+                ("created_at", "<", self.end),
+            ]
+        )
+
+
+def _midnight(day: dt.date, tz: zoneinfo.ZoneInfo) -> dt.datetime:
+    return dt.datetime.combine(day, dt.time(), tz)
+
+
+@dataclass(frozen=True, slots=True)
+class DaySplit:
+    """A time range as the whole days inside it (`first` to `stop`, exclusive; None: unbounded) and
+    the parts of a day before and after them (`edges`)."""
+
+    first: dt.date | None
+    stop: dt.date | None
+    edges: tuple[tuple[dt.datetime, dt.datetime], ...]
+
+
+def split_days(start: dt.datetime | None, end: dt.datetime | None, tz: zoneinfo.ZoneInfo) -> DaySplit | None:
+    """None when the range holds no whole day (its rows are then few enough to count one by one)."""
+    first = stop = None
+    edges = []
+    if start is not None:
+        first = start.astimezone(tz).date()
+        if _midnight(first, tz) != start:
+            first += dt.timedelta(days=1)
+            edges.append((start, _midnight(first, tz)))
+    if end is not None:
+        stop = end.astimezone(tz).date()
+        if _midnight(stop, tz) != end:
+            edges.append((_midnight(stop, tz), end))
+    if first is not None and stop is not None and first >= stop:
+        return None
+    return DaySplit(first, stop, tuple(edges))
+
+
+COUNT_LEDGER = "SELECT count(*) FROM token_usage WHERE {}"
+# usage_daily has a row per user; without a user filter the per-model rollup is far smaller.
+COUNT_ROLLUP = "SELECT coalesce(sum(requests), 0) FROM {} WHERE {}"
+
+
+async def count_usage(conn: asyncpg.Connection, where: UsageFilter) -> int:
+    """How many ledger rows match, exactly: every ledger row is counted in the rollups (same
+    transaction), so whole days are summed from them and only partial days are counted row by row."""
+    split: DaySplit | None = DaySplit(None, None, ())
+    if where.start is not None or where.end is not None:
+        split = split_days(where.start, where.end, where.timezone) if where.timezone is not None else None
+    if split is None or (where.user_id is not None and where.user_id < 1):  # the rollup files no user as 0
+        clause, params = where.where()
+        return int(await conn.fetchval(COUNT_LEDGER.format(clause), *params))
+    table = "usage_daily" if where.user_id is not None else "usage_daily_models"
+    clause, params = _where(
+        [
+            ("user_id", "=", where.user_id),
+            ("model", "=", where.model),
+            ("day", ">=", split.first),
+            ("day", "<", split.stop),
+        ]
+    )
+    total = int(await conn.fetchval(COUNT_ROLLUP.format(table, clause), *params))
+    for low, high in split.edges:
+        clause, params = dataclasses.replace(where, start=low, end=high).where()
+        total += int(await conn.fetchval(COUNT_LEDGER.format(clause), *params))
+    return total
+
+
+# The page's keys first, from the index alone where it can (a deep page skips thousands of index
+# entries, not thousands of rows), then only its rows.
+USAGE_PAGE = """
+SELECT {columns} FROM token_usage
+JOIN (SELECT id, created_at FROM token_usage WHERE {clause}
+      ORDER BY created_at DESC, id DESC LIMIT ${limit} OFFSET ${offset}) page USING (id, created_at)
+ORDER BY created_at DESC, id DESC
+"""
 
 
 async def usage_history(
@@ -290,14 +386,10 @@ async def usage_history(
 ) -> tuple[list[dict[str, Any]], int]:
     """One page of ledger rows, newest first, and how many rows match in all."""
     clause, params = where.where()
-    columns = ", ".join(USAGE_COLUMNS)
+    query = USAGE_PAGE.format(
+        columns=", ".join(USAGE_COLUMNS), clause=clause, limit=len(params) + 1, offset=len(params) + 2
+    )
     async with pool.acquire() as conn:
-        total = await conn.fetchval(f"SELECT count(*) FROM token_usage WHERE {clause}", *params)  # noqa: S608
-        rows = await conn.fetch(
-            f"SELECT {columns} FROM token_usage WHERE {clause} "  # noqa: S608 - fixed text, bound values
-            f"ORDER BY created_at DESC, id DESC LIMIT ${len(params) + 1} OFFSET ${len(params) + 2}",
-            *params,
-            limit,
-            (page - 1) * limit,
-        )
-    return [usage_to_api(r) for r in rows], int(total)
+        total = await count_usage(conn, where)
+        rows = await conn.fetch(query, *params, limit, (page - 1) * limit)
+    return [usage_to_api(r) for r in rows], total

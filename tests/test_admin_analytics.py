@@ -148,3 +148,67 @@ async def test_usage_history_rejects_bad_dates(api: AdminApi) -> None:
     assert set(reply.body["details"]) == {"startDate", "userId"}
     backwards = await api.get("/admin/analytics/usage", params={"startDate": "2025-02-01", "endDate": "2025-01-01"})
     assert set(backwards.body["details"]) == {"endDate"}
+
+
+def utc(moment: dt.datetime) -> str:
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+async def test_usage_history_total_is_exact_when_bounds_fall_inside_days(api: AdminApi) -> None:
+    ana = await api.create_user(email="ana@example.com")
+    tz = zoneinfo.ZoneInfo(api.gateway.services.settings.timezone)
+    base = dt.datetime.combine(today(api) - dt.timedelta(days=3), dt.time(), tz)
+    hours = (-2, 1, 5, 23, 25, 30, 47, 49, 60)
+    moments = [base + dt.timedelta(hours=h) for h in hours]
+    await record(api, *(usage(ana["id"], at=m.timestamp()) for m in moments), usage(None, at=moments[2].timestamp()))
+    cases = [
+        ({"startDate": utc(base + dt.timedelta(hours=3)), "endDate": utc(base + dt.timedelta(hours=48))}, 6, 5),
+        ({"startDate": base.date().isoformat(), "endDate": utc(base + dt.timedelta(hours=30))}, 5, 4),
+        ({"startDate": utc(base + dt.timedelta(hours=2)), "endDate": utc(base + dt.timedelta(hours=6))}, 2, 1),
+        ({"startDate": utc(base + dt.timedelta(hours=24, minutes=30))}, 5, 5),
+        ({"endDate": (base.date() + dt.timedelta(days=1)).isoformat()}, 8, 7),  # that whole day too
+        ({"endDate": utc(base + dt.timedelta(hours=1))}, 1, 1),
+    ]
+    for params, everyone, anas in cases:
+        reply = await api.get("/admin/analytics/usage", params=params)
+        assert reply.body["pagination"]["total"] == everyone == len(reply.data), params
+        mine = await api.get("/admin/analytics/usage", params={**params, "userId": ana["id"], "model": "gpt-4o-mini"})
+        assert mine.body["pagination"]["total"] == anas == len(mine.data), params
+
+
+async def test_usage_history_total_is_summed_from_the_rollups(api: AdminApi) -> None:
+    ana = await api.create_user(email="ana@example.com")
+    await record(api, usage(ana["id"]), usage(ana["id"], "gpt-4o"), usage(None))
+    # A row that bypassed the ledger writer is listed, but the total is the rollups' (no count over
+    # millions of ledger rows).
+    await api.gateway.services.pool.execute(
+        "INSERT INTO token_usage (request_id, user_id, model, endpoint, status_code, created_at)"
+        " VALUES ('stray', $1, 'gpt-4o', '/v1/chat/completions', 200, now() - interval '2 days')",
+        ana["id"],
+    )
+    for params, total, listed in (({}, 3, 4), ({"userId": ana["id"]}, 2, 3), ({"model": "gpt-4o"}, 1, 2)):
+        reply = await api.get("/admin/analytics/usage", params=params)
+        assert (reply.body["pagination"]["total"], len(reply.data)) == (total, listed), params
+
+
+async def test_usage_history_pages_run_newest_first_without_overlap(api: AdminApi) -> None:
+    ana = await api.create_user(email="ana@example.com")
+    start = time.time() - 3600
+    events = [usage(ana["id"], at=start + i * 60) for i in range(25)]
+    await record(api, *events)
+    seen = []
+    for page in (1, 2, 3):
+        reply = await api.get("/admin/analytics/usage", params={"page": page, "limit": 10})
+        seen += [row["requestId"] for row in reply.data]
+        assert reply.body["pagination"]["hasNext"] is (page < 3)
+    assert seen == [e.request_id for e in reversed(events)]
+    assert (await api.get("/admin/analytics/usage", params={"page": 4, "limit": 10})).data == []
+
+
+async def test_dashboard_counts_anonymous_usage_but_not_as_an_active_user(api: AdminApi) -> None:
+    ana = await api.create_user(email="ana@example.com")
+    await record(api, usage(ana["id"], tokens=100), usage(None, tokens=40), usage(None, "gpt-4o", tokens=10))
+    m = (await api.get("/admin/analytics/dashboard", params={"period": "7d"})).data
+    assert (m["totalTokensUsed"], m["totalRequests"], m["activeUsers"]) == (150, 3, 1)
+    assert m["usageByDay"][-1]["users"] == 1 and m["usageByDay"][-1]["tokens"] == 150
+    assert [t["model"] for t in m["topModels"]] == ["gpt-4o-mini", "gpt-4o"]
