@@ -19,17 +19,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime as dt
 import os
 import shutil
 import tempfile
 import time
+import urllib.parse
 import uuid
 import zoneinfo
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
+import psutil
 import redis.asyncio as aioredis
 
 from bench import servers
@@ -37,6 +41,7 @@ from bench.servers import Cores
 from metering.ledger import MAX_BATCH, STREAM, LedgerWriter, UsageEvent
 from solaris import db
 from solaris.app import redis_client
+from solaris.engines import Engines, start_engines
 
 TIMEZONE = "America/Sao_Paulo"
 MODELS = ("gpt-4o-mini", "gpt-4o", "claude-3-5-sonnet")
@@ -52,6 +57,33 @@ SELECT (SELECT count(*) FROM token_usage) AS rows,
 """
 
 
+class CpuMeter:
+    """CPU seconds used by the writer (this process), Postgres (all its processes) and Redis: a
+    figure less at the mercy of a shared machine's noise than the wall clock."""
+
+    def __init__(self, engines: Engines) -> None:
+        assert engines.postgres is not None and engines.redis is not None and engines.redis.process is not None
+        postmaster = int((engines.postgres.folder / "postmaster.pid").read_text().split()[0])
+        self._roots = {"writer": psutil.Process(), "postgres": psutil.Process(postmaster),
+                       "redis": psutil.Process(engines.redis.process.pid)}  # fmt: skip
+
+    def sample(self) -> dict[str, dict[int, float]]:
+        """Per process group, CPU seconds of each process (a root and its children) by pid."""
+        result: dict[str, dict[int, float]] = {}
+        for name, root in self._roots.items():
+            procs = [root] if name == "writer" else [root, *root.children(recursive=True)]
+            result[name] = {}
+            for proc in procs:
+                with contextlib.suppress(psutil.Error):
+                    times = proc.cpu_times()
+                    result[name][proc.pid] = times.user + times.system
+        return result
+
+    @staticmethod
+    def used(before: dict[str, dict[int, float]], after: dict[str, dict[int, float]]) -> dict[str, float]:
+        return {name: sum(t - before[name].get(pid, 0.0) for pid, t in pids.items()) for name, pids in after.items()}
+
+
 @dataclass
 class Round:
     name: str
@@ -59,14 +91,17 @@ class Round:
     push_seconds: float
     seconds: float  # burst: from the writer's start; live: from the first push; until all rows are in
     backlog_after: int
+    cpu_seconds: dict[str, float]
 
     @property
     def rows_per_s(self) -> float:
         return self.events / self.seconds if self.seconds else 0.0
 
     def describe(self) -> str:
+        cpu = ", ".join(f"{name} {1e6 * s / self.events:.1f}" for name, s in self.cpu_seconds.items())
         return (f"{self.name:5}  {self.events:,} events (push {self.push_seconds:.2f} s), written in "
-                f"{self.seconds:.2f} s = {self.rows_per_s:,.0f} rows/s; backlog after {self.backlog_after}")  # fmt: skip
+                f"{self.seconds:.2f} s = {self.rows_per_s:,.0f} rows/s; backlog after {self.backlog_after}; "
+                f"CPU µs per row: {cpu}")  # fmt: skip
 
 
 def usage_event(i: int, now: float) -> UsageEvent:
@@ -82,27 +117,47 @@ def usage_event(i: int, now: float) -> UsageEvent:
     )  # fmt: skip
 
 
-async def push_events(redis: aioredis.Redis, count: int) -> float:
-    """XADD `count` events in pipelines of PUSH_BATCH; returns the seconds it took."""
+def xadd_commands(count: int) -> list[bytes]:
+    """The live round's XADDs, RESP-encoded in advance in pipelines of PUSH_BATCH (a cheap pusher)."""
     now = time.time()
-    started = time.perf_counter()
+    head = b"*5\r\n$4\r\nXADD\r\n$%d\r\n%s\r\n$1\r\n*\r\n$1\r\ne\r\n" % (len(STREAM), STREAM.encode())
+    chunks = []
     for first in range(0, count, PUSH_BATCH):
-        pipe = redis.pipeline(transaction=False)
-        for i in range(first, min(count, first + PUSH_BATCH)):
-            pipe.xadd(STREAM, {"e": usage_event(i, now).encode()})
-        await pipe.execute()
-    return time.perf_counter() - started
+        payloads = (usage_event(i, now).encode() for i in range(first, min(count, first + PUSH_BATCH)))
+        chunks.append(b"".join(head + b"$%d\r\n%s\r\n" % (len(p), p) for p in payloads))
+    return chunks
+
+
+async def push_events(redis_url: str, count: int, started: Callable[[], None] = lambda: None) -> float:
+    """XADD `count` events; returns the seconds it took. The events are encoded first, then sent as
+    raw RESP over one connection, so that the load generator costs as little as possible."""
+    chunks = xadd_commands(count)
+    if redis_url.startswith("unix://"):
+        reader, writer = await asyncio.open_unix_connection(redis_url.removeprefix("unix://"))
+    else:
+        url = urllib.parse.urlsplit(redis_url)
+        reader, writer = await asyncio.open_connection(url.hostname, url.port or 6379)
+    try:
+        started()
+        began = time.perf_counter()
+        for n, chunk in enumerate(chunks):
+            writer.write(chunk)
+            await writer.drain()
+            for _ in range(min(PUSH_BATCH, count - n * PUSH_BATCH)):  # each reply: $<len> and the new id
+                line = await reader.readline()
+                if not line.startswith(b"$"):
+                    raise RuntimeError(f"XADD failed: {line!r}")
+                await reader.readline()
+        return time.perf_counter() - began
+    finally:
+        writer.close()
+        await writer.wait_closed()
 
 
 async def push_only(redis_url: str, count: int) -> None:
-    """The live round's pusher (a process of its own): says when it starts, then how long it took."""
-    redis = redis_client(redis_url)
-    try:
-        await redis.ping()
-        print("pushing", flush=True)
-        print(f"{await push_events(redis, count):.4f}", flush=True)
-    finally:
-        await redis.aclose()
+    """The live round's pusher, a process of its own: says when it starts, then how long it took."""
+    seconds = await push_events(redis_url, count, started=lambda: print("pushing", flush=True))
+    print(f"{seconds:.4f}", flush=True)
 
 
 class Drain:
@@ -128,20 +183,25 @@ class Drain:
         await asyncio.gather(self.task, return_exceptions=True)
 
 
-async def burst_round(writer: LedgerWriter, redis: aioredis.Redis, events: int, timeout: float) -> Round:
-    push_seconds = await push_events(redis, events)
+async def burst_round(
+    writer: LedgerWriter, redis: aioredis.Redis, redis_url: str, events: int, meter: CpuMeter, timeout: float
+) -> Round:
+    push_seconds = await push_events(redis_url, events)
     rows_before = writer.rows_written
+    cpu_before = meter.sample()
     drain = Drain(writer, redis)
     try:
         seconds = await drain.until_written(rows_before + events, time.perf_counter(), timeout)
     finally:
         await drain.close()
-    return Round("burst", events, push_seconds, seconds, int(await redis.xlen(STREAM)))
+    cpu = CpuMeter.used(cpu_before, meter.sample())
+    return Round("burst", events, push_seconds, seconds, int(await redis.xlen(STREAM)), cpu)
 
 
 async def live_round(
-    writer: LedgerWriter, redis: aioredis.Redis, redis_url: str, events: int, cores: Cores, timeout: float
-) -> Round:
+    writer: LedgerWriter, redis: aioredis.Redis, redis_url: str, events: int, cores: Cores, meter: CpuMeter,
+    timeout: float,
+) -> Round:  # fmt: skip
     aux = cores.aux
     pusher = await asyncio.create_subprocess_exec(
         servers.PYTHON, "-m", "bench.ledger", "--push-to", redis_url, "--events", str(events),
@@ -152,15 +212,17 @@ async def live_round(
     drain = Drain(writer, redis)
     try:
         await asyncio.wait_for(pusher.stdout.readline(), 30)  # "pushing"
+        cpu_before = meter.sample()
         started = time.perf_counter()
         seconds = await drain.until_written(writer.rows_written + events, started, timeout)
+        cpu = CpuMeter.used(cpu_before, meter.sample())
         push_seconds = float((await asyncio.wait_for(pusher.stdout.readline(), 30)).decode())
     finally:
         await drain.close()
         if pusher.returncode is None:
             pusher.kill()
         await pusher.wait()
-    return Round("live", events, push_seconds, seconds, int(await redis.xlen(STREAM)))
+    return Round("live", events, push_seconds, seconds, int(await redis.xlen(STREAM)), cpu)
 
 
 async def prepare(database_url: str) -> None:
@@ -173,9 +235,10 @@ async def prepare(database_url: str) -> None:
 
 
 async def measure(
-    database_url: str, redis_url: str, events: int, batch_size: int | None, cores: Cores, timeout: float
+    engines: Engines, events: int, batch_size: int | None, cores: Cores, timeout: float
 ) -> tuple[list[Round], bool]:
     """Both rounds on one database; returns them and whether the invariants held after."""
+    database_url, redis_url, meter = engines.database_url, engines.redis_url, CpuMeter(engines)
     await prepare(database_url)
     pool = await db.create_pool(database_url)
     redis = redis_client(redis_url)
@@ -185,9 +248,9 @@ async def measure(
         rounds = []
         for name in ("burst", "live"):
             if name == "burst":
-                rounds.append(await burst_round(writer, redis, events, timeout))
+                rounds.append(await burst_round(writer, redis, redis_url, events, meter, timeout))
             else:
-                rounds.append(await live_round(writer, redis, redis_url, events, cores, timeout))
+                rounds.append(await live_round(writer, redis, redis_url, events, cores, meter, timeout))
             print("  " + rounds[-1].describe(), flush=True)
         check = await pool.fetchrow(CHECK_ROLLUP)
         assert check is not None
@@ -214,8 +277,6 @@ def main() -> None:
         return
     cores = Cores.choose(not args.no_pin)
     workdir = Path(tempfile.mkdtemp(prefix="solaris-bench-ledger-"))
-    from solaris.engines import start_engines
-
     cores.pin_self_to_aux()  # the engines inherit the auxiliary CPUs...
     engines = start_engines(workdir / "engines", "", "")
     try:
@@ -223,9 +284,7 @@ def main() -> None:
         if preexec is not None:
             preexec()  # ...and the writer (this process) moves to the system-under-test CPU
         print(f"bench.ledger: {cores.describe()}; work folder {workdir}", flush=True)
-        rounds, ok = asyncio.run(
-            measure(engines.database_url, engines.redis_url, args.events, args.batch_size, cores, args.timeout)
-        )
+        rounds, ok = asyncio.run(measure(engines, args.events, args.batch_size, cores, args.timeout))
     finally:
         engines.stop()
         shutil.rmtree(workdir, ignore_errors=True)

@@ -1,0 +1,195 @@
+"""The ledger writer: Redis Stream → Postgres, exactly one row per request, nothing lost on failure."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import asyncpg
+import orjson
+import redis.asyncio as aioredis
+
+from metering import events as feed
+from metering.ledger import FEED_EVENTS_PER_BATCH, GROUP, STREAM, Ledger, LedgerWriter, UsageEvent
+
+TIMEZONE = "America/Sao_Paulo"
+
+TOTALS = """
+SELECT (SELECT count(*) FROM token_usage) AS rows,
+       (SELECT count(*) FROM usage_request_ids) AS ids,
+       (SELECT coalesce(sum(total_tokens), 0) FROM token_usage) AS tokens,
+       (SELECT coalesce(sum(requests), 0) FROM usage_daily) AS rollup_requests,
+       (SELECT coalesce(sum(total_tokens), 0) FROM usage_daily) AS rollup_tokens,
+       (SELECT coalesce(sum(errors), 0) FROM usage_daily) AS rollup_errors,
+       (SELECT count(*) FILTER (WHERE status_code >= 400) FROM token_usage) AS errors
+"""
+
+
+def usage(n: int = 0, *, request_id: str | None = None, user_id: int = 1, status: int = 200) -> UsageEvent:
+    return UsageEvent(
+        request_id=request_id or f"req_{uuid.uuid4().hex}", user_id=user_id, model="gpt-4o-mini",
+        endpoint="/v1/chat/completions", status_code=status, created_at=time.time(), prompt_tokens=10 + n,
+        completion_tokens=5, total_tokens=15 + n, response_time_ms=3,
+    )  # fmt: skip
+
+
+async def append(redis: aioredis.Redis, events: list[UsageEvent]) -> None:
+    pipe = redis.pipeline(transaction=False)
+    for event in events:
+        Ledger.append_in(pipe, event)
+    await pipe.execute()
+
+
+def make_writer(redis: aioredis.Redis, pool: asyncpg.Pool, **options: object) -> LedgerWriter:
+    return LedgerWriter(redis, pool, consumer="test", timezone=TIMEZONE, **options)  # type: ignore[arg-type]
+
+
+async def totals(pool: asyncpg.Pool) -> asyncpg.Record:
+    row = await pool.fetchrow(TOTALS)
+    assert row is not None
+    return row
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not await check():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.05)
+
+
+@contextlib.asynccontextmanager
+async def running(writer: LedgerWriter) -> AsyncIterator[None]:
+    """The writer's own loop (the pipelined one the gateway runs) in a task."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(writer.run(stop))
+    try:
+        yield
+    finally:
+        stop.set()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_every_event_becomes_one_row_and_the_rollup_matches(
+    db_pool: asyncpg.Pool, redis_client: aioredis.Redis
+) -> None:
+    events = [usage(n, user_id=1 + n % 3, status=500 if n % 7 == 0 else 200) for n in range(1000)]
+    await append(redis_client, events)
+    writer = make_writer(redis_client, db_pool, batch_size=64)  # many batches, so the pipeline overlaps
+    async with running(writer):
+        await eventually(lambda: _drained(writer, len(events)))
+    row = await totals(db_pool)
+    assert row["rows"] == row["ids"] == row["rollup_requests"] == 1000
+    assert row["tokens"] == row["rollup_tokens"] == sum(e.total_tokens for e in events)
+    assert row["errors"] == row["rollup_errors"] == sum(1 for e in events if e.status_code >= 400)
+
+
+async def _drained(writer: LedgerWriter, rows: int) -> bool:
+    return writer.rows_written >= rows and await writer.backlog() == 0
+
+
+async def test_event_delivered_twice_is_one_row(db_pool: asyncpg.Pool, redis_client: aioredis.Redis) -> None:
+    twice = usage(request_id="req_twice")
+    await append(redis_client, [twice, usage(), twice])  # twice in one batch
+    writer = make_writer(redis_client, db_pool)
+    await writer.flush()
+    await append(redis_client, [twice])  # and again in a later batch
+    await writer.flush()
+    row = await totals(db_pool)
+    assert (row["rows"], row["ids"], row["rollup_requests"]) == (2, 2, 2)
+    assert row["rollup_tokens"] == row["tokens"]
+
+
+async def test_events_read_before_postgres_fails_stay_pending_and_are_written_after(
+    db_pool: asyncpg.Pool, redis_client: aioredis.Redis
+) -> None:
+    writer = make_writer(redis_client, db_pool, batch_size=10)
+    await writer.ensure_group()
+    # The rollup table missing makes every batch fail in Postgres after its COPY (mid-batch).
+    await db_pool.execute("ALTER TABLE usage_daily RENAME TO usage_daily_away")
+    try:
+        async with running(writer):
+            await append(redis_client, [usage(n) for n in range(35)])
+            await eventually(lambda: _pending_for(redis_client, "test", at_least=10))
+            await asyncio.sleep(0.3)  # a few failed attempts
+            assert (await totals_without_rollup(db_pool), await writer.backlog()) == (0, 35)
+            await db_pool.execute("ALTER TABLE usage_daily_away RENAME TO usage_daily")
+            await eventually(lambda: _drained(writer, 35))
+    finally:
+        with contextlib.suppress(asyncpg.PostgresError):
+            await db_pool.execute("ALTER TABLE usage_daily_away RENAME TO usage_daily")
+    row = await totals(db_pool)
+    assert row["rows"] == row["ids"] == row["rollup_requests"] == 35
+    assert await _pending_count(redis_client) == 0
+
+
+async def totals_without_rollup(pool: asyncpg.Pool) -> int:
+    return int(await pool.fetchval("SELECT count(*) FROM token_usage"))
+
+
+async def _pending_count(redis: aioredis.Redis) -> int:
+    summary = await redis.xpending(STREAM, GROUP)
+    return int(summary["pending"])
+
+
+async def _pending_for(redis: aioredis.Redis, consumer: str, at_least: int) -> bool:
+    summary = await redis.xpending(STREAM, GROUP)
+    mine = {c["name"]: int(c["pending"]) for c in summary["consumers"]}.get(consumer.encode(), 0)
+    return mine >= at_least
+
+
+async def test_events_left_pending_by_a_dead_consumer_are_claimed(
+    db_pool: asyncpg.Pool, redis_client: aioredis.Redis
+) -> None:
+    writer = make_writer(redis_client, db_pool, claim_idle_ms=0)
+    await writer.ensure_group()
+    await append(redis_client, [usage(n) for n in range(5)])
+    await redis_client.xreadgroup(GROUP, "dead-process", {STREAM: ">"}, count=100)  # read, never written
+    async with running(writer):
+        await eventually(lambda: _drained(writer, 5))
+    assert (await totals(db_pool))["rows"] == 5
+
+
+async def test_feed_hears_only_the_latest_events_of_a_big_batch(
+    db_pool: asyncpg.Pool, redis_client: aioredis.Redis
+) -> None:
+    events = [usage(n) for n in range(FEED_EVENTS_PER_BATCH * 4)]
+    await append(redis_client, events)
+    pubsub = redis_client.pubsub()
+    await pubsub.subscribe(feed.CHANNEL)
+    try:
+        assert (await pubsub.get_message(timeout=2.0) or {}).get("type") == "subscribe"
+        await make_writer(redis_client, db_pool, batch_size=len(events)).flush()
+        heard = []
+        while (message := await pubsub.get_message(timeout=0.5)) is not None:
+            heard.append(orjson.loads(message["data"])["data"]["requestId"])
+    finally:
+        await pubsub.aclose()
+    assert heard == [e.request_id for e in events[-FEED_EVENTS_PER_BATCH:]]
+
+
+async def test_event_without_optional_fields_is_written_with_their_defaults(
+    db_pool: asyncpg.Pool, redis_client: aioredis.Redis
+) -> None:
+    minimal = {"request_id": "req_minimal", "user_id": 2, "model": "m", "endpoint": "/v1/embeddings",
+               "status_code": 200, "created_at": time.time(), "total_tokens": 7}  # fmt: skip
+    await redis_client.xadd(STREAM, {"e": orjson.dumps(minimal)})
+    await make_writer(redis_client, db_pool).flush()
+    row = await db_pool.fetchrow("SELECT method, total_tokens, is_complete, price_known FROM token_usage")
+    assert row is not None and tuple(row) == ("POST", 7, True, True)
+
+
+async def test_undecodable_entry_is_dropped_without_blocking_the_others(
+    db_pool: asyncpg.Pool, redis_client: aioredis.Redis
+) -> None:
+    await redis_client.xadd(STREAM, {"e": b"not json"})
+    await redis_client.xadd(STREAM, {"other": b"field"})
+    await append(redis_client, [usage()])
+    writer = make_writer(redis_client, db_pool)
+    async with running(writer):
+        await eventually(lambda: _drained(writer, 1))
+    assert (await totals(db_pool))["rows"] == 1
+    assert await _pending_count(redis_client) == 0
