@@ -136,7 +136,10 @@ async def load_usage(database_url: str, rows: int, timezone: str) -> Loaded:
             await conn.execute(ROLLUP, timezone)
             await conn.execute(ALERTS, USERS, DAYS, 3000)
             # What autovacuum would have done long before anyone looked at 3 months of history.
-            await conn.execute("VACUUM (ANALYZE) token_usage, usage_daily, usage_request_ids, end_users, alerts")
+            await conn.execute(
+                "VACUUM (ANALYZE) token_usage, usage_daily, usage_daily_models, usage_daily_users, usage_request_ids,"
+                " end_users, alerts"
+            )
         rollup_rows = await conn.fetchval("SELECT count(*) FROM usage_daily")
         total = await conn.fetchval("SELECT sum(requests) FROM usage_daily")
     finally:
@@ -182,6 +185,7 @@ def probes(sample_user: int, model: str, today: dt.date) -> list[Probe]:
             {"userId": str(sample_user), "model": model},
         ),  # fmt: skip
         Probe("usage page 500", "/api/admin/analytics/usage", {"page": "500"}),
+        Probe(f"usage model={model}, page 500", "/api/admin/analytics/usage", {"model": model, "page": "500"}),
     ]
 
 
