@@ -34,6 +34,9 @@ MAX_BATCH = 5000
 FEED_EVENTS_PER_BATCH = 50
 READ_BLOCK_MS = 1000  # how long a read waits for new events before the loop looks around
 CLAIM_EVERY = 5.0  # seconds between looks for entries left pending by a dead consumer
+# What an event's own values cause (a wrong type, a number out of range, a null where one is not
+# allowed), as opposed to Postgres or the connection failing.
+REFUSED_DATA = (TypeError, ValueError, OverflowError, asyncpg.DataError, asyncpg.IntegrityConstraintViolationError)
 
 
 @dataclass(slots=True)
@@ -107,6 +110,7 @@ WITH batch AS (
            sum(prompt_tokens), sum(completion_tokens), sum(total_tokens), sum(total_cost),
            coalesce(sum(response_time_ms), 0)
     FROM written GROUP BY 1, 2, 3
+    ORDER BY 1, 2, 3  -- writers of other processes lock the same rows in the same order: no deadlock
     ON CONFLICT (day, user_id, model) DO UPDATE SET
         requests = d.requests + EXCLUDED.requests,
         errors = d.errors + EXCLUDED.errors,
@@ -350,10 +354,24 @@ class LedgerWriter:
 
     async def _store(self, batch: Batch) -> int:
         async with self._pool.acquire() as conn:
-            written = await write_records(conn, batch.records, self._timezone)
+            try:
+                written = await write_records(conn, batch.records, self._timezone)
+            except REFUSED_DATA:
+                written = await self._store_one_by_one(conn, batch.records)
         self.rows_written += written
         if self._on_written is not None:
             self._on_written(written, batch.latest)
+        return written
+
+    async def _store_one_by_one(self, conn: asyncpg.Connection, records: list[tuple[Any, ...]]) -> int:
+        """A batch Postgres refuses: write its events one at a time and drop only the bad ones, so
+        that one malformed event neither blocks the stream nor stops the writer."""
+        written = 0
+        for record in records:
+            try:
+                written += await write_records(conn, [record], self._timezone)
+            except REFUSED_DATA as exc:
+                log.error("dropping usage event %s that Postgres refuses: %s", record[0], exc)
         return written
 
     async def _acknowledge(self, batch: Batch) -> None:

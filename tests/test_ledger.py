@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import asyncpg
 import orjson
+import pytest
 import redis.asyncio as aioredis
 
 from metering import events as feed
@@ -192,4 +193,46 @@ async def test_undecodable_entry_is_dropped_without_blocking_the_others(
     async with running(writer):
         await eventually(lambda: _drained(writer, 1))
     assert (await totals(db_pool))["rows"] == 1
+    assert await _pending_count(redis_client) == 0
+
+
+async def test_writers_of_two_processes_share_the_stream_without_deadlocks(
+    db_pool: asyncpg.Pool, redis_client: aioredis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Every batch touches the same rollup rows; both writers must lock them in the same order.
+    events = [usage(n, user_id=1 + n % 40) for n in range(4000)]
+    await append(redis_client, events)
+    first, second = (
+        LedgerWriter(redis_client, db_pool, consumer=name, timezone=TIMEZONE, batch_size=100) for name in "ab"
+    )
+    async with running(first), running(second):
+        await eventually(lambda: _drained_by((first, second), len(events)), timeout=60)
+    row = await totals(db_pool)
+    assert row["rows"] == row["ids"] == row["rollup_requests"] == len(events)
+    assert row["tokens"] == row["rollup_tokens"]
+    assert "deadlock" not in caplog.text
+    assert first.rows_written and second.rows_written  # both took part
+
+
+async def _drained_by(writers: tuple[LedgerWriter, ...], rows: int) -> bool:
+    return sum(w.rows_written for w in writers) >= rows and await writers[0].backlog() == 0
+
+
+async def test_event_postgres_refuses_is_dropped_and_the_rest_of_its_batch_written(
+    db_pool: asyncpg.Pool, redis_client: aioredis.Redis
+) -> None:
+    wrong_type = {**orjson.loads(usage().encode()), "prompt_tokens": "many"}
+    no_model = {**orjson.loads(usage().encode()), "model": None}
+    out_of_range = {**orjson.loads(usage().encode()), "status_code": 10**12}
+    await append(redis_client, [usage(1)])
+    for bad in (wrong_type, no_model, out_of_range):
+        await redis_client.xadd(STREAM, {"e": orjson.dumps(bad)})
+    await append(redis_client, [usage(2)])
+    writer = make_writer(redis_client, db_pool)
+    async with running(writer):
+        await eventually(lambda: _drained(writer, 2))
+        await append(redis_client, [usage(3)])  # and the writer is still running
+        await eventually(lambda: _drained(writer, 3))
+    row = await totals(db_pool)
+    assert row["rows"] == row["rollup_requests"] == 3
     assert await _pending_count(redis_client) == 0
