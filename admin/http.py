@@ -17,6 +17,8 @@ import orjson
 from aiohttp import web
 
 from metering.audit import Actor
+from solaris.keys import SETTINGS
+from solaris.net import client_address
 
 if TYPE_CHECKING:
     from admin.auth import Principal
@@ -133,19 +135,11 @@ class Ctx:
         return zoneinfo.ZoneInfo(self.services.settings.timezone)
 
 
-def client_address(request: web.Request) -> str | None:
-    """The caller's address: the first X-Forwarded-For hop (as the proxy records it), else the peer."""
-    forwarded = request.headers.get("X-Forwarded-For")
-    if forwarded:
-        return forwarded.split(",", 1)[0].strip()[:64] or request.remote
-    return request.remote
-
-
 def actor_for(request: web.Request, admin_id: int | None, label: str) -> Actor:
     return Actor(
         admin_id=admin_id,
         label=label,
-        ip_address=client_address(request),
+        ip_address=client_address(request, request.config_dict[SETTINGS].trusted_proxies),
         user_agent=(request.headers.get("User-Agent") or "")[:500] or None,
         request_id=request.get(REQUEST_ID),
     )

@@ -35,6 +35,7 @@ from proxy import messages
 from proxy.errors import REQUEST_ID, ProxyError, bad_request, forbidden, unavailable
 from proxy.identify import identify
 from solaris.keys import SERVICES
+from solaris.net import client_address
 from solaris.services import Services
 
 KINDS = {"chat/completions": "chat", "completions": "completions", "embeddings": "embeddings"}
@@ -91,7 +92,7 @@ class Exchange:
             estimated_tokens=self.estimate,
             session_id=session_id[:200] if session_id else None,
             user_agent=(headers.get("User-Agent") or "")[:300] or None,
-            ip_address=client_address(self.request),
+            ip_address=client_address(self.request, self.services.settings.trusted_proxies),
         )
 
     def ratelimit_headers(self, used_after: int | None = None) -> dict[str, str]:
@@ -105,13 +106,6 @@ class Exchange:
             "x-ratelimit-remaining-tokens": str(remaining),
             "x-ratelimit-reset-tokens": go_duration(reset),
         }
-
-
-def client_address(request: web.Request) -> str | None:
-    forwarded = request.headers.get("X-Forwarded-For")
-    if forwarded:
-        return forwarded.split(",", 1)[0].strip()[:64]
-    return request.remote
 
 
 def request_id_of(request: web.Request) -> str:

@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from solaris.net import Network, parse_networks
+
 
 class SettingsError(ValueError):
     """A setting has a value that cannot be used; the message names the setting."""
@@ -211,6 +213,13 @@ class Settings:
         "Seconds between sweeps for reservations left by dead processes (heartbeats last twice this).",
         _non_negative_float,
     )
+    trusted_proxies: tuple[Network, ...] = _setting(
+        "SOLARIS_TRUSTED_PROXIES",
+        (),
+        "Reverse proxies (addresses or CIDR networks, comma-separated) whose X-Forwarded-For is believed; "
+        "empty: the peer's address is the client's.",
+        parse_networks,
+    )
     cookie_secure: bool = _setting(
         "SOLARIS_COOKIE_SECURE", False, "Mark the admin session cookie Secure (set when served over HTTPS).", _bool
     )
@@ -281,4 +290,6 @@ def load_settings(environ: Mapping[str, str], **overrides: Any) -> Settings:
 def _toml_scalar(raw: Any) -> str:
     if isinstance(raw, bool):
         return "true" if raw else "false"
+    if isinstance(raw, list):  # e.g. trusted_proxies = ["10.0.0.0/8", "::1"]
+        return ",".join(map(str, raw))
     return str(raw)

@@ -63,3 +63,15 @@ def test_unknown_key_in_the_toml_file_is_refused(tmp_path: Path) -> None:
     config.write_text("prot = 1\n", encoding="utf-8")
     with pytest.raises(SettingsError, match="unknown setting"):
         load_settings({"SOLARIS_CONFIG": str(config)})
+
+
+def test_the_example_config_loads_with_its_optional_lines_uncommented(project_root: Path, tmp_path: Path) -> None:
+    text = (project_root / "config" / "solaris.example.toml").read_text(encoding="utf-8")
+    uncommented = re.sub(r"(?m)^# ([a-z_]+ = )", r"\1", text)
+    assert uncommented != text
+    config = tmp_path / "solaris.toml"
+    config.write_text(uncommented, encoding="utf-8")
+    settings = load_settings({"SOLARIS_CONFIG": str(config)})
+    assert settings.cookie_secure is True
+    assert settings.trusted_proxies  # a top-level key, not swallowed by a [table] above it
+    assert dict(settings.model_encodings) == {"claude": "cl100k_base", "llama": "o200k_base"}

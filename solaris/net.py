@@ -1,0 +1,43 @@
+"""Who is calling: the client's address, believing X-Forwarded-For only from trusted proxies.
+
+Anyone can send an X-Forwarded-For header. Reading its first hop would let a caller choose the
+address recorded in the usage ledger and the audit log, and dodge the per-address login
+throttle by sending a new one each time. So the header is read only when the direct peer is one
+of `SOLARIS_TRUSTED_PROXIES`, and then from the right: the first hop that is not itself a
+trusted proxy is the client (RFC 7239's advice for chains of proxies).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable
+
+from aiohttp import web
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+MAX_ADDRESS = 64
+
+
+def parse_networks(raw: str) -> tuple[Network, ...]:
+    """`10.0.0.0/8, 192.168.1.7, ::1` -> networks; a bare address is a network of one."""
+    return tuple(ipaddress.ip_network(part.strip(), strict=False) for part in raw.split(",") if part.strip())
+
+
+def _trusted(address: str, trusted: Iterable[Network]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in trusted)
+
+
+def client_address(request: web.Request, trusted: tuple[Network, ...]) -> str | None:
+    peer = request.remote
+    if not trusted or not peer or not _trusted(peer, trusted):
+        return peer
+    hops = [hop.strip() for value in request.headers.getall("X-Forwarded-For", ()) for hop in value.split(",")]
+    hops = [hop for hop in hops if hop]
+    for hop in reversed(hops):
+        if not _trusted(hop, trusted):
+            return hop[:MAX_ADDRESS]
+    return hops[0][:MAX_ADDRESS] if hops else peer  # every hop is a trusted proxy
