@@ -42,7 +42,7 @@ async def user_analytics(request: web.Request, ctx: Ctx) -> web.StreamResponse:
         raise not_found("user") from None
 
 
-def usage_filter(query: Query, timezone: zoneinfo.ZoneInfo | None = None) -> analytics.UsageFilter:
+def usage_filter(query: Query, timezone: zoneinfo.ZoneInfo) -> analytics.UsageFilter:
     """`timezone`: the gateway's (ctx.timezone), so that a dated listing's total is summed from the
     daily rollups instead of counted row by row."""
     user_id = query.integer("userId")
