@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 
 import asyncpg
@@ -19,6 +18,7 @@ from metering.system_settings import SettingsValidationError
 from metering.user_rules import UserValidationError
 from metering.users import UserConflict, UserNotFound
 from solaris.keys import SERVICES
+from solaris.net import new_request_id
 
 log = logging.getLogger("admin.api")
 
@@ -36,7 +36,7 @@ def request_id_of(request: web.Request) -> str:
     given = request.headers.get("X-Request-ID", "").strip()
     if given and len(given) <= MAX_REQUEST_ID and given.isprintable() and given.isascii():
         return given
-    return f"req_{uuid.uuid4().hex}"
+    return new_request_id()
 
 
 @web.middleware

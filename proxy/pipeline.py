@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import math
 import time
-import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,12 +34,11 @@ from proxy import messages
 from proxy.errors import REQUEST_ID, ProxyError, bad_request, forbidden, unavailable
 from proxy.identify import identify
 from solaris.keys import SERVICES
-from solaris.net import client_address
+from solaris.net import client_address, new_request_id
 from solaris.services import Services
 
 KINDS = {"chat/completions": "chat", "completions": "completions", "embeddings": "embeddings"}
 CONVERSATION_HEADERS = ("X-Solaris-Conversation-Id", "X-Conversation-Id", "X-Session-Id")
-MAX_REQUEST_ID = 128
 
 
 @dataclass(slots=True)
@@ -106,13 +104,6 @@ class Exchange:
             "x-ratelimit-remaining-tokens": str(remaining),
             "x-ratelimit-reset-tokens": go_duration(reset),
         }
-
-
-def request_id_of(request: web.Request) -> str:
-    given = request.headers.get("X-Request-ID", "").strip()
-    if given and len(given) <= MAX_REQUEST_ID and given.isprintable():
-        return given
-    return f"req_{uuid.uuid4().hex}"
 
 
 # -- step 0: read -------------------------------------------------------------------------------
@@ -230,7 +221,9 @@ async def refusal(ex: Exchange, admission: Admission) -> ProxyError:
 
 
 def new_exchange(request: web.Request, kind: str, path: str) -> Exchange:
-    ex = Exchange(request=request, kind=kind, path=path, request_id=request_id_of(request))
+    # Always our own id, never the client's X-Request-ID: the ledger is idempotent on it, so a
+    # repeated client id would charge the quota yet drop the usage row.
+    ex = Exchange(request=request, kind=kind, path=path, request_id=new_request_id())
     request[REQUEST_ID] = ex.request_id
     return ex
 

@@ -1,4 +1,6 @@
-"""Who is calling: the client's address, believing X-Forwarded-For only from trusted proxies.
+"""Who is calling and which request this is: the client's address, and request ids.
+
+Addresses: X-Forwarded-For is believed only from trusted proxies.
 
 Anyone can send an X-Forwarded-For header. Reading its first hop would let a caller choose the
 address recorded in the usage ledger and the audit log, and dodge the per-address login
@@ -10,6 +12,9 @@ trusted proxy is the client (RFC 7239's advice for chains of proxies).
 from __future__ import annotations
 
 import ipaddress
+import itertools
+import os
+import secrets
 from collections.abc import Iterable
 
 from aiohttp import web
@@ -41,3 +46,21 @@ def client_address(request: web.Request, trusted: tuple[Network, ...]) -> str | 
         if not _trusted(hop, trusted):
             return hop[:MAX_ADDRESS]
     return hops[0][:MAX_ADDRESS] if hops else peer  # every hop is a trusted proxy
+
+
+# Request ids: "req_" + 32 hex digits, a random 64-bit prefix per process and a counter, unique
+# without a system call per request (uuid4 reads the kernel's random source every time).
+_prefix = secrets.token_hex(8)
+_counter = itertools.count()
+
+
+def new_request_id() -> str:
+    return f"req_{_prefix}{next(_counter):016x}"
+
+
+def _new_prefix() -> None:
+    global _prefix, _counter
+    _prefix, _counter = secrets.token_hex(8), itertools.count()
+
+
+os.register_at_fork(after_in_child=_new_prefix)  # forked workers must not repeat the parent's ids

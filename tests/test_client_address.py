@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Awaitable, Callable
 from ipaddress import ip_network
 from pathlib import Path
@@ -72,3 +73,20 @@ def test_trusted_proxies_come_from_the_environment_or_a_toml_list(tmp_path: Path
 def test_a_bad_trusted_proxy_names_the_setting() -> None:
     with pytest.raises(SettingsError, match="^SOLARIS_TRUSTED_PROXIES:"):
         load_settings({"SOLARIS_TRUSTED_PROXIES": "10.0.0.0/8, not-an-address"})
+
+
+def test_request_ids_are_unique_and_differ_in_a_forked_worker() -> None:
+    from solaris.net import new_request_id
+
+    ids = {new_request_id() for _ in range(10_000)}
+    assert len(ids) == 10_000 and all(len(i) == 36 and i.startswith("req_") for i in ids)
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # a forked worker, as `serve --workers N` makes them
+        os.write(write, new_request_id().encode())
+        os._exit(0)
+    os.waitpid(child, 0)
+    from_child = os.read(read, 64).decode()
+    os.close(read)
+    os.close(write)
+    assert from_child[:20] != new_request_id()[:20]  # its own random prefix

@@ -130,25 +130,42 @@ async def test_reactivated_user_is_served_on_the_next_request(gateway: Gateway) 
 # -- what goes upstream and comes back ----------------------------------------------------------
 
 
-async def test_upstream_gets_litellm_key_and_request_id_but_not_our_secrets(
+async def test_upstream_gets_litellm_key_and_our_request_id_but_not_our_secrets(
     gateway: Gateway, upstream: FakeUpstream
 ) -> None:
     response = await post(
         gateway, "/v1/chat/completions", CHAT, {"X-Request-ID": "req-abc-1", "Connection": "keep-alive"}
     )
     assert response.status == 200
-    assert response.headers["x-request-id"] == "req-abc-1"
+    ours = response.headers["x-request-id"]
+    assert ours.startswith("req_") and ours != "req-abc-1"  # the ledger's key is never the client's
     sent = upstream.requests[0]["headers"]
-    assert sent.get("X-Request-ID") == "req-abc-1"
+    assert sent.get("X-Request-ID") == ours  # LiteLLM's logs and our ledger share the id
     assert SERVICE_KEY not in str(sent)
     assert "X-Solaris-User" not in sent
 
 
-async def test_request_id_is_generated_when_absent(gateway: Gateway) -> None:
+async def test_request_id_is_generated_and_recorded(gateway: Gateway) -> None:
     response = await post(gateway, "/v1/chat/completions", CHAT)
     assert response.headers["x-request-id"].startswith("req_")
     [row] = await usage_rows(gateway)
     assert row["request_id"] == response.headers["x-request-id"]
+
+
+async def test_a_repeated_client_request_id_cannot_hide_usage_from_the_ledger(gateway: Gateway) -> None:
+    """The ledger is idempotent on the request id: were the client's X-Request-ID that id, sending
+    the same one again would charge the quota but drop the ledger row (and a rebuild from the
+    ledger would hand those tokens back)."""
+    same = {"X-Request-ID": "req-same"}
+    first = await post(gateway, "/v1/chat/completions", CHAT, same)
+    concurrent = await asyncio.gather(*(post(gateway, "/v1/chat/completions", CHAT, same) for _ in range(3)))
+    assert [r.status for r in (first, *concurrent)] == [200] * 4
+    rows = await usage_rows(gateway)
+    assert len(rows) == 4
+    assert len({row["request_id"] for row in rows}) == 4
+    user_id = rows[0]["user_id"]
+    quota = await gateway.services.quota.snapshot(user_id, gateway.services.clock.current().name)  # type: ignore[arg-type]
+    assert quota.used == sum(int(row["total_tokens"]) for row in rows)  # type: ignore[call-overload]
 
 
 async def test_every_answer_carries_the_token_ratelimit_headers(gateway: Gateway) -> None:

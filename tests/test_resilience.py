@@ -133,9 +133,9 @@ async def test_gateway_killed_mid_stream_leaves_a_record_settled_by_the_sweeper(
             response = await session.post(
                 f"{url}/v1/chat/completions",
                 json={**CHAT, "stream": True},
-                headers={"Authorization": f"Bearer {SERVICE_KEY}", "X-Solaris-User": "ana@example.com",
-                         "X-Request-ID": "req-killed-1"},
+                headers={"Authorization": f"Bearer {SERVICE_KEY}", "X-Solaris-User": "ana@example.com"},
             )  # fmt: skip
+            request_id = response.headers["x-request-id"]
             await response.content.readuntil(b"\n\n")
             process.send_signal(signal.SIGKILL)
             process.wait(10)
@@ -146,7 +146,7 @@ async def test_gateway_killed_mid_stream_leaves_a_record_settled_by_the_sweeper(
 
     async def swept() -> dict[str, object] | None:
         await gateway.flush_ledger()
-        row = await gateway.services.pool.fetchrow("SELECT * FROM token_usage WHERE request_id = 'req-killed-1'")
+        row = await gateway.services.pool.fetchrow("SELECT * FROM token_usage WHERE request_id = $1", request_id)
         return dict(row) if row else None
 
     row = await wait_for(swept, timeout=30)
