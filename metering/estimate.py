@@ -116,9 +116,14 @@ async def estimate_async(
     *,
     executor: Executor | None = None,
     threshold: int = OFFLOAD_CHARS,
+    raw_size: int | None = None,
 ) -> int:
-    """Run `fn(body, enc)`, in a worker thread when the body holds more than `threshold` chars."""
-    if text_size(body, threshold) <= threshold:
+    """Run `fn(body, enc)`, in a worker thread when the body holds more than `threshold` chars.
+
+    `raw_size`, the JSON body's length in bytes, bounds its text from above: when it is small, the
+    body is not walked to measure it.
+    """
+    if (raw_size is not None and raw_size <= threshold) or text_size(body, threshold) <= threshold:
         return fn(body, enc)
     return await asyncio.get_running_loop().run_in_executor(executor or _background(), fn, body, enc)
 

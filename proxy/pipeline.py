@@ -134,7 +134,9 @@ async def estimate(ex: Exchange) -> None:
     assert ex.body is not None
     encoding = get_encoding(encoding_for_model(ex.model, settings.model_encodings, settings.default_encoding))
     try:
-        ex.estimate = await estimate_async(functools.partial(estimate_prompt, ex.kind), ex.body, encoding)
+        ex.estimate = await estimate_async(
+            functools.partial(estimate_prompt, ex.kind), ex.body, encoding, raw_size=len(ex.raw)
+        )
         ex.allowance = (
             0 if ex.kind == "embeddings" else completion_allowance(ex.body, settings.default_completion_tokens)
         )
