@@ -84,6 +84,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--stream", action="store_true", help="profile streamed answers instead")
     parser.add_argument("--top", type=int, default=25)
+    parser.add_argument(
+        "--native", action="store_true", help="also sample C frames (GC, uvloop); pauses the process per sample"
+    )
     parser.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "solaris-profile.txt")
     args = parser.parse_args()
     py_spy = shutil.which("py-spy") or str(Path(servers.PYTHON).parent / "py-spy")
@@ -108,7 +111,7 @@ def main() -> None:
         load.point(target, body, args.concurrency, 2, 0, stream=args.stream)  # warm up
         spy = subprocess.Popen(
             [py_spy, "record", "--pid", str(gateway.process.pid), "--duration", str(args.seconds), "--rate", "250",
-             "--format", "raw", "--output", str(args.out), "--nonblocking"],
+             "--format", "raw", "--output", str(args.out), "--native" if args.native else "--nonblocking"],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
         time.sleep(0.5)
