@@ -34,6 +34,9 @@ MAX_BATCH = 5000
 FEED_EVENTS_PER_BATCH = 50
 READ_BLOCK_MS = 1000  # how long a read waits for new events before the loop looks around
 CLAIM_EVERY = 5.0  # seconds between looks for entries left pending by a dead consumer
+# A short read waits this long for more events before it is written: under light traffic a batch
+# per request would cost a Postgres transaction each, on the core that serves the requests.
+LINGER_SECONDS = 0.05
 # What an event's own values cause (a wrong type, a number out of range, a null where one is not
 # allowed), as opposed to Postgres or the connection failing.
 REFUSED_DATA = (TypeError, ValueError, OverflowError, asyncpg.DataError, asyncpg.IntegrityConstraintViolationError)
@@ -245,6 +248,7 @@ class LedgerWriter:
         timezone: str,
         batch_size: int = MAX_BATCH,
         claim_idle_ms: int = 60_000,
+        linger: float = LINGER_SECONDS,
         on_written: Any = None,
     ) -> None:
         self._redis = redis
@@ -253,6 +257,7 @@ class LedgerWriter:
         self._timezone = timezone
         self._batch_size = batch_size
         self._claim_idle_ms = claim_idle_ms
+        self._linger = linger
         self._on_written = on_written  # called with (rows written, the batch's latest events)
         self.rows_written = 0
 
@@ -331,14 +336,17 @@ class LedgerWriter:
                 future.cancel()
             await asyncio.gather(*unfinished, return_exceptions=True)
 
-    async def _read(self, start: str, block_ms: int | None) -> list[Entry]:
+    async def _read(self, start: str, block_ms: int | None, count: int | None = None) -> list[Entry]:
         response: Any = await self._redis.xreadgroup(
-            GROUP, self._consumer, {STREAM: start}, count=self._batch_size, block=block_ms
+            GROUP, self._consumer, {STREAM: start}, count=count or self._batch_size, block=block_ms
         )
         return list(response[0][1]) if response else []
 
     async def _read_batch(self) -> Batch | None:
         entries = await self._read(">", READ_BLOCK_MS)
+        if entries and len(entries) < self._batch_size and self._linger > 0:
+            await asyncio.sleep(self._linger)  # let a short batch fill up
+            entries += await self._read(">", None, self._batch_size - len(entries))
         return Batch.decode(entries) if entries else None
 
     async def _claim_stale(self) -> list[Entry]:

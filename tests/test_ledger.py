@@ -236,3 +236,32 @@ async def test_event_postgres_refuses_is_dropped_and_the_rest_of_its_batch_writt
     row = await totals(db_pool)
     assert row["rows"] == row["rollup_requests"] == 3
     assert await _pending_count(redis_client) == 0
+
+
+async def test_under_light_traffic_a_short_batch_waits_for_company(
+    db_pool: asyncpg.Pool, redis_client: aioredis.Redis
+) -> None:
+    """One Postgres transaction per request would cost the serving core more than the request."""
+    batches: list[int] = []
+    writer = make_writer(redis_client, db_pool, linger=0.3, on_written=lambda written, _: batches.append(written))
+    await writer.ensure_group()
+    async with running(writer):
+        await append(redis_client, [usage(0)])
+        await asyncio.sleep(0.1)  # within the linger: joins the first batch
+        await append(redis_client, [usage(1), usage(2)])
+        await eventually(lambda: _rows_are(db_pool, 3))
+    assert batches == [3]
+
+    batches.clear()
+    eager = make_writer(redis_client, db_pool, linger=0, on_written=lambda written, _: batches.append(written))
+    async with running(eager):
+        await append(redis_client, [usage(3)])
+        await eventually(lambda: _rows_are(db_pool, 4))
+        await asyncio.sleep(0.1)
+        await append(redis_client, [usage(4)])
+        await eventually(lambda: _rows_are(db_pool, 5))
+    assert batches == [1, 1]
+
+
+async def _rows_are(pool: asyncpg.Pool, count: int) -> bool:
+    return int((await totals(pool))["rows"]) == count
