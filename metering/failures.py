@@ -7,7 +7,6 @@ hour, so several processes that see the same outage raise one alert per hour bet
 
 from __future__ import annotations
 
-import collections
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
@@ -19,6 +18,34 @@ class FailureRule:
     window_seconds: float = 60.0
     min_requests: int = 5
     failure_share: float = 0.5
+
+
+class _Window:
+    """Outcomes of the last `seconds`, counted in one-second buckets: constant time per outcome and
+    constant memory whatever the traffic (a list of every outcome grew to 150,000 entries a minute
+    at 2,500 requests/s, and was summed again on every failure during an outage)."""
+
+    __slots__ = ("_failures", "_seconds", "_stamps", "_totals")
+
+    def __init__(self, seconds: float) -> None:
+        self._seconds = max(1, round(seconds))
+        self._stamps = [-1] * self._seconds
+        self._totals = [0] * self._seconds
+        self._failures = [0] * self._seconds
+
+    def add(self, now: float, failed: bool) -> None:
+        second = int(now)
+        slot = second % self._seconds
+        if self._stamps[slot] != second:  # a bucket from a previous lap: start it again
+            self._stamps[slot], self._totals[slot], self._failures[slot] = second, 0, 0
+        self._totals[slot] += 1
+        self._failures[slot] += failed
+
+    def counts(self, now: float) -> tuple[int, int]:
+        """(failures, outcomes) of the buckets inside the window ending at `now`."""
+        oldest = int(now) - self._seconds
+        live = [i for i, stamp in enumerate(self._stamps) if stamp > oldest]
+        return sum(self._failures[i] for i in live), sum(self._totals[i] for i in live)
 
 
 class FailureWatch:
@@ -33,7 +60,7 @@ class FailureWatch:
         self._spawn = spawn
         self._rule = rule or FailureRule()
         self._clock = clock
-        self._outcomes: dict[str, collections.deque[tuple[float, bool]]] = collections.defaultdict(collections.deque)
+        self._windows: dict[str, _Window] = {}
         self._alerted_until: dict[str, float] = {}
 
     def observe(self, model: str, *, failed: bool, unreachable: bool = False) -> None:
@@ -41,17 +68,16 @@ class FailureWatch:
         self._record("*upstream*" if unreachable else f"model:{model}", self._clock(), failed)
 
     def _record(self, subject: str, now: float, failed: bool) -> None:
-        outcomes = self._outcomes[subject]
-        outcomes.append((now, failed))
-        horizon = now - self._rule.window_seconds
-        while outcomes and outcomes[0][0] < horizon:
-            outcomes.popleft()
+        window = self._windows.get(subject)
+        if window is None:
+            window = self._windows[subject] = _Window(self._rule.window_seconds)
+        window.add(now, failed)
         if not failed or self._alerted_until.get(subject, 0.0) > now:
             return
-        failures = sum(1 for _, bad in outcomes if bad)
-        if failures >= self._rule.min_requests and failures / len(outcomes) >= self._rule.failure_share:
+        failures, total = window.counts(now)
+        if failures >= self._rule.min_requests and failures / total >= self._rule.failure_share:
             self._alerted_until[subject] = now + self._rule.window_seconds
-            self._spawn(self._alert(subject, failures, len(outcomes)), f"failure-alert-{subject}")
+            self._spawn(self._alert(subject, failures, total), f"failure-alert-{subject}")
 
     async def _alert(self, subject: str, failures: int, total: int) -> None:
         hour = time.strftime("%Y-%m-%dT%H", time.gmtime())

@@ -43,6 +43,33 @@ def test_a_failing_model_raises_one_model_error_per_window() -> None:
     assert raised == [("model_error", "gpt-4o"), ("model_error", "gpt-4o")]
 
 
+def test_only_outcomes_inside_the_window_count() -> None:
+    failures, raised, now = watch(FailureRule(window_seconds=60, min_requests=5, failure_share=0.5))
+    for _ in range(4):
+        failures.observe("gpt-4o", failed=True)
+    now[0] = 61.0  # the first four have left the window
+    for _ in range(4):
+        failures.observe("gpt-4o", failed=True)
+    assert raised == []
+    now[0] = 90.0  # these four are still inside it: five failures now
+    failures.observe("gpt-4o", failed=True)
+    assert raised == [("model_error", "gpt-4o")]
+
+
+def test_successes_dilute_failures_until_they_leave_the_window() -> None:
+    failures, raised, now = watch(FailureRule(window_seconds=60, min_requests=5, failure_share=0.5))
+    now[0] = 10.0
+    for _ in range(100_000):  # heavy traffic: constant memory and time per outcome
+        failures.observe("gpt-4o", failed=False)
+    now[0] = 20.0
+    for _ in range(60):
+        failures.observe("gpt-4o", failed=True)
+    assert raised == []  # 60 of 100,060
+    now[0] = 75.0  # the successes of second 10 are out; the failures of second 20 are in
+    failures.observe("gpt-4o", failed=True)
+    assert raised == [("model_error", "gpt-4o")]
+
+
 def test_an_unreachable_upstream_raises_a_system_error() -> None:
     failures, raised, _ = watch(FailureRule(min_requests=3))
     for _ in range(3):
