@@ -12,6 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
+from metering import tokenizer
 from solaris.app import create_app
 from solaris.settings import Settings
 
@@ -58,6 +59,7 @@ def serve(settings: Settings) -> None:
         settings.workers,
         settings.litellm_base_url,
     )
+    tokenizer.preload()
     if settings.workers == 1:
         run_worker(settings, reuse_port=False)
         return

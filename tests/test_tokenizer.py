@@ -64,6 +64,25 @@ def test_encoding_is_built_once_and_cached() -> None:
     assert get_encoding("o200k_base") is get_encoding("o200k_base")
 
 
+def test_preload_builds_every_encoding_so_no_request_reads_a_rank_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    get_encoding.cache_clear()
+    tokenizer.preload()
+
+    def no_more_reading(spec: EncodingSpec) -> bytes:
+        raise AssertionError(f"{spec.filename} read after preload")
+
+    monkeypatch.setattr(tokenizer, "read_verified", no_more_reading)
+    assert get_encoding("cl100k_base").encode_ordinary("Hello, world!") == [9906, 11, 1917, 0]
+    assert get_encoding("o200k_base").encode_ordinary("Hello, world!") == [13225, 11, 2375, 0]
+
+
+def test_the_python_copy_of_the_ranks_is_released() -> None:
+    # tiktoken's Rust core has its own copy; the Python dict (~200,000 entries) only served pickling.
+    get_encoding.cache_clear()
+    assert len(get_encoding("o200k_base")._mergeable_ranks) == 0
+    assert get_encoding("o200k_base").encode_ordinary("olá, mundo") == get_encoding("o200k_base").encode("olá, mundo")
+
+
 def test_unknown_encoding_is_rejected() -> None:
     with pytest.raises(ValueError, match="unknown encoding"):
         get_encoding("p50k_base")
