@@ -17,7 +17,6 @@ import asyncio
 import datetime as dt
 import math
 import os
-import shutil
 import subprocess
 import tempfile
 import time
@@ -297,11 +296,7 @@ def main() -> None:
         today = dt.datetime.now(zoneinfo.ZoneInfo(timezone)).date()
         results = asyncio.run(measure(gateway, probes(user, model, today), args.requests, args.warmup, args.budget))
     finally:
-        for server in reversed(started):
-            server.stop()
-        if engines is not None:
-            engines.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
+        servers.stop_all(started, engines, workdir)
     load_note = "reused from --data-dir" if loaded.reused else f"loaded in {loaded.seconds:.0f} s"
     print(f"\nDate: {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M UTC}\nMachine: {machine()}\n"
           f"Rows: {loaded.rows:,} in token_usage ({load_note}), {loaded.rollup_rows:,} in usage_daily, "

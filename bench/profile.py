@@ -123,11 +123,7 @@ def main() -> None:
         print(analyse(args.out, args.top))
         print(f"\nraw stacks: {args.out}")
     finally:
-        for server in reversed(started):
-            server.stop()
-        if engines is not None:
-            engines.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
+        servers.stop_all(started, engines, workdir)
 
 
 if __name__ == "__main__":

@@ -501,10 +501,7 @@ def main() -> None:
                 )
             report["redis_rtt"] = measure_redis_rtt(engines.redis_url, cores)
     finally:
-        for server in reversed(started):
-            server.stop()
-        if engines is not None:
-            engines.stop()
+        servers.stop_all(started, engines)
     text = tables(report)
     header = (f"Date: {report['date']}\nMachine: {report['machine']}\nPinning: {report['pinning']}\n"
               f"Load generator: {report['load_generator']}\nRuns: {plan.duration:g} s each after "

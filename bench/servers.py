@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -19,6 +20,7 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -66,6 +68,16 @@ class Cores:
             return None
         cores = set(self.sut)
         return lambda: os.sched_setaffinity(0, cores)
+
+
+def stop_all(started: list[Server], engines: Any = None, workdir: Path | None = None) -> None:
+    """What a benchmark started, stopped by pid (newest first), then its engines and its folder."""
+    for server in reversed(started):
+        server.stop()
+    if engines is not None:
+        engines.stop()
+    if workdir is not None:
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def free_port() -> int:

@@ -30,6 +30,8 @@ from typing import Any
 
 import asyncpg
 
+from metering import sql
+
 DEFAULT_PERIOD = "30d"
 MAX_DAYS = 366
 TOP_MODELS = 10
@@ -278,16 +280,6 @@ def usage_to_api(row: Mapping[str, Any]) -> dict[str, Any]:
     return usage
 
 
-def _where(filters: list[tuple[str, str, Any]]) -> tuple[str, list[Any]]:
-    """`column op $n AND ...` for the filters whose value is set, and the values in order."""
-    clauses, params = ["true"], []
-    for column, op, value in filters:
-        if value is not None:
-            params.append(value)
-            clauses.append(f"{column} {op} ${len(params)}")
-    return " AND ".join(clauses), params
-
-
 @dataclass(frozen=True, slots=True)
 class UsageFilter:
     user_id: int | None = None
@@ -299,7 +291,7 @@ class UsageFilter:
     timezone: zoneinfo.ZoneInfo | None = None
 
     def where(self) -> tuple[str, list[Any]]:
-        return _where(
+        return sql.where(
             [
                 ("user_id", "=", self.user_id),
                 ("model", "=", self.model),
@@ -356,7 +348,7 @@ async def count_usage(conn: asyncpg.Connection, where: UsageFilter) -> int:
         clause, params = where.where()
         return int(await conn.fetchval(COUNT_LEDGER.format(clause), *params))
     table = "usage_daily" if where.user_id is not None else "usage_daily_models"
-    clause, params = _where(
+    clause, params = sql.where(
         [
             ("user_id", "=", where.user_id),
             ("model", "=", where.model),

@@ -9,16 +9,8 @@ from typing import Any
 
 import asyncpg
 
+from metering import sql
 from metering.alerts import alert_to_api
-
-
-def _where(filters: list[tuple[str, str, Any]]) -> tuple[str, list[Any]]:
-    clauses, params = ["true"], []
-    for column, op, value in filters:
-        if value is not None:
-            params.append(value)
-            clauses.append(f"{column} {op} ${len(params)}")
-    return " AND ".join(clauses), params
 
 
 async def _page(
@@ -45,7 +37,7 @@ async def list_alerts(
     page: int = 1,
     limit: int = 20,
 ) -> tuple[list[dict[str, Any]], int]:
-    clause, params = _where([("user_id", "=", user_id), ("type", "=", alert_type), ("status", "=", status)])
+    clause, params = sql.where([("user_id", "=", user_id), ("type", "=", alert_type), ("status", "=", status)])
     rows, total = await _page(pool, "alerts", clause, params, page, limit)
     return [alert_to_api(r) for r in rows], total
 
@@ -99,7 +91,7 @@ class AuditFilter:
     end: dt.datetime | None = None  # exclusive
 
     def where(self) -> tuple[str, list[Any]]:
-        return _where(
+        return sql.where(
             [
                 ("user_id", "=", self.user_id),
                 ("action", "=", self.action),
