@@ -31,6 +31,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 Command = Sequence[str | bytes | memoryview | int | float]
 DEFAULT_TIMEOUT = 3.0
 DEFAULT_CONNECT_TIMEOUT = 2.0
+DEFAULT_RETRY_AFTER = 0.5  # after a failed connect, fail at once for this long before trying again
 
 
 class _Call:
@@ -144,8 +145,12 @@ class RedisMux:
         *,
         timeout: float = DEFAULT_TIMEOUT,
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        retry_after: float = DEFAULT_RETRY_AFTER,
     ) -> None:
         self._opener = opener
+        self._retry_after = retry_after
+        self._down: str | None = None  # why the last connect failed
+        self._down_until = 0.0
         self._handshake = tuple(handshake)
         self._timeout = timeout
         self._connect_timeout = connect_timeout
@@ -190,26 +195,39 @@ class RedisMux:
         return await conn.send(commands)
 
     async def _connect(self) -> _Connection:
+        self._fail_fast()
         if self._connecting is None:
             self._connecting = asyncio.Lock()
         async with self._connecting:  # one connect for all the callers that found it closed
             if self._conn is not None and self._conn.open:
                 return self._conn
+            self._fail_fast()  # the connect we waited for has just failed
             loop = asyncio.get_running_loop()
             try:
                 async with asyncio.timeout(self._connect_timeout):
                     _, conn = await self._opener(lambda: _Connection(loop, self._timeout))
-                    if self._handshake:
-                        await self._greet(conn)
-            except (OSError, TimeoutError) as exc:
-                raise RedisConnectionError(f"cannot connect to Redis: {exc or type(exc).__name__}") from exc
-            self._conn = conn
+                    try:
+                        if self._handshake:
+                            await self._greet(conn)
+                    except BaseException:
+                        conn.abort(RedisConnectionError("Redis handshake did not finish"))
+                        raise
+            except (OSError, TimeoutError, RedisConnectionError) as exc:
+                self._down = f"cannot connect to Redis: {exc or type(exc).__name__}"
+                self._down_until = loop.time() + self._retry_after
+                raise RedisConnectionError(self._down) from exc
+            self._conn, self._down = conn, None
             return conn
+
+    def _fail_fast(self) -> None:
+        """After a failed connect, callers fail at once for `retry_after` seconds: an unreachable
+        Redis (a silent host costs the whole connect timeout) must not hold every request."""
+        if self._down is not None and asyncio.get_running_loop().time() < self._down_until:
+            raise RedisConnectionError(self._down)
 
     async def _greet(self, conn: _Connection) -> None:
         for reply in await conn.send(self._handshake):
             if isinstance(reply, Exception):
-                conn.abort(RedisConnectionError("Redis handshake failed"))
                 raise RedisConnectionError(f"Redis refused the connection: {reply}")
 
     async def aclose(self) -> None:

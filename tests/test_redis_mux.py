@@ -101,3 +101,34 @@ async def test_credentials_and_database_come_from_the_clients_url(redis_url: str
         await good_client.aclose()
         await bad_client.aclose()
         await redis_client.acl_deluser("mux-test")
+
+
+async def test_after_a_failed_connect_callers_fail_at_once_then_it_tries_again(redis_client: aioredis.Redis) -> None:
+    """A silent Redis host costs the whole connect timeout: the callers queued behind that connect,
+    and those arriving just after, must not each wait for one more."""
+    attempts: list[float] = []
+    real = RedisMux.for_client(redis_client)._opener
+    silent = [True]
+
+    async def opener(factory):  # type: ignore[no-untyped-def]
+        attempts.append(asyncio.get_running_loop().time())
+        if silent[0]:
+            await asyncio.sleep(10)  # a host that never answers the SYN
+        return await real(factory)
+
+    mux = RedisMux(opener, connect_timeout=0.2, retry_after=0.5)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    results = await asyncio.gather(*(mux.execute(("PING",)) for _ in range(50)), return_exceptions=True)
+    assert all(isinstance(r, RedisConnectionError) for r in results)
+    assert len(attempts) == 1 and loop.time() - started < 0.5  # one timeout for all fifty, not fifty
+    with pytest.raises(RedisConnectionError):
+        await mux.execute(("PING",))  # within retry_after: no new attempt
+    assert len(attempts) == 1
+    silent[0] = False
+    await asyncio.sleep(0.5)
+    try:
+        assert await mux.execute(("PING",)) == [b"PONG"]  # and after it, Redis is tried again
+        assert len(attempts) == 2
+    finally:
+        await mux.aclose()
