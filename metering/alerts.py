@@ -21,7 +21,7 @@ import asyncio
 import datetime as dt
 import logging
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import asyncpg
 import redis.asyncio as aioredis
@@ -29,6 +29,9 @@ import redis.asyncio as aioredis
 from metering import events
 from metering.mailer import Mailer, MailError, format_date, format_number, pick_language, render_email
 from metering.system_settings import SettingsStore
+
+if TYPE_CHECKING:
+    from metering.quota import QuotaEngine
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +98,8 @@ WITH inserted AS (
 )
 SELECT * FROM inserted
 """
+
+SELECT_EXISTING_KEYS = "SELECT dedupe_key FROM alerts WHERE dedupe_key = ANY($1::text[])"
 
 INSERT_SYSTEM_ALERT = """
 INSERT INTO alerts (user_id, type, title, message, severity, status, dedupe_key, metadata, next_attempt_at)
@@ -260,6 +265,34 @@ class AlertService:
         await events.publish(self._redis, "alert", alert_to_api(row))
         self._wake.set()
         return int(row["id"])
+
+    async def recover_missed(self, quota: QuotaEngine, period: str) -> int:
+        """Raise the usage alerts whose threshold flag is set in Redis but whose row is missing.
+
+        A settlement sets the flag in Redis and the alert row is inserted just after, by the process
+        that settled. If that process dies in between, or Postgres is down at that moment, the
+        flag stays set and nothing would ever raise the alert. Run now and then (the gateway does
+        every minute, in one process at a time); returns how many alerts it raised.
+        """
+        missing: list[tuple[int, ThresholdType, int, int]] = []
+        async for user_id, state in quota.fired(period):
+            for flag, alert_type in (
+                (state.alert80, "usage_80"),
+                (state.alert95, "usage_95"),
+                (state.blocked, "blocked"),
+            ):
+                if flag:
+                    missing.append((user_id, alert_type, state.used, state.total))  # type: ignore[arg-type]
+        if not missing:
+            return 0
+        keys = [f"{user_id}:{period}:{alert_type}" for user_id, alert_type, _, _ in missing]
+        existing = {row["dedupe_key"] for row in await self._pool.fetch(SELECT_EXISTING_KEYS, keys)}
+        raised = 0
+        for (user_id, alert_type, used, total), key in zip(missing, keys, strict=True):
+            if key not in existing and await self.raise_threshold(user_id, alert_type, period, used, total):
+                log.warning("raised missed %s alert for user %s (%s)", alert_type, user_id, period)
+                raised += 1
+        return raised
 
     async def raise_system(
         self,

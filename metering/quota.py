@@ -360,6 +360,25 @@ class QuotaEngine:
             replies = await pipe.execute()
         return {user_id: _user_quota(replies[2 * i], replies[2 * i + 1]) for i, user_id in enumerate(ids)}
 
+    async def fired(self, period: str, chunk: int = 500) -> AsyncIterator[tuple[int, UserQuota]]:
+        """Users of `period` with a threshold flag set (SCAN, in chunks; for recovering alerts)."""
+        _check_period(period)
+        ids: list[int] = []
+        async for key in self._redis.scan_iter(match=f"sol:use:*:{period}", count=chunk):
+            ids.append(_user_id_of(key))
+            if len(ids) >= chunk:
+                for item in await self._flagged(ids, period):
+                    yield item
+                ids = []
+        for item in await self._flagged(ids, period):
+            yield item
+
+    async def _flagged(self, ids: list[int], period: str) -> list[tuple[int, UserQuota]]:
+        if not ids:
+            return []
+        quotas = await self.snapshots(ids, period)
+        return [(i, q) for i, q in quotas.items() if q.alert80 or q.alert95 or q.blocked]
+
     async def scan_inflight(self) -> AsyncIterator[InflightEntry]:
         """Every reservation still in flight, for the sweeper (SCAN: never blocks Redis)."""
         async for key in self._redis.scan_iter(match=INFLIGHT_PATTERN, count=500):

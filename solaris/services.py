@@ -41,6 +41,8 @@ from solaris.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
+ALERT_RECOVERY_LOCK = "sol:alerts:recovery:lock"
+
 INVALIDATE_CHANNEL = "solaris:invalidate"
 
 
@@ -183,6 +185,7 @@ class Services:
         self.spawn(self._reconcile_after_outage(), "redis-recovery")
         self.spawn(self._publish_live_metrics(), "real-time-metrics")
         self.spawn(memory.trim_when_idle(lambda: self.served, interval=2.0), "memory-trim")
+        self.spawn(self._recover_missed_alerts(), "alert-recovery")
 
     async def stop(self) -> None:
         await cancel_and_wait(self.background)
@@ -236,6 +239,16 @@ class Services:
                         "ledgerBacklog": backlog,
                     },
                 )
+
+    async def _recover_missed_alerts(self, interval: float = 60.0) -> None:
+        """Usage alerts whose flag was set but whose row never got written (see recover_missed)."""
+        while True:
+            await asyncio.sleep(interval)
+            try:  # one process at a time does it
+                if await self.redis.set(ALERT_RECOVERY_LOCK, self.process_id, nx=True, ex=int(interval) - 5):
+                    await self.alerts.recover_missed(self.quota, self.clock.current().name)
+            except (aioredis.RedisError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                log.warning("alert recovery skipped: %s", exc)
 
     async def _reconcile_after_outage(self) -> None:
         """After Redis was unreachable (fail-open), rebuild the counters of the users served."""

@@ -15,6 +15,7 @@ from aiosmtpd.controller import Controller
 from metering import events
 from metering.alerts import MAX_ATTEMPTS, AlertService, alert_to_api, retry_delay
 from metering.mailer import Mailer
+from metering.quota import QuotaEngine, RateLimit, Thresholds
 from metering.system_settings import SettingsStore, default_system_settings
 from tests.test_mailer import Inbox, free_port
 
@@ -260,3 +261,31 @@ async def test_system_alerts_dedupe_and_are_not_mailed(
     assert (row["user_id"], row["severity"], row["metadata"]) == (None, "error", {"model": "gpt-4o"})
     assert await service.dispatch_once() == 0
     assert smtp.inbox.envelopes == []
+
+
+async def test_an_alert_lost_between_settlement_and_insert_is_raised_by_the_recovery(
+    db_pool: asyncpg.Pool, redis_client: aioredis.Redis, service: AlertService
+) -> None:
+    """The settlement sets the 80% flag in Redis; the process that would have inserted the alert
+    died (or Postgres was down) before it could. The flag must not be the end of it."""
+    lost, raised = await _user(db_pool, "ana@example.com"), await _user(db_pool, "bia@example.com")
+    quota = QuotaEngine(redis_client)
+    try:
+        for user in (lost, raised):
+            await quota.set_user_config(user, status="active", monthly_limit=100_000, alert80=None, alert95=None)
+            admission = await quota.admit(
+                user, PERIOD, f"r-{user}", prompt_tokens=10, completion_allowance=0, thresholds=Thresholds(),
+                rate=RateLimit(), now_ms=0, inflight_info="{}",
+            )  # fmt: skip
+            assert admission.admitted
+            settled = await quota.settle(user, PERIOD, f"r-{user}", actual_tokens=85_000, thresholds=Thresholds())
+            assert settled.crossed == ("usage_80",)
+        assert await service.raise_threshold(raised, "usage_80", PERIOD, 85_000, 100_000) is not None  # the normal way
+
+        assert await service.recover_missed(quota, PERIOD) == 1
+        rows = await db_pool.fetch("SELECT user_id, type, metadata FROM alerts ORDER BY id")
+        assert [(r["user_id"], r["type"]) for r in rows] == [(raised, "usage_80"), (lost, "usage_80")]
+        assert rows[1]["metadata"]["used"] == 85_000
+        assert await service.recover_missed(quota, PERIOD) == 0  # once, like any usage alert
+    finally:
+        await quota.aclose()
