@@ -63,6 +63,9 @@ async def upstream_ctx(app: web.Application) -> AsyncIterator[None]:
     session = aiohttp.ClientSession(
         connector=connector,
         auto_decompress=False,  # bodies are relayed byte for byte, compressed or not
+        # One session serves every user: a cookie LiteLLM (or a load balancer) sets for one answer
+        # must not go out with everyone's next requests.
+        cookie_jar=aiohttp.DummyCookieJar(),
         timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
         skip_auto_headers=("User-Agent",),
     )

@@ -158,10 +158,14 @@ async def gateway_with(
     servers: list[TestServer] = []
 
     async def start(**changes: object) -> Gateway:
-        settings: Settings = load_settings(
-            {}, database_url=database_url, redis_url=redis_url, litellm_base_url=upstream.url,
-            service_key=SERVICE_KEY, sweep_interval=1.0, **changes,
-        )  # fmt: skip
+        base: dict[str, object] = {
+            "database_url": database_url,
+            "redis_url": redis_url,
+            "litellm_base_url": upstream.url,
+            "service_key": SERVICE_KEY,
+            "sweep_interval": 1.0,
+        }
+        settings: Settings = load_settings({}, **{**base, **changes})  # fmt: skip
         app = create_app(settings)
         server = TestServer(app, host="127.0.0.1")
         await server.start_server()

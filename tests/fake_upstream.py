@@ -33,6 +33,7 @@ class Behaviour:
     prompt_tokens: int = PROMPT_TOKENS
     completion_tokens: int = COMPLETION_TOKENS
     cache_hit: bool = False
+    set_cookie: str | None = None  # e.g. a load balancer's sticky-session cookie
 
 
 @dataclass
@@ -73,7 +74,10 @@ class FakeUpstream:
         }
 
     def _headers(self) -> dict[str, str]:
-        return {"x-litellm-cache-key": "abc123"} if self.behaviour.cache_hit else {}
+        headers = {"x-litellm-cache-key": "abc123"} if self.behaviour.cache_hit else {}
+        if self.behaviour.set_cookie:
+            headers["Set-Cookie"] = self.behaviour.set_cookie
+        return headers
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
         body = await self._arrive(request)

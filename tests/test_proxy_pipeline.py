@@ -145,6 +145,20 @@ async def test_upstream_gets_litellm_key_and_our_request_id_but_not_our_secrets(
     assert "X-Solaris-User" not in sent
 
 
+async def test_a_cookie_the_upstream_sets_is_not_sent_back_with_other_users_requests(
+    gateway_with, upstream: FakeUpstream
+) -> None:  # type: ignore[no-untyped-def]
+    """One upstream session serves every user: it must not keep a cookie jar. (By a host name:
+    aiohttp's jar ignores cookies from IP addresses.)"""
+    gateway = await gateway_with(litellm_base_url=upstream.url.replace("127.0.0.1", "localhost"))
+    upstream.behaviour.set_cookie = "lb_session=ana-secret; Path=/"
+    await post(gateway, "/v1/chat/completions", CHAT)
+    upstream.behaviour.set_cookie = None
+    await gateway.client(user="bia@example.com").chat.completions.create(**CHAT)  # type: ignore[call-overload]
+    assert len(upstream.requests) == 2
+    assert "Cookie" not in upstream.requests[1]["headers"]
+
+
 async def test_request_id_is_generated_and_recorded(gateway: Gateway) -> None:
     response = await post(gateway, "/v1/chat/completions", CHAT)
     assert response.headers["x-request-id"].startswith("req_")
