@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
 import uuid
 from collections.abc import AsyncIterator, Coroutine
@@ -246,9 +247,17 @@ class Services:
             await asyncio.sleep(interval)
             try:  # one process at a time does it
                 if await self.redis.set(ALERT_RECOVERY_LOCK, self.process_id, nx=True, ex=int(interval) - 5):
-                    await self.alerts.recover_missed(self.quota, self.clock.current().name)
+                    for period in self._recent_periods():
+                        await self.alerts.recover_missed(self.quota, period)
             except (aioredis.RedisError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 log.warning("alert recovery skipped: %s", exc)
+
+    def _recent_periods(self, overlap: dt.timedelta = dt.timedelta(hours=1)) -> list[str]:
+        """This period, and the one before during the first hour (a settlement of its last seconds)."""
+        current = self.clock.current()
+        if self.clock.now() - current.start >= overlap:
+            return [current.name]
+        return [self.clock.current(current.start - dt.timedelta(seconds=1)).name, current.name]
 
     async def _reconcile_after_outage(self) -> None:
         """After Redis was unreachable (fail-open), rebuild the counters of the users served."""

@@ -17,6 +17,7 @@ from metering.alerts import MAX_ATTEMPTS, AlertService, alert_to_api, retry_dela
 from metering.mailer import Mailer
 from metering.quota import QuotaEngine, RateLimit, Thresholds
 from metering.system_settings import SettingsStore, default_system_settings
+from tests.conftest import Gateway
 from tests.test_mailer import Inbox, free_port
 
 PERIOD = "2025-08"
@@ -289,3 +290,14 @@ async def test_an_alert_lost_between_settlement_and_insert_is_raised_by_the_reco
         assert await service.recover_missed(quota, PERIOD) == 0  # once, like any usage alert
     finally:
         await quota.aclose()
+
+
+async def test_alert_recovery_looks_at_last_month_during_the_first_hour_of_a_new_one(
+    gateway: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = gateway.services.clock
+    december = dt.datetime(2026, 12, 1, tzinfo=clock.tz)
+    monkeypatch.setattr(clock, "now", lambda: december + dt.timedelta(minutes=10))
+    assert gateway.services._recent_periods() == ["2026-11", "2026-12"]
+    monkeypatch.setattr(clock, "now", lambda: december + dt.timedelta(hours=2))
+    assert gateway.services._recent_periods() == ["2026-12"]
