@@ -10,16 +10,14 @@ settlement from a process that was only slow cannot record it twice.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
-import operator
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import orjson
 import redis.asyncio as aioredis
 
-from metering.ledger import COLUMNS, UsageEvent
+from metering.ledger import UsageEvent
 from metering.quota import InflightEntry, QuotaEngine, Thresholds
 from metering.recorder import Metered, Recorder
 
@@ -37,18 +35,14 @@ class InflightInfo:
     event: UsageEvent
 
     def encode(self) -> str:
-        # Only what differs from the defaults: this travels with every admission.
-        event = {k: v for k, v in zip(COLUMNS, _values(self.event), strict=True) if v is not None and v != _DEFAULTS[k]}
-        return orjson.dumps({"p": self.process, "e": event}).decode()
+        # orjson writes the dataclass itself (in C): cheaper than picking the non-default fields
+        # in Python, for a few hundred bytes more in Redis while the request is in flight.
+        return orjson.dumps({"p": self.process, "e": self.event}).decode()
 
     @classmethod
     def decode(cls, raw: str) -> InflightInfo:
         data = orjson.loads(raw)
         return cls(data["p"], UsageEvent.decode(orjson.dumps(data["e"])))
-
-
-_values = operator.attrgetter(*COLUMNS)
-_DEFAULTS = {f.name: f.default for f in dataclasses.fields(UsageEvent)}
 
 
 class Sweeper:

@@ -60,6 +60,7 @@ class Exchange:
     period: Period | None = None
     metered: Metered | None = None
     admission: Admission | None = None
+    _event: UsageEvent | None = None  # built once, at admission or at the end
     stream: bool = False
     wants_usage: bool = False
     upstream_started: float | None = None
@@ -71,13 +72,18 @@ class Exchange:
         return self.request.app[SERVICES]
 
     def event(self, status_code: int) -> UsageEvent:
-        """The usage record as known so far (the sweeper gets this if the process dies)."""
+        """The usage record as known so far (the sweeper gets this if the process dies).
+
+        Built once: what it is made of is fixed by admission; the end fills in the outcome."""
+        if self._event is not None:
+            self._event.status_code = status_code
+            return self._event
         headers = self.request.headers
         # An unfilled LibreChat placeholder ("{{...}}") is no conversation id.
         session_id = next(
             (headers[h] for h in CONVERSATION_HEADERS if headers.get(h) and not headers[h].startswith("{{")), None
         )
-        return UsageEvent(
+        self._event = UsageEvent(
             request_id=self.request_id,
             user_id=self.user_id,
             model=self.model,
@@ -92,6 +98,7 @@ class Exchange:
             user_agent=(headers.get("User-Agent") or "")[:300] or None,
             ip_address=client_address(self.request, self.services.settings.trusted_proxies),
         )
+        return self._event
 
     def ratelimit_headers(self, used_after: int | None = None) -> dict[str, str]:
         admission, period = self.admission, self.period
