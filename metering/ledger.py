@@ -219,18 +219,10 @@ async def write_records(conn: asyncpg.Connection, records: list[tuple[Any, ...]]
     return int(row["written"])
 
 
-class Ledger:
-    """The request path's side: append usage events to the stream."""
-
-    def __init__(self, redis: aioredis.Redis) -> None:
-        self._redis = redis
-
-    async def append(self, event: UsageEvent) -> None:
-        await self._redis.xadd(STREAM, {"e": event.encode()})
-
-    @staticmethod
-    def append_in(pipe: Any, event: UsageEvent) -> None:
-        pipe.xadd(STREAM, {"e": event.encode()})
+def append_command(event: UsageEvent) -> tuple[str, str, str, str, bytes]:
+    """The request path's side: the XADD that appends `event` to the stream (sent by the caller,
+    usually in the same round trip as the settlement)."""
+    return ("XADD", STREAM, "*", "e", event.encode())
 
 
 class LedgerWriter:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import asyncpg
 import redis.asyncio as aioredis
 
-from metering.ledger import STREAM, Ledger, UsageEvent, write_events
+from metering.ledger import UsageEvent, append_command, write_events
 from metering.quota import QuotaEngine, Settlement, Thresholds
 
 log = logging.getLogger(__name__)
@@ -59,7 +59,7 @@ class Recorder:
             queued = self._quota.queue_settle(
                 metered.user_id, metered.period, event.request_id, actual_tokens=actual_tokens, thresholds=thresholds
             )
-        append = ("XADD", STREAM, "*", "e", event.encode())  # Ledger.append, in the same round trip
+        append = append_command(event)
         commands = (append,) if queued is None else (queued.command, append)
         try:
             replies = await self._quota.mux.execute(*commands)
@@ -105,7 +105,7 @@ class Recorder:
 
     async def _store_anywhere(self, event: UsageEvent) -> bool:
         try:
-            await Ledger(self._redis).append(event)
+            await self._redis.execute_command(*append_command(event))
             return True
         except (aioredis.RedisError, OSError):
             pass

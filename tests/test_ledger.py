@@ -14,7 +14,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from metering import events as feed
-from metering.ledger import FEED_EVENTS_PER_BATCH, GROUP, STREAM, Ledger, LedgerWriter, UsageEvent
+from metering.ledger import FEED_EVENTS_PER_BATCH, GROUP, STREAM, LedgerWriter, UsageEvent, append_command
 
 TIMEZONE = "America/Sao_Paulo"
 
@@ -40,7 +40,7 @@ def usage(n: int = 0, *, request_id: str | None = None, user_id: int = 1, status
 async def append(redis: aioredis.Redis, events: list[UsageEvent]) -> None:
     pipe = redis.pipeline(transaction=False)
     for event in events:
-        Ledger.append_in(pipe, event)
+        pipe.execute_command(*append_command(event))
     await pipe.execute()
 
 
