@@ -187,6 +187,11 @@ class Query:
         self._tz = tz
         self.errors: dict[str, str] = {}
 
+    @property
+    def timezone(self) -> zoneinfo.ZoneInfo:
+        """The zone dates are read in (the gateway's)."""
+        return self._tz
+
     def text(self, name: str, *, max_length: int = 200, choices: tuple[str, ...] | None = None) -> str | None:
         value = self._q.get(name)
         if value is None or value == "":

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import zoneinfo
 
 from aiohttp import web
 
@@ -42,19 +41,19 @@ async def user_analytics(request: web.Request, ctx: Ctx) -> web.StreamResponse:
         raise not_found("user") from None
 
 
-def usage_filter(query: Query, timezone: zoneinfo.ZoneInfo) -> analytics.UsageFilter:
-    """`timezone`: the gateway's (ctx.timezone), so that a dated listing's total is summed from the
-    daily rollups instead of counted row by row."""
+def usage_filter(query: Query) -> analytics.UsageFilter:
+    """With the query's (the gateway's) time zone, so that a dated listing's total is summed from
+    the daily rollups instead of counted row by row."""
     user_id = query.integer("userId")
     model = query.text("model", max_length=256)
     start, end = query.date_range()
-    return analytics.UsageFilter(user_id=user_id, model=model, start=start, end=end, timezone=timezone)
+    return analytics.UsageFilter(user_id=user_id, model=model, start=start, end=end, timezone=query.timezone)
 
 
 async def usage_history(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     query = Query(request, ctx.timezone)
     page, limit = query.page()
-    where = usage_filter(query, ctx.timezone)
+    where = usage_filter(query)
     query.check()
     rows, total = await analytics.usage_history(ctx.services.pool, where, page=page, limit=limit)
     return paginated(rows, page, limit, total)

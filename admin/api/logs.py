@@ -84,7 +84,7 @@ async def export_audit(request: web.Request, ctx: Ctx) -> web.StreamResponse:
 
 async def export_usage(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     query = Query(request, ctx.timezone)
-    where = usage_filter(query, ctx.timezone)
+    where = usage_filter(query)
     fmt = _format(query)
     query.check()
     await audit.record(

@@ -21,7 +21,7 @@ async def analytics_page(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     period = request.query.get("period") if request.query.get("period") in PERIODS else "30d"
     query = Query(request, ctx.timezone)
     page = query.integer("page", default=1, high=1_000_000) or 1
-    where = usage_filter(query, ctx.timezone)
+    where = usage_filter(query)
     errors = dict(query.errors)
     if errors:  # show the page with the problem next to the filter, and no filter applied
         where = analytics.UsageFilter()
