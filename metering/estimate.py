@@ -43,9 +43,10 @@ Estimator = Callable[[Body, tiktoken.Encoding], int]
 
 # Bodies with more text than this are estimated in a worker thread, not on the event loop.
 OFFLOAD_CHARS = 20_000
-# The workers' nice value, added to the process's: tiktoken releases the GIL, and at nice 10 a worker weighs a tenth of
-# the event loop's thread, so a 100k-token prompt being counted barely slows the small requests
-# served meanwhile on the same core; it still gets all the CPU the loop leaves idle.
+# The workers' nice value, added to the process's: tiktoken releases the GIL, and at nice +10 a
+# worker weighs a tenth of the event loop's thread, so a 100k-token prompt being counted barely
+# slows the small requests served meanwhile on the same core; it still gets the CPU the loop
+# leaves idle.
 ESTIMATE_THREAD_NICE = 10
 ESTIMATE_THREADS = 2
 
@@ -129,16 +130,22 @@ async def estimate_async(
 
 
 _executor: ThreadPoolExecutor | None = None
-_executor_pid = 0
 
 
 def _background() -> ThreadPoolExecutor:
-    """The low-priority estimate workers of this process (made anew in a forked worker)."""
-    global _executor, _executor_pid
-    if _executor is None or _executor_pid != os.getpid():
+    """The low-priority estimate workers of this process, started on first use."""
+    global _executor
+    if _executor is None:
         _executor = ThreadPoolExecutor(ESTIMATE_THREADS, "estimate", initializer=_lower_priority)
-        _executor_pid = os.getpid()
     return _executor
+
+
+def _forget_parents_workers() -> None:
+    global _executor
+    _executor = None  # its threads did not survive the fork
+
+
+os.register_at_fork(after_in_child=_forget_parents_workers)
 
 
 def _lower_priority() -> None:

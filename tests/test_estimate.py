@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import tiktoken
 
+from metering import estimate
 from metering.estimate import (
     ESTIMATE_THREAD_NICE,
     OFFLOAD_CHARS,
@@ -480,3 +481,18 @@ async def test_estimate_async_uses_the_given_executor(o200k: tiktoken.Encoding) 
         worker = executor.submit(threading.get_ident).result()
         await estimate_async(recorder, {"messages": [user("hi")]}, o200k, executor=executor, threshold=0)
     assert recorder.thread == worker
+
+
+def test_a_forked_worker_starts_its_own_estimate_threads() -> None:
+    assert estimate._background().submit(threading.get_ident).result() != threading.get_ident()
+    assert estimate._executor is not None  # the parent's workers exist now
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # the parent's threads are gone in the child: it must not queue work to them
+        os.write(write, b"none" if estimate._executor is None else b"kept")
+        os._exit(0)
+    os.waitpid(child, 0)
+    answer = os.read(read, 8)
+    os.close(read)
+    os.close(write)
+    assert answer == b"none"
