@@ -251,6 +251,8 @@ class Services:
                         await self.alerts.recover_missed(self.quota, period)
             except (aioredis.RedisError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 log.warning("alert recovery skipped: %s", exc)
+            except Exception:  # a bad entry must not end the loop for the process's lifetime
+                log.exception("alert recovery failed; trying again in %s s", interval)
 
     def _recent_periods(self, overlap: dt.timedelta = dt.timedelta(hours=1)) -> list[str]:
         """This period, and the one before during the first hour (a settlement of its last seconds)."""
