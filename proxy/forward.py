@@ -55,7 +55,7 @@ async def _send(ex: Exchange, body: bytes | None, *, record: bool = True) -> ups
     ex.upstream_started = time.perf_counter()
     try:
         call = await upstream.send(
-            services.http,
+            services.upstream,
             ex.request.method,
             upstream.upstream_url(litellm.base_url, ex.path) + _query(ex.request),
             headers=headers,
@@ -82,7 +82,7 @@ def _query(request: web.Request) -> str:
     return f"?{request.query_string}" if request.query_string else ""
 
 
-def _response_headers(ex: Exchange, response: aiohttp.ClientResponse, used_after: int | None) -> CIMultiDict[str]:
+def _response_headers(ex: Exchange, response: upstream.Response, used_after: int | None) -> CIMultiDict[str]:
     headers = upstream.response_headers(response.headers)
     headers["x-request-id"] = ex.request_id
     headers.update(ex.ratelimit_headers(used_after))
@@ -206,7 +206,7 @@ async def _notice(ex: Exchange, settlement: Settlement | None) -> str | None:
     return messages.threshold_notice(lang, percent, settlement.used, settlement.limit, ex.period.end)
 
 
-def _cache_hit(response: aiohttp.ClientResponse) -> bool:
+def _cache_hit(response: upstream.Response) -> bool:
     # LiteLLM names the cache entry it answered from; it sends no such header on a miss.
     return bool(response.headers.get("x-litellm-cache-key"))
 
@@ -225,7 +225,7 @@ async def forward_and_settle(ex: Exchange) -> web.StreamResponse:
         response.release()
 
 
-async def _relay_whole(ex: Exchange, response: aiohttp.ClientResponse) -> web.StreamResponse:
+async def _relay_whole(ex: Exchange, response: upstream.Response) -> web.StreamResponse:
     try:
         data = await response.read()
     except (aiohttp.ClientError, TimeoutError) as exc:
@@ -270,7 +270,7 @@ def _append_notice(payload: dict[str, Any], notice: str) -> bytes:
 # -- streams ------------------------------------------------------------------------------------
 
 
-async def _relay_stream(ex: Exchange, response: aiohttp.ClientResponse) -> web.StreamResponse:
+async def _relay_stream(ex: Exchange, response: upstream.Response) -> web.StreamResponse:
     services = ex.services
     out = web.StreamResponse(status=response.status, headers=_response_headers(ex, response, None))
     sse = relay.SseFilter(hide_usage=not ex.wants_usage)
@@ -280,7 +280,7 @@ async def _relay_stream(ex: Exchange, response: aiohttp.ClientResponse) -> web.S
     services.metrics.active_streams.inc()
     try:
         await out.prepare(ex.request)
-        async for data in response.content.iter_any():
+        async for data in response.iter_any():
             if first_chunk is None:
                 first_chunk = time.perf_counter()
             chunk = sse.feed(data)
@@ -371,7 +371,7 @@ async def pass_through(ex: Exchange, *, record: bool) -> web.StreamResponse:
         await out.prepare(ex.request)
         complete = True
         try:
-            async for data in response.content.iter_any():
+            async for data in response.iter_any():
                 await out.write(data)
             await out.write_eof()
         except (ConnectionResetError, aiohttp.ClientError, TimeoutError):

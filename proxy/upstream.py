@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import aiohttp
 from multidict import CIMultiDict
 
+from proxy.http1 import Http1Pool, Response
+
 HOP_BY_HOP = frozenset(
     {
         "connection",
@@ -46,7 +48,7 @@ class UpstreamUnavailable(Exception):
 
 @dataclass(slots=True)
 class UpstreamCall:
-    response: aiohttp.ClientResponse
+    response: Response
     retries: int
     started: float  # perf_counter when the first attempt began
 
@@ -86,7 +88,7 @@ def _backoff(attempt: int) -> float:
 
 
 async def send(
-    session: aiohttp.ClientSession,
+    pool: Http1Pool,
     method: str,
     url: str,
     *,
@@ -96,20 +98,14 @@ async def send(
     max_retries: int,
     stream: bool,
 ) -> UpstreamCall:
-    """Send with retries; the caller must release the returned response."""
-    client_timeout = (
-        aiohttp.ClientTimeout(total=None, sock_connect=timeout, sock_read=timeout)
-        if stream
-        else aiohttp.ClientTimeout(total=timeout)
-    )
+    """Send with retries; the caller must release the returned response. `timeout` bounds a
+    whole answer, or for a stream each wait for more of it."""
     started = time.perf_counter()
     last_error = ""
     for attempt in range(max_retries + 1):
         try:
-            response = await session.request(
-                method, url, headers=headers, data=body, timeout=client_timeout, allow_redirects=False
-            )
-        except (aiohttp.ClientConnectionError, TimeoutError) as exc:
+            response = await pool.request(method, url, headers.items(), body, timeout=timeout, stream=stream)
+        except (aiohttp.ClientError, TimeoutError) as exc:  # unreachable, dropped, or garbled
             last_error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         else:
             if response.status not in RETRY_STATUSES or attempt == max_retries:

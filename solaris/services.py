@@ -34,6 +34,7 @@ from metering.recorder import Metered, Recorder
 from metering.sweeper import Sweeper
 from metering.system_settings import SettingsStore, SystemSettings, default_system_settings
 from metering.users import QuotaPolicy, UserService
+from proxy.http1 import Http1Pool
 from solaris import memory
 from solaris.keys import METRICS, PG, REDIS, SERVICES, SETTINGS, UPSTREAM
 from solaris.metrics import Metrics
@@ -62,8 +63,9 @@ class Services:
     settings: Settings
     pool: asyncpg.Pool
     redis: aioredis.Redis
-    http: aiohttp.ClientSession
+    http: aiohttp.ClientSession  # admin calls to LiteLLM (health, model list, prices)
     metrics: Metrics
+    upstream: Http1Pool = field(default_factory=Http1Pool)  # the proxied requests
     process_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     background: set[asyncio.Task[Any]] = field(default_factory=set)
 
@@ -191,6 +193,7 @@ class Services:
     async def stop(self) -> None:
         await cancel_and_wait(self.background)
         await self.quota.aclose()
+        await self.upstream.close()
         with contextlib.suppress(aioredis.RedisError, OSError):
             await self.redis.delete(f"sol:proc:{self.process_id}")
 

@@ -34,6 +34,7 @@ class Behaviour:
     completion_tokens: int = COMPLETION_TOKENS
     cache_hit: bool = False
     set_cookie: str | None = None  # e.g. a load balancer's sticky-session cookie
+    garble_times: int = 0  # answer this many chat requests with bytes that are not HTTP
 
 
 @dataclass
@@ -81,6 +82,12 @@ class FakeUpstream:
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
         body = await self._arrive(request)
+        if self.behaviour.garble_times > 0:
+            self.behaviour.garble_times -= 1
+            assert request.transport is not None
+            request.transport.write(b"HTTP/1.1 200 OK\r\nContent-Length: many\r\n\r\n")
+            request.transport.close()
+            return web.Response()
         if body.get("stream"):
             return await self._stream(request, body, chat=True)
         payload: dict[str, Any] = {
