@@ -154,6 +154,8 @@ async def finish(
         prompt, completion = 0, 0
     event: UsageEvent = ex.event(status)
     total_cost, per_token, known = services.prices.cost(ex.model, prompt, completion)
+    if cached:  # replayed from LiteLLM's cache: nobody was billed (LiteLLM reports no cost either)
+        total_cost = per_token = 0.0
     event.prompt_tokens, event.completion_tokens, event.total_tokens = prompt, completion, prompt + completion
     event.total_cost, event.cost_per_token, event.price_known = total_cost, per_token, known
     if usage is not None and prompt > 0 and ex.estimate:

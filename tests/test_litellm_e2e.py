@@ -10,7 +10,8 @@ What LiteLLM 1.108 does with a mock model (checked here, relied on by the gatewa
 - streams send a usage chunk only when asked (`stream_options.include_usage`), with
   `choices: [{"index": 0, "delta": {}}]` (not OpenAI's `choices: []`) and usage it counts itself;
 - answers carry `x-litellm-*` headers (call id, model id, version, response cost, durations, ...),
-  and no `x-litellm-cache-key` unless the answer came from LiteLLM's cache.
+  and `x-litellm-cache-key` only when the answer came from LiteLLM's cache (the config enables an
+  opt-in in-memory cache to check that).
 """
 
 from __future__ import annotations
@@ -219,3 +220,22 @@ async def test_stream_without_usage_hides_the_usage_chunk_and_still_records_it(l
     assert hidden["completion_tokens"] == reported.completion_tokens
     # Counted from LiteLLM's usage, not estimated by us: the estimate is kept beside it.
     assert hidden["estimated_tokens"] is not None
+
+
+async def test_an_answer_from_litellms_cache_is_recorded_as_cached(litellm_gateway: Gateway) -> None:
+    client = litellm_gateway.client()
+    question: list[ChatCompletionMessageParam] = [{"role": "user", "content": f"Cache me {time.time_ns()}"}]
+    opt_in = {"cache": {"use-cache": True}}
+    first = await client.chat.completions.with_raw_response.create(model=MODEL, messages=question, extra_body=opt_in)
+    second = await client.chat.completions.with_raw_response.create(model=MODEL, messages=question, extra_body=opt_in)
+    assert "x-litellm-cache-key" not in first.headers  # a miss: LiteLLM called the model
+    assert second.headers["x-litellm-cache-key"]  # a hit
+    assert second.parse().id == first.parse().id  # the very same answer, replayed
+
+    rows = await _recorded(litellm_gateway)
+    assert [row["is_cached"] for row in rows] == [False, True]
+    usage = second.parse().usage
+    assert usage is not None and rows[1]["total_tokens"] == usage.total_tokens
+    # LiteLLM bills the hit nothing (no cost header); neither do we, while the tokens still count.
+    assert "x-litellm-response-cost" not in second.headers and rows[1]["total_cost"] == 0
+    assert rows[0]["total_cost"] == pytest.approx(float(first.headers["x-litellm-response-cost"]), rel=1e-6)

@@ -259,11 +259,14 @@ async def test_connection_refused_upstream_is_a_502_and_is_recorded(gateway: Gat
     assert row["status_code"] == 502 and row["error_type"] == "upstream_unavailable"
 
 
-async def test_cache_hit_is_recorded(gateway: Gateway, upstream: FakeUpstream) -> None:
+async def test_cache_hit_is_recorded_with_its_tokens_and_no_cost(gateway: Gateway, upstream: FakeUpstream) -> None:
+    await post(gateway, "/v1/chat/completions", CHAT)
     upstream.behaviour.cache_hit = True
     await post(gateway, "/v1/chat/completions", CHAT)
-    [row] = await usage_rows(gateway)
-    assert row["is_cached"] is True
+    called, cached = sorted(await usage_rows(gateway), key=lambda r: r["created_at"])
+    assert (called["is_cached"], cached["is_cached"]) == (False, True)
+    assert called["total_cost"] > 0 and cached["total_cost"] == 0
+    assert cached["total_tokens"] == called["total_tokens"] > 0  # the tokens still count against the quota
 
 
 # -- bad input -----------------------------------------------------------------------------------
