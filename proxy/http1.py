@@ -242,6 +242,9 @@ class _Connection(asyncio.Protocol):
             self.last_read = asyncio.get_running_loop().time()
         try:
             self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._fail(aiohttp.ClientPayloadError("the upstream switched protocols, which a proxied call cannot"))
+            self.abort()
         except httptools.HttpParserError as exc:
             self._fail(aiohttp.ClientPayloadError(f"the upstream sent a malformed answer: {exc}"))
             self.abort()

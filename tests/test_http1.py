@@ -225,6 +225,8 @@ async def a_cut_or_malformed_answer_is_a_payload_error() -> None:
             writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + chunk(b"data: 1\n\n"))
         elif received.body == b"short":
             writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly this")
+        elif received.body == b"upgrade":
+            writer.write(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
         else:
             writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: nope\r\n\r\n")
         await writer.drain()
@@ -236,8 +238,9 @@ async def a_cut_or_malformed_answer_is_a_payload_error() -> None:
             response = await pool.request("POST", server.url, [], body, timeout=5, stream=body == b"cut")
             with pytest.raises(aiohttp.ClientPayloadError):
                 await response.read()
-        with pytest.raises(aiohttp.ClientPayloadError):
-            await pool.request("POST", server.url, [], b"garbage", timeout=5)
+        for body in (b"garbage", b"upgrade"):
+            with pytest.raises(aiohttp.ClientPayloadError):
+                await pool.request("POST", server.url, [], body, timeout=5)
         await pool.close()
 
 
