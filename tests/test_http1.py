@@ -7,6 +7,10 @@ Every scenario runs on both event loops the gateway can use: asyncio's own and u
 from __future__ import annotations
 
 import asyncio
+import shutil
+import ssl
+import subprocess
+import tempfile
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
@@ -33,15 +37,16 @@ class RawServer:
     """An upstream whose answers are written by each scenario, byte for byte."""
 
     answer: Answer
+    tls: ssl.SSLContext | None = None
     connections: int = 0
     received: list[Received] = field(default_factory=list)
     url: str = ""
 
     async def __aenter__(self) -> RawServer:
         self._writers: set[asyncio.StreamWriter] = set()
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0, ssl=self.tls)
         port = self._server.sockets[0].getsockname()[1]
-        self.url = f"http://127.0.0.1:{port}"
+        self.url = f"{'https' if self.tls else 'http'}://127.0.0.1:{port}"
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -321,6 +326,36 @@ async def refuses_unsendable_requests_and_unreachable_hosts() -> None:
         await Http1Pool().request("POST", closed_port, [], b"{}", timeout=5)
 
 
+def make_certificate(folder: str) -> tuple[str, str]:
+    """A self-signed certificate for 127.0.0.1: (certificate, key) file paths."""
+    if shutil.which("openssl") is None:
+        pytest.skip("the openssl command is needed to make a test certificate")
+    cert, key = f"{folder}/cert.pem", f"{folder}/key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+         "-keyout", key, "-out", cert, "-days", "1", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
+async def speaks_tls_and_checks_the_certificate() -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        cert, key = make_certificate(folder)
+        server_side = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        server_side.load_cert_chain(cert, key)
+        async with RawServer(echo, tls=server_side) as server:
+            trusting = Http1Pool(ssl_context=ssl.create_default_context(cafile=cert))
+            for n in range(2):
+                response = await trusting.request("POST", f"{server.url}/v1/x", [], b"%d" % n, timeout=5)
+                assert await response.read() == b"%d" % n
+            await trusting.close()
+            assert server.connections == 1
+            with pytest.raises(aiohttp.ClientConnectionError, match="CERTIFICATE_VERIFY_FAILED"):
+                await Http1Pool().request("POST", server.url, [], b"{}", timeout=5)  # the system's CAs
+
+
 async def _settles(condition: Callable[[], bool], timeout: float = 2.0) -> bool:
     deadline = time.perf_counter() + timeout
     while not condition():
@@ -343,6 +378,7 @@ SCENARIOS: list[Callable[[], Coroutine[Any, Any, None]]] = [
     holds_back_reading_while_the_caller_lags,
     closes_idle_and_unfinished_connections,
     refuses_unsendable_requests_and_unreachable_hosts,
+    speaks_tls_and_checks_the_certificate,
 ]
 
 
