@@ -312,6 +312,9 @@ def measure_redis_rtt(redis_url: str, cores: Cores) -> dict[str, float] | None:
     print(
         f"  redis round trip p50: mux {rtt['mux_p50_us']:.0f} us, redis-py {rtt['redis_py_p50_us']:.0f} us", flush=True
     )
+    if "cross_cpu_p50_us" in rtt:
+        print(f"  socket ping-pong p50: same CPU {rtt['same_cpu_p50_us']:.0f} us, across CPUs "
+              f"{rtt['cross_cpu_p50_us']:.0f} us", flush=True)  # fmt: skip
     return rtt
 
 
@@ -396,6 +399,12 @@ def tables(report: dict[str, Any]) -> str:
             f"\nOne Redis round trip from the gateway's core (PING, p50): {rtt['mux_p50_us']:.0f} µs through the "
             f"gateway's RedisMux, {rtt['redis_py_p50_us']:.0f} µs through redis-py. An admitted request makes two."
         )
+        if "cross_cpu_p50_us" in rtt:
+            out.append(
+                f"One byte there and back over a socket pair (p50): {rtt['same_cpu_p50_us']:.0f} µs with both "
+                f"processes on one CPU, {rtt['cross_cpu_p50_us']:.0f} µs across CPUs. At concurrency 1 the "
+                "baseline crosses between CPUs 4 times per request, the gateway 8 (Redis twice)."
+            )
     out.append("\nAdmin API on millions of usage rows: `python -m bench.admin` (a run of its own).")
     return "\n".join(out)
 
