@@ -214,6 +214,8 @@ class _Connection(asyncio.Protocol):
     def _read_timer(self) -> None:
         assert self.read_timeout is not None
         loop = asyncio.get_running_loop()
+        if self.paused:  # we stopped reading (the caller lags): the upstream is not the one waiting
+            self.last_read = loop.time()
         due = self.last_read + self.read_timeout
         if loop.time() >= due:
             self._timed_out()
