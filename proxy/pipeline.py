@@ -210,7 +210,8 @@ async def refusal(ex: Exchange, admission: Admission) -> ProxyError:
     headers = {**ex.ratelimit_headers(), "x-should-retry": "false"}
     if admission.decision == "quota":
         message = messages.quota_exceeded(lang, admission.used, admission.limit, ex.period.end)
-        return ProxyError(429, message, type="insufficient_quota", code="monthly_token_limit_exceeded", headers=headers)
+        # OpenAI's own code for it: LangChain (LibreChat's agents) retries any other 429 six times.
+        return ProxyError(429, message, type="insufficient_quota", code="insufficient_quota", headers=headers)
     if admission.decision == "rate":
         seconds = max(1, math.ceil(admission.retry_after))
         return ProxyError(

@@ -40,7 +40,7 @@ async def test_request_over_the_limit_is_refused_in_the_users_language(
         await ask(gateway, "ana@example.com", max_retries=2)
     error = caught.value
     assert error.status_code == 429
-    assert error.code == "monthly_token_limit_exceeded"
+    assert error.code == "insufficient_quota" and error.type == "insufficient_quota"  # what stops LangChain retrying
     assert error.response.headers["x-should-retry"] == "false"
     assert "limite mensal" in error.message and "72" in error.message
     assert len(error.body["message"]) < 512  # type: ignore[index]
