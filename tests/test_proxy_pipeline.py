@@ -145,6 +145,13 @@ async def test_upstream_gets_litellm_key_and_our_request_id_but_not_our_secrets(
     assert "X-Solaris-User" not in sent
 
 
+async def test_non_ascii_header_values_reach_the_upstream_unchanged(gateway: Gateway, upstream: FakeUpstream) -> None:
+    # LibreChat can fill custom headers from the user's profile ("{{LIBRECHAT_USER_NAME}}").
+    response = await post(gateway, "/v1/chat/completions", CHAT, {"X-User-Name": "João da Conceição"})
+    assert response.status == 200
+    assert upstream.requests[0]["headers"]["X-User-Name"] == "João da Conceição"
+
+
 async def test_a_cookie_the_upstream_sets_is_not_sent_back_with_other_users_requests(
     gateway_with, upstream: FakeUpstream
 ) -> None:  # type: ignore[no-untyped-def]
