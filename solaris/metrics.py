@@ -69,6 +69,9 @@ class Metrics:
         )
         self.alerts = Counter("solaris_alerts", "Alerts raised, by type.", ["type"], registry=r)
         self.active_streams = Gauge("solaris_active_streams", "Streams being relayed now.", registry=r)
+        self.upstream_connections = Gauge(
+            "solaris_upstream_connections", "Open connections to LiteLLM, busy or kept alive.", registry=r
+        )
         self.ledger_backlog = Gauge(
             "solaris_ledger_backlog", "Usage events waiting to be written to Postgres.", registry=r
         )

@@ -72,6 +72,7 @@ class Services:
     def __post_init__(self) -> None:
         settings = self.settings
         self.clock = PeriodClock(settings.timezone)
+        self.metrics.upstream_connections.set_function(lambda: self.upstream.open_connections)
         self.system = SettingsStore(self.pool, self.redis, default_system_settings(settings.litellm_base_url))
         self._policy_source: SystemSettings | None = None
         self._policy = quota_policy(self.system.current)

@@ -56,6 +56,7 @@ async def test_metrics_count_proxied_requests_without_user_labels(gateway: Gatew
     counted = re.search(r'solaris_requests_total\{[^}]*route="/v1/chat/completions"[^}]*status="200"[^}]*\} 1\.0', text)
     assert counted is not None
     assert "solaris_quota_decisions_total" in text and "process_resident_memory_bytes" in text
+    assert "solaris_upstream_connections 1.0" in text  # the one kept alive after the answer
     assert "ana@example.com" not in text
 
 
