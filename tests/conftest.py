@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import asyncpg
 import openai
 import pytest
@@ -133,6 +134,14 @@ class Gateway:
             base_url=f"{self.url}/v1", api_key=kwargs.pop("api_key", SERVICE_KEY), default_headers=headers,
             max_retries=kwargs.pop("max_retries", 0), **kwargs,
         )  # fmt: skip
+
+    async def post(self, path: str, body: object, headers: dict[str, str] | None = None) -> aiohttp.ClientResponse:
+        """A raw POST as ana@example.com through the service key; the answer is read before returning."""
+        sent = {"Authorization": f"Bearer {SERVICE_KEY}", "X-Solaris-User": "ana@example.com", **(headers or {})}
+        async with aiohttp.ClientSession() as session:
+            response = await session.post(f"{self.url}{path}", json=body, headers=sent)
+            await response.read()
+            return response
 
     async def flush_ledger(self) -> None:
         await self.services.writer.flush()

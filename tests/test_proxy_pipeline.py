@@ -14,19 +14,6 @@ from tests.fake_upstream import ANSWER, PROMPT_TOKENS, FakeUpstream
 CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Olá"}]}
 
 
-async def post(
-    gateway: Gateway, path: str, body: object, headers: dict[str, str] | None = None
-) -> aiohttp.ClientResponse:
-    async with aiohttp.ClientSession() as session:
-        response = await session.post(
-            f"{gateway.url}{path}",
-            json=body,
-            headers={"Authorization": f"Bearer {SERVICE_KEY}", "X-Solaris-User": "ana@example.com", **(headers or {})},
-        )
-        await response.read()
-        return response
-
-
 async def usage_rows(gateway: Gateway) -> list[dict[str, object]]:
     await gateway.flush_ledger()
     return [dict(r) for r in await gateway.services.pool.fetch("SELECT * FROM token_usage ORDER BY created_at")]
@@ -36,7 +23,7 @@ async def usage_rows(gateway: Gateway) -> list[dict[str, object]]:
 
 
 async def test_missing_key_is_refused_with_401(gateway: Gateway, upstream: FakeUpstream) -> None:
-    response = await post(gateway, "/v1/chat/completions", CHAT, {"Authorization": ""})
+    response = await gateway.post("/v1/chat/completions", CHAT, {"Authorization": ""})
     assert response.status == 401
     assert upstream.requests == []
 
@@ -133,8 +120,8 @@ async def test_reactivated_user_is_served_on_the_next_request(gateway: Gateway) 
 async def test_upstream_gets_litellm_key_and_our_request_id_but_not_our_secrets(
     gateway: Gateway, upstream: FakeUpstream
 ) -> None:
-    response = await post(
-        gateway, "/v1/chat/completions", CHAT, {"X-Request-ID": "req-abc-1", "Connection": "keep-alive"}
+    response = await gateway.post(
+        "/v1/chat/completions", CHAT, {"X-Request-ID": "req-abc-1", "Connection": "keep-alive"}
     )
     assert response.status == 200
     ours = response.headers["x-request-id"]
@@ -147,7 +134,7 @@ async def test_upstream_gets_litellm_key_and_our_request_id_but_not_our_secrets(
 
 async def test_non_ascii_header_values_reach_the_upstream_unchanged(gateway: Gateway, upstream: FakeUpstream) -> None:
     # LibreChat can fill custom headers from the user's profile ("{{LIBRECHAT_USER_NAME}}").
-    response = await post(gateway, "/v1/chat/completions", CHAT, {"X-User-Name": "João da Conceição"})
+    response = await gateway.post("/v1/chat/completions", CHAT, {"X-User-Name": "João da Conceição"})
     assert response.status == 200
     assert upstream.requests[0]["headers"]["X-User-Name"] == "João da Conceição"
 
@@ -159,7 +146,7 @@ async def test_a_cookie_the_upstream_sets_is_not_sent_back_with_other_users_requ
     aiohttp's jar ignores cookies from IP addresses.)"""
     gateway = await gateway_with(litellm_base_url=upstream.url.replace("127.0.0.1", "localhost"))
     upstream.behaviour.set_cookie = "lb_session=ana-secret; Path=/"
-    await post(gateway, "/v1/chat/completions", CHAT)
+    await gateway.post("/v1/chat/completions", CHAT)
     upstream.behaviour.set_cookie = None
     await gateway.client(user="bia@example.com").chat.completions.create(**CHAT)  # type: ignore[call-overload]
     assert len(upstream.requests) == 2
@@ -167,7 +154,7 @@ async def test_a_cookie_the_upstream_sets_is_not_sent_back_with_other_users_requ
 
 
 async def test_request_id_is_generated_and_recorded(gateway: Gateway) -> None:
-    response = await post(gateway, "/v1/chat/completions", CHAT)
+    response = await gateway.post("/v1/chat/completions", CHAT)
     assert response.headers["x-request-id"].startswith("req_")
     [row] = await usage_rows(gateway)
     assert row["request_id"] == response.headers["x-request-id"]
@@ -178,8 +165,8 @@ async def test_a_repeated_client_request_id_cannot_hide_usage_from_the_ledger(ga
     the same one again would charge the quota but drop the ledger row (and a rebuild from the
     ledger would hand those tokens back)."""
     same = {"X-Request-ID": "req-same"}
-    first = await post(gateway, "/v1/chat/completions", CHAT, same)
-    concurrent = await asyncio.gather(*(post(gateway, "/v1/chat/completions", CHAT, same) for _ in range(3)))
+    first = await gateway.post("/v1/chat/completions", CHAT, same)
+    concurrent = await asyncio.gather(*(gateway.post("/v1/chat/completions", CHAT, same) for _ in range(3)))
     assert [r.status for r in (first, *concurrent)] == [200] * 4
     rows = await usage_rows(gateway)
     assert len(rows) == 4
@@ -190,7 +177,7 @@ async def test_a_repeated_client_request_id_cannot_hide_usage_from_the_ledger(ga
 
 
 async def test_every_answer_carries_the_token_ratelimit_headers(gateway: Gateway) -> None:
-    response = await post(gateway, "/v1/chat/completions", CHAT)
+    response = await gateway.post("/v1/chat/completions", CHAT)
     limit = int(response.headers["x-ratelimit-limit-tokens"])
     remaining = int(response.headers["x-ratelimit-remaining-tokens"])
     assert limit == gateway.services.policy().default_limit
@@ -200,7 +187,7 @@ async def test_every_answer_carries_the_token_ratelimit_headers(gateway: Gateway
 
 @pytest.mark.parametrize("path", ["/chat/completions", "/v1/chat/completions"])
 async def test_routes_work_with_and_without_v1_prefix(gateway: Gateway, path: str) -> None:
-    response = await post(gateway, path, CHAT)
+    response = await gateway.post(path, CHAT)
     assert response.status == 200
 
 
@@ -222,7 +209,7 @@ async def test_completions_and_embeddings_are_metered(gateway: Gateway) -> None:
 
 
 async def test_other_v1_calls_pass_through_and_are_recorded(gateway: Gateway, upstream: FakeUpstream) -> None:
-    response = await post(gateway, "/v1/moderations", {"model": "omni-moderation-latest", "input": "oi"})
+    response = await gateway.post("/v1/moderations", {"model": "omni-moderation-latest", "input": "oi"})
     assert response.status == 200
     assert upstream.requests[0]["path"] == "/v1/moderations"
     [row] = await usage_rows(gateway)
@@ -233,7 +220,7 @@ async def test_upstream_errors_pass_through_with_status_and_are_recorded(
     gateway: Gateway, upstream: FakeUpstream
 ) -> None:
     upstream.behaviour.fail_status, upstream.behaviour.fail_times = 400, 1
-    response = await post(gateway, "/v1/chat/completions", CHAT)
+    response = await gateway.post("/v1/chat/completions", CHAT)
     assert response.status == 400
     [row] = await usage_rows(gateway)
     assert row["status_code"] == 400 and row["total_tokens"] == 0
@@ -242,7 +229,7 @@ async def test_upstream_errors_pass_through_with_status_and_are_recorded(
 
 async def test_503_is_retried_and_the_record_says_so(gateway: Gateway, upstream: FakeUpstream) -> None:
     upstream.behaviour.fail_status, upstream.behaviour.fail_times = 503, 2
-    response = await post(gateway, "/v1/chat/completions", CHAT)
+    response = await gateway.post("/v1/chat/completions", CHAT)
     assert response.status == 200
     [row] = await usage_rows(gateway)
     assert row["is_retry"] is True and row["retry_count"] == 2
@@ -250,7 +237,7 @@ async def test_503_is_retried_and_the_record_says_so(gateway: Gateway, upstream:
 
 async def test_unreachable_upstream_is_a_502_and_is_recorded(gateway: Gateway, upstream: FakeUpstream) -> None:
     upstream.behaviour.fail_status, upstream.behaviour.fail_times = 503, 99
-    response = await post(gateway, "/v1/chat/completions", CHAT)
+    response = await gateway.post("/v1/chat/completions", CHAT)
     assert response.status == 503  # after the retries, the upstream's own answer is passed on
     [row] = await usage_rows(gateway)
     assert row["status_code"] == 503 and row["retry_count"] == gateway.services.system.current.litellm.max_retries
@@ -260,16 +247,16 @@ async def test_connection_refused_upstream_is_a_502_and_is_recorded(gateway: Gat
     await gateway.services.system.update(
         {"litellmSettings": {"baseUrl": "http://127.0.0.1:9", "maxRetries": 1}}, "test"
     )
-    response = await post(gateway, "/v1/chat/completions", CHAT)
+    response = await gateway.post("/v1/chat/completions", CHAT)
     assert response.status == 502
     [row] = await usage_rows(gateway)
     assert row["status_code"] == 502 and row["error_type"] == "upstream_unavailable"
 
 
 async def test_cache_hit_is_recorded_with_its_tokens_and_no_cost(gateway: Gateway, upstream: FakeUpstream) -> None:
-    await post(gateway, "/v1/chat/completions", CHAT)
+    await gateway.post("/v1/chat/completions", CHAT)
     upstream.behaviour.cache_hit = True
-    await post(gateway, "/v1/chat/completions", CHAT)
+    await gateway.post("/v1/chat/completions", CHAT)
     called, cached = sorted(await usage_rows(gateway), key=lambda r: r["created_at"])
     assert (called["is_cached"], cached["is_cached"]) == (False, True)
     assert called["total_cost"] > 0 and cached["total_cost"] == 0

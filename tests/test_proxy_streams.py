@@ -107,13 +107,8 @@ async def test_upstream_reset_mid_stream_is_recorded(gateway: Gateway, upstream:
 async def test_upstream_timeout_becomes_a_502_and_is_recorded(gateway: Gateway, upstream: FakeUpstream) -> None:
     await gateway.services.system.update({"litellmSettings": {"timeout": 0.3, "maxRetries": 1}}, "test")
     upstream.behaviour.delay = 1.0
-    async with aiohttp.ClientSession() as session:
-        response = await session.post(
-            f"{gateway.url}/v1/chat/completions",
-            json=CHAT,
-            headers={"Authorization": f"Bearer {SERVICE_KEY}", "X-Solaris-User": "ana@example.com"},
-        )
-        body = await response.json()
+    response = await gateway.post("/v1/chat/completions", CHAT)
+    body = await response.json()
     assert response.status == 502 and body["error"]["code"] == "upstream_unavailable"
     [row] = await rows(gateway)
     assert row["status_code"] == 502 and row["retry_count"] == 1
@@ -127,13 +122,8 @@ async def test_a_garbled_upstream_answer_is_retried_then_a_recorded_502(
     answer = await gateway.client().chat.completions.create(**CHAT)  # type: ignore[call-overload]
     assert answer.choices[0].message.content  # the retry got a proper answer
     upstream.behaviour.garble_times = 2
-    async with aiohttp.ClientSession() as session:
-        response = await session.post(
-            f"{gateway.url}/v1/chat/completions",
-            json=CHAT,
-            headers={"Authorization": f"Bearer {SERVICE_KEY}", "X-Solaris-User": "ana@example.com"},
-        )
-        body = await response.json()
+    response = await gateway.post("/v1/chat/completions", CHAT)
+    body = await response.json()
     assert response.status == 502 and body["error"]["code"] == "upstream_unavailable"
     first, second = sorted(await rows(gateway), key=lambda r: r["created_at"])
     assert (first["status_code"], first["retry_count"]) == (200, 1)
@@ -144,13 +134,8 @@ async def test_a_garbled_upstream_answer_is_retried_then_a_recorded_502(
 
 async def test_upstream_500_is_passed_through_not_retried(gateway: Gateway, upstream: FakeUpstream) -> None:
     upstream.behaviour.fail_status, upstream.behaviour.fail_times = 500, 1
-    async with aiohttp.ClientSession() as session:
-        response = await session.post(
-            f"{gateway.url}/v1/chat/completions",
-            json={**CHAT, "stream": True},
-            headers={"Authorization": f"Bearer {SERVICE_KEY}", "X-Solaris-User": "ana@example.com"},
-        )
-        body = await response.json()
+    response = await gateway.post("/v1/chat/completions", {**CHAT, "stream": True})
+    body = await response.json()
     assert response.status == 500 and "upstream says 500" in body["error"]["message"]
     assert len(upstream.requests) == 1
     [row] = await rows(gateway)
