@@ -13,16 +13,43 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import aiohttp
+import asyncpg
 import orjson
+import redis.asyncio as aioredis
 from aiohttp import web
 
+from metering import events
+from metering.alerts import AlertService
 from metering.audit import Actor
-from solaris.keys import SETTINGS
-from solaris.net import client_address
+from metering.events import EventType
+from metering.keys import ApiKeyService
+from metering.mailer import Mailer
+from metering.period import PeriodClock
+from metering.prices import PriceBook
+from metering.quota import QuotaEngine
+from metering.system_settings import SettingsStore
+from metering.users import UserService
+from runtime.appkeys import (
+    ALERTS,
+    API_KEYS,
+    CLOCK,
+    INVALIDATOR,
+    LITELLM_HTTP,
+    MAILER,
+    PG,
+    PRICES,
+    QUOTA,
+    REDIS,
+    SETTINGS,
+    SYSTEM,
+    USERS,
+)
+from runtime.net import client_address
+from runtime.settings import Settings
 
 if TYPE_CHECKING:
     from admin.auth import Principal
-    from solaris.services import Services
 
 MAX_BODY_BYTES = 1024 * 1024
 MAX_PAGE = 1_000_000
@@ -119,10 +146,10 @@ def error_body(error: ApiError, request_id: str | None) -> dict[str, Any]:
 
 @dataclass(frozen=True, slots=True)
 class Ctx:
-    """What a handler needs besides the request: the services, who asks, and as which audit actor."""
+    """What a handler needs besides the request: who asks, as which audit actor, and (as
+    properties) the app's services it may call."""
 
     request: web.Request
-    services: Services
     principal: Principal | None
     actor: Actor
 
@@ -132,7 +159,62 @@ class Ctx:
 
     @property
     def timezone(self) -> zoneinfo.ZoneInfo:
-        return zoneinfo.ZoneInfo(self.services.settings.timezone)
+        return zoneinfo.ZoneInfo(self.settings.timezone)
+
+    @property
+    def settings(self) -> Settings:
+        return self.request.config_dict[SETTINGS]
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        return self.request.config_dict[PG]
+
+    @property
+    def redis(self) -> aioredis.Redis:
+        return self.request.config_dict[REDIS]
+
+    @property
+    def http(self) -> aiohttp.ClientSession:
+        """The session for calls to LiteLLM (health, models, prices)."""
+        return self.request.config_dict[LITELLM_HTTP]
+
+    @property
+    def system(self) -> SettingsStore:
+        return self.request.config_dict[SYSTEM]
+
+    @property
+    def users(self) -> UserService:
+        return self.request.config_dict[USERS]
+
+    @property
+    def keys(self) -> ApiKeyService:
+        return self.request.config_dict[API_KEYS]
+
+    @property
+    def quota(self) -> QuotaEngine:
+        return self.request.config_dict[QUOTA]
+
+    @property
+    def clock(self) -> PeriodClock:
+        return self.request.config_dict[CLOCK]
+
+    @property
+    def alerts(self) -> AlertService:
+        return self.request.config_dict[ALERTS]
+
+    @property
+    def mailer(self) -> Mailer:
+        return self.request.config_dict[MAILER]
+
+    @property
+    def prices(self) -> PriceBook:
+        return self.request.config_dict[PRICES]
+
+    async def publish(self, event_type: EventType, data: Any) -> None:
+        await events.publish(self.redis, event_type, data)
+
+    async def invalidate(self, what: str) -> None:
+        await self.request.config_dict[INVALIDATOR].invalidate(what)
 
 
 def actor_for(request: web.Request, admin_id: int | None, label: str) -> Actor:

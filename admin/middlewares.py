@@ -17,8 +17,8 @@ from metering import audit
 from metering.system_settings import SettingsValidationError
 from metering.user_rules import UserValidationError
 from metering.users import UserConflict, UserNotFound
-from solaris.keys import SERVICES
-from solaris.net import new_request_id
+from runtime.appkeys import PG, SYSTEM
+from runtime.net import new_request_id
 
 log = logging.getLogger("admin.api")
 
@@ -112,14 +112,14 @@ def allowed_origin(request: web.Request) -> str | None:
     origin = request.headers.get("Origin")
     if not origin:
         return None
-    allowed = request.config_dict[SERVICES].system.current.security.cors_origins
+    allowed = request.config_dict[SYSTEM].current.security.cors_origins
     return origin if origin.rstrip("/") in allowed else None
 
 
 async def on_prepare(request: web.Request, response: web.StreamResponse) -> None:
     if REQUEST_ID in request:
         response.headers["X-Request-ID"] = request[REQUEST_ID]
-    origin = allowed_origin(request) if SERVICES in request.config_dict else None
+    origin = allowed_origin(request) if SYSTEM in request.config_dict else None
     if origin is not None and "Access-Control-Allow-Origin" not in response.headers:
         response.headers["Access-Control-Allow-Origin"] = origin
         response.headers["Access-Control-Expose-Headers"] = CORS_EXPOSE_HEADERS
@@ -171,11 +171,10 @@ def bind(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]]
     audit a refused or failed mutation (successful ones are audited by the service that made them)."""
 
     async def handle(request: web.Request) -> web.StreamResponse:
-        services = request.config_dict[SERVICES]
         principal = None
         if route.permission != PUBLIC:
             token = bearer_token(request.headers.get("Authorization"))
-            principal = await authenticate_token(services.pool, token)
+            principal = await authenticate_token(request.config_dict[PG], token)
             if principal is None:
                 raise ApiError(
                     401,
@@ -184,7 +183,7 @@ def bind(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]]
                     headers={"WWW-Authenticate": 'Bearer realm="solaris"'},
                 )
         actor = actor_for(request, principal.id if principal else None, principal.email if principal else "anonymous")
-        ctx = Ctx(request, services, principal, actor)
+        ctx = Ctx(request, principal, actor)
         try:
             if principal is not None and not principal.can(route.permission):
                 raise ApiError(
@@ -210,7 +209,7 @@ async def _audit_failure(ctx: Ctx, route: Route, exc: Exception) -> None:
     resource_id = next(iter(ctx.request.match_info.values()), None) if ctx.request.match_info else None
     try:
         await audit.record(
-            ctx.services.pool,
+            ctx.pool,
             ctx.actor,
             route.action or "",
             route.resource or "",

@@ -25,18 +25,17 @@ from admin import auth, csrf
 from admin.api.models import CATALOG
 from admin.http import REQUEST_ID, ROOT_APP, ApiError, Ctx, actor_for
 from admin.middlewares import request_id_of
-from admin.pages import common
+from admin.pages import ROUTES, common
 from admin.pages.common import PRINCIPAL, SESSION_COOKIE, Page, login_redirect
-from admin.sse import EventHub
+from admin.sse import HUB, EventHub
 from metering.models_info import ModelCatalog
 from metering.users import UserNotFound
-from solaris.keys import SERVICES
+from runtime.appkeys import PG, REDIS
 
 log = logging.getLogger("admin.panel")
 
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
 STATIC_DIR = Path(__file__).resolve().parent / "static"
-HUB = web.AppKey("panel_event_hub", EventHub)
 
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; font-src 'self'; "
@@ -54,11 +53,10 @@ SECURITY_HEADERS = {
 
 def guard(page: Page) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def handle(request: web.Request) -> web.StreamResponse:
-        services = request.config_dict[SERVICES]
         principal = None
         if page.permission != auth.PUBLIC:
             cookie = request.cookies.get(SESSION_COOKIE)
-            principal = await auth.authenticate_token(services.pool, cookie)
+            principal = await auth.authenticate_token(request.config_dict[PG], cookie)
             if principal is None:
                 if request.method != "GET" or request.path in (
                     "/admin/events",
@@ -73,7 +71,7 @@ def guard(page: Page) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
                 if not csrf.matches(csrf.session_token(cookie or ""), given):
                     raise web.HTTPForbidden(reason="CSRF token missing or invalid")
         actor = actor_for(request, principal.id if principal else None, principal.email if principal else "anonymous")
-        ctx = Ctx(request, services, principal, actor)
+        ctx = Ctx(request, principal, actor)
         if principal is not None and not principal.can(page.permission):
             raise web.HTTPForbidden(reason=f"needs the permission {page.permission}")
         return await page.handler(request, ctx)
@@ -111,7 +109,7 @@ async def security_headers(request: web.Request, response: web.StreamResponse) -
 
 
 async def start_hub(panel: web.Application) -> None:
-    hub = EventHub(panel[ROOT_APP][SERVICES].redis)
+    hub = EventHub(panel[ROOT_APP][REDIS])
     hub.start()
     panel[HUB] = hub
 
@@ -122,8 +120,6 @@ async def stop_hub(panel: web.Application) -> None:
 
 
 def create_panel_app(root: web.Application, catalog: ModelCatalog) -> web.Application:
-    from admin.pages import ROUTES  # the views import this module's helpers
-
     panel = web.Application(middlewares=[panel_errors])
     panel[ROOT_APP] = root
     panel[CATALOG] = catalog

@@ -17,6 +17,7 @@ from admin.api import auth as auth_api
 from admin.http import ROOT_APP, Ctx, json_response
 from admin.middlewares import api_errors, bind, fallback, on_prepare, request_context
 from admin.openapi import build_document
+from admin.panel import create_panel_app
 from admin.route_table import Route
 from metering.models_info import ModelCatalog
 
@@ -65,8 +66,6 @@ def create_api_app(root: web.Application) -> web.Application:
 
 def add_routes(app: web.Application) -> None:
     """Register the admin API under /api and the web panel under /admin (sharing one model catalog)."""
-    from admin.panel import create_panel_app
-
     api = create_api_app(app)
     app.add_subapp("/api", api)
     app.add_subapp("/admin", create_panel_app(app, api[models.CATALOG]))

@@ -28,8 +28,8 @@ import orjson
 import redis.asyncio as aioredis
 from aiohttp import web
 
+from metering.background import cancel_and_wait
 from metering.events import CHANNEL, EVENT_TYPES
-from solaris.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -170,3 +170,6 @@ async def stream(request: web.Request, hub: EventHub) -> web.StreamResponse:
     with contextlib.suppress(ConnectionResetError, RuntimeError):
         await response.write_eof()
     return response
+
+
+HUB = web.AppKey("panel_event_hub", EventHub)  # one per panel app, started and stopped with it

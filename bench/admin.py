@@ -272,8 +272,8 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=60.0, help="at most this many seconds per measure")
     parser.add_argument("--data-dir", type=Path, help="keep the engines' data here and reuse loaded rows")
     args = parser.parse_args()
+    from runtime.settings import load_settings
     from solaris.engines import start_engines
-    from solaris.settings import load_settings
 
     timezone = load_settings(os.environ).timezone  # what the gateway, started below, will use
     workdir = Path(tempfile.mkdtemp(prefix="solaris-bench-admin-"))

@@ -27,6 +27,7 @@ import asyncpg
 import redis.asyncio as aioredis
 
 from metering import events
+from metering.background import TaskSet
 from metering.mailer import Mailer, MailError, format_date, format_number, pick_language, render_email
 from metering.system_settings import SettingsStore
 
@@ -231,8 +232,17 @@ class AlertService:
         self._retry_base = retry_base_seconds
         self._poll_seconds = poll_seconds
         self._wake = asyncio.Event()
+        self.raising = TaskSet()  # alerts raised off the request path, not yet recorded
 
     # --- raising ------------------------------------------------------------------------------
+
+    def raise_threshold_later(
+        self, user_id: int, alert_type: ThresholdType, period: str, used: int, limit: int
+    ) -> None:
+        """`raise_threshold` in the background: a settlement that crossed a threshold does not wait."""
+        self.raising.spawn(
+            self.raise_threshold(user_id, alert_type, period, used, limit), name=f"alert-{alert_type}-{user_id}"
+        )
 
     async def raise_threshold(
         self, user_id: int, alert_type: ThresholdType, period: str, used: int, limit: int

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from typing import Any, Literal
+from collections.abc import Awaitable, Callable
+from typing import Any, Literal, cast
 
 import orjson
 import redis.asyncio as aioredis
@@ -40,3 +41,12 @@ async def publish(redis: aioredis.Redis, event_type: EventType, data: Any) -> No
         await redis.publish(CHANNEL, encode_event(event_type, data))
     except (aioredis.RedisError, OSError) as exc:
         log.warning("event %s not published: %s", event_type, exc)
+
+
+def publisher(redis: aioredis.Redis) -> Callable[[str, Any], Awaitable[None]]:
+    """`publish` bound to one client, for services that announce changes by event name."""
+
+    async def publish_to(event_type: str, data: Any) -> None:
+        await publish(redis, cast(EventType, event_type), data)
+
+    return publish_to

@@ -5,8 +5,10 @@ A model with no known price costs 0 and its usage records are flagged (`price_kn
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -109,3 +111,13 @@ class PriceBook:
             return False
         self.load_model_info([e for e in entries if isinstance(e, dict)])
         return True
+
+    async def run_refresh(
+        self, session: aiohttp.ClientSession, litellm: Callable[[], tuple[str, float]], api_key: str
+    ) -> None:
+        """Refresh for the process's lifetime; `litellm()` gives the current base URL and health
+        check interval (the admin may change both)."""
+        while True:
+            base_url, check_interval = litellm()
+            await self.refresh(session, base_url, api_key)
+            await asyncio.sleep(max(60.0, check_interval * 10))

@@ -189,12 +189,12 @@ class QuotaEngine:
     """Admission, settlement and the admin operations on one user's quota; state is all in Redis.
 
     Admission and settlement, run on every request, go through a `RedisMux` (one pipelined
-    connection); the admin operations use the redis-py client. Close the engine with `aclose`.
+    connection, opened and closed by its owner); the admin operations use the redis-py client.
     """
 
-    def __init__(self, redis: aioredis.Redis, mux: RedisMux | None = None) -> None:
+    def __init__(self, redis: aioredis.Redis, mux: RedisMux) -> None:
         self._redis = redis
-        self.mux = mux or RedisMux.for_client(redis)
+        self.mux = mux
         self._admit = redis.register_script(_load("admit.lua"))
         self._settle = redis.register_script(_load("settle.lua"))
         self._release = redis.register_script(_load("release.lua"))
@@ -266,9 +266,6 @@ class QuotaEngine:
         if isinstance(raw, BaseException):
             raise raw
         return raw
-
-    async def aclose(self) -> None:
-        await self.mux.aclose()
 
     @staticmethod
     def parse_settlement(raw: Any) -> Settlement:

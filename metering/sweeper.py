@@ -70,6 +70,10 @@ class Sweeper:
     async def beat(self) -> None:
         await self._redis.set(HEARTBEAT_PREFIX + self.process_id, b"1", ex=self.heartbeat_ttl)
 
+    async def forget_process(self) -> None:
+        """On a clean shutdown: this process is gone, its requests (none left) are nobody's."""
+        await self._redis.delete(HEARTBEAT_PREFIX + self.process_id)
+
     async def run_heartbeat(self) -> None:
         while True:
             try:

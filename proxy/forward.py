@@ -22,6 +22,8 @@ from metering.tokenizer import get_encoding
 from proxy import messages, relay, upstream
 from proxy.errors import ProxyError
 from proxy.pipeline import Exchange, user_language
+from proxy.upstream import UPSTREAM_POOL
+from runtime.appkeys import FAILURES, METRICS, POLICY, PRICES, RECORDER, SETTINGS, SYSTEM, TRAFFIC
 
 NOTICE_THRESHOLDS = {"usage_95": 95, "usage_80": 80}
 MAX_ERROR_TEXT = 1000
@@ -44,18 +46,18 @@ def _upstream_body(ex: Exchange) -> bytes:
 async def _send(ex: Exchange, body: bytes | None, *, record: bool = True) -> upstream.UpstreamCall:
     """Forward; when the upstream cannot be reached, record that (unless `record` is off) and
     answer 502."""
-    services = ex.services
-    litellm = services.system.current.litellm
+    app = ex.app
+    litellm = app[SYSTEM].current.litellm
     headers = upstream.request_headers(
         ex.request.headers,
-        api_key=services.settings.litellm_api_key,
+        api_key=app[SETTINGS].litellm_api_key,
         request_id=ex.request_id,
-        drop=frozenset({services.settings.user_header.lower()}),
+        drop=frozenset({app[SETTINGS].user_header.lower()}),
     )
     ex.upstream_started = time.perf_counter()
     try:
         call = await upstream.send(
-            services.upstream,
+            app[UPSTREAM_POOL],
             ex.request.method,
             upstream.upstream_url(litellm.base_url, ex.path) + _query(ex.request),
             headers=headers,
@@ -66,7 +68,7 @@ async def _send(ex: Exchange, body: bytes | None, *, record: bool = True) -> ups
         )
     except upstream.UpstreamUnavailable as exc:
         ex.retries = exc.retries
-        services.metrics.upstream_failures.labels("connection").inc()
+        app[METRICS].upstream_failures.labels("connection").inc()
         if record:
             await finish(ex, 502, error=("upstream_unavailable", str(exc)))
         raise ProxyError(
@@ -74,7 +76,7 @@ async def _send(ex: Exchange, body: bytes | None, *, record: bool = True) -> ups
         ) from None
     ex.retries = call.retries
     if call.response.status >= 500:
-        services.metrics.upstream_failures.labels(str(call.response.status)).inc()
+        app[METRICS].upstream_failures.labels(str(call.response.status)).inc()
     return call
 
 
@@ -101,7 +103,7 @@ def _usage_numbers(usage: Any) -> tuple[int, int] | None:
 
 
 def _count(ex: Exchange, text: str) -> int:
-    settings = ex.services.settings
+    settings = ex.app[SETTINGS]
     if not text:
         return 0
     return count_text(
@@ -141,7 +143,7 @@ async def finish(
     first_chunk: float | None = None,
 ) -> Settlement | None:
     """Settle the reservation for what was really used and record the request, once."""
-    services = ex.services
+    app = ex.app
     now = time.perf_counter()
     total_seconds = now - ex.started
     upstream_seconds = ex.upstream_seconds or (now - ex.upstream_started if ex.upstream_started else 0.0)
@@ -153,14 +155,14 @@ async def finish(
     else:  # an error answer, or the upstream never answered
         prompt, completion = 0, 0
     event: UsageEvent = ex.event(status)
-    total_cost, per_token, known = services.prices.cost(ex.model, prompt, completion)
+    total_cost, per_token, known = app[PRICES].cost(ex.model, prompt, completion)
     if cached:  # replayed from LiteLLM's cache: nobody was billed (LiteLLM reports no cost either)
         total_cost = per_token = 0.0
     event.prompt_tokens, event.completion_tokens, event.total_tokens = prompt, completion, prompt + completion
     event.total_cost, event.cost_per_token, event.price_known = total_cost, per_token, known
     if usage is not None and prompt > 0 and ex.estimate:
         event.estimation_accuracy = max(0.0, 1 - abs(ex.estimate - prompt) / prompt)
-        services.metrics.estimation_error.observe((ex.estimate - prompt) / prompt)
+        app[METRICS].estimation_error.observe((ex.estimate - prompt) / prompt)
     event.response_time_ms = round(total_seconds * 1000)
     event.queue_time_ms = round(((ex.upstream_started or now) - ex.started) * 1000)
     event.processing_time_ms = round(max(0.0, total_seconds - upstream_seconds) * 1000)
@@ -168,22 +170,20 @@ async def finish(
     event.is_complete = complete
     if error is not None:
         event.error_type, event.error_message = error[0], error[1][:MAX_ERROR_TEXT]
-    if services.settings.store_bodies:
+    if app[SETTINGS].store_bodies:
         event.request_data = ex.raw.decode("utf-8", "replace")
-    services.live_requests += 1
-    services.served += 1
-    services.live_tokens += event.total_tokens
+    app[TRAFFIC].count(event.total_tokens)
     if ex.kind != "models":
         unreachable = error is not None and error[0] == "upstream_unavailable"
-        services.failures.observe(ex.model, failed=status >= 500 or unreachable, unreachable=unreachable)
-    settlement = await services.recorder.settle(event, ex.metered, services.policy().thresholds, event.total_tokens)
+        app[FAILURES].observe(ex.model, failed=status >= 500 or unreachable, unreachable=unreachable)
+    settlement = await app[RECORDER].settle(event, ex.metered, app[POLICY]().thresholds, event.total_tokens)
     _observe(ex, event, total_seconds, upstream_seconds, first_chunk)
     return settlement
 
 
 def _observe(ex: Exchange, event: UsageEvent, total: float, upstream_seconds: float, first_chunk: float | None) -> None:
-    model = ex.model if ex.services.prices.knows(ex.model) else "other"  # bounded label values
-    ex.services.metrics.observe_request(
+    model = ex.model if ex.app[PRICES].knows(ex.model) else "other"  # bounded label values
+    ex.app[METRICS].observe_request(
         ex.path,
         model,
         event.status_code,
@@ -198,7 +198,7 @@ def _observe(ex: Exchange, event: UsageEvent, total: float, upstream_seconds: fl
 
 async def _notice(ex: Exchange, settlement: Settlement | None) -> str | None:
     """The in-chat notice for a request that crossed 80% or 95%, in the user's language."""
-    if settlement is None or not ex.services.settings.inchat_notices or ex.kind == "embeddings":
+    if settlement is None or not ex.app[SETTINGS].inchat_notices or ex.kind == "embeddings":
         return None
     percent = next((p for crossed, p in NOTICE_THRESHOLDS.items() if crossed in settlement.crossed), None)
     if percent is None:
@@ -273,13 +273,13 @@ def _append_notice(payload: dict[str, Any], notice: str) -> bytes:
 
 
 async def _relay_stream(ex: Exchange, response: upstream.Response) -> web.StreamResponse:
-    services = ex.services
+    app = ex.app
     out = web.StreamResponse(status=response.status, headers=_response_headers(ex, response, None))
     sse = relay.SseFilter(hide_usage=not ex.wants_usage)
     first_chunk: float | None = None
     client_gone = False
     upstream_error: tuple[str, str] | None = None
-    services.metrics.active_streams.inc()
+    app[TRAFFIC].stream_opened()
     try:
         await out.prepare(ex.request)
         async for data in response.iter_any():
@@ -306,7 +306,7 @@ async def _relay_stream(ex: Exchange, response: upstream.Response) -> web.Stream
         await asyncio.shield(_record_disconnect(ex, sse, first_chunk))
         raise
     finally:
-        services.metrics.active_streams.dec()
+        app[TRAFFIC].stream_closed()
     ex.upstream_seconds = time.perf_counter() - (ex.upstream_started or ex.started)
     if client_gone:
         response.close()  # stop reading: nobody is listening

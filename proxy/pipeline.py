@@ -31,11 +31,18 @@ from metering.recorder import Metered
 from metering.sweeper import InflightInfo
 from metering.tokenizer import get_encoding
 from proxy import messages
-from proxy.errors import REQUEST_ID, ProxyError, bad_request, forbidden, unavailable
-from proxy.identify import identify
-from solaris.keys import SERVICES
-from solaris.net import client_address, new_request_id
-from solaris.services import Services
+from proxy.errors import ProxyError, bad_request, forbidden, unavailable
+from runtime.appkeys import (
+    CLOCK,
+    METRICS,
+    POLICY,
+    PROCESS_ID,
+    QUOTA,
+    RECONCILER,
+    SETTINGS,
+    USERS,
+)
+from runtime.net import client_address
 
 KINDS = {"chat/completions": "chat", "completions": "completions", "embeddings": "embeddings"}
 CONVERSATION_HEADERS = ("X-Solaris-Conversation-Id", "X-Conversation-Id", "X-Session-Id")
@@ -68,8 +75,8 @@ class Exchange:
     retries: int = 0
 
     @property
-    def services(self) -> Services:
-        return self.request.app[SERVICES]
+    def app(self) -> web.Application:
+        return self.request.app
 
     def event(self, status_code: int) -> UsageEvent:
         """The usage record as known so far (the sweeper gets this if the process dies).
@@ -96,7 +103,7 @@ class Exchange:
             estimated_tokens=self.estimate,
             session_id=session_id[:200] if session_id else None,
             user_agent=(headers.get("User-Agent") or "")[:300] or None,
-            ip_address=client_address(self.request, self.services.settings.trusted_proxies),
+            ip_address=client_address(self.request, self.app[SETTINGS].trusted_proxies),
         )
         return self._event
 
@@ -105,7 +112,7 @@ class Exchange:
         if admission is None or period is None:
             return {}
         remaining = admission.remaining if used_after is None else max(0, admission.cap - used_after)
-        reset = (period.end - self.services.clock.now()).total_seconds()
+        reset = (period.end - self.app[CLOCK].now()).total_seconds()
         return {
             "x-ratelimit-limit-tokens": str(admission.cap),
             "x-ratelimit-remaining-tokens": str(remaining),
@@ -137,7 +144,7 @@ async def read_json_body(ex: Exchange) -> None:
 
 
 async def estimate(ex: Exchange) -> None:
-    settings = ex.services.settings
+    settings = ex.app[SETTINGS]
     assert ex.body is not None
     encoding = get_encoding(encoding_for_model(ex.model, settings.model_encodings, settings.default_encoding))
     try:
@@ -156,14 +163,14 @@ async def estimate(ex: Exchange) -> None:
 
 async def admit(ex: Exchange) -> None:
     """Reserve the estimate atomically, or refuse; with Redis down, follow SOLARIS_REDIS_FAILURE."""
-    services = ex.services
+    app = ex.app
     assert ex.user_id is not None
-    ex.period = period = services.clock.current()
-    policy = services.policy()
-    info = InflightInfo(services.process_id, ex.event(0)).encode()
+    ex.period = period = app[CLOCK].current()
+    policy = app[POLICY]()
+    info = InflightInfo(app[PROCESS_ID], ex.event(0)).encode()
 
     async def attempt() -> Admission:
-        return await services.quota.admit(
+        return await app[QUOTA].admit(
             ex.user_id,  # type: ignore[arg-type]
             period.name,
             ex.request_id,
@@ -178,15 +185,15 @@ async def admit(ex: Exchange) -> None:
     try:
         admission = await attempt()
         if admission.decision == "unknown_user":  # first sight in Redis: load the user and retry
-            await services.users.load_into_redis(ex.user_id)
+            await app[USERS].load_into_redis(ex.user_id)
             admission = await attempt()
     except (aioredis.RedisError, OSError) as exc:
-        services.metrics.quota_decisions.labels("redis_down").inc()
-        if services.settings.redis_failure == "closed":
-            raise unavailable(messages.text("unavailable", services.settings.language)) from exc
-        services.unmetered_users.add(ex.user_id)
+        app[METRICS].quota_decisions.labels("redis_down").inc()
+        if app[SETTINGS].redis_failure == "closed":
+            raise unavailable(messages.text("unavailable", app[SETTINGS].language)) from exc
+        app[RECONCILER].note_unmetered(ex.user_id)
         return  # fail open: served unmetered, counters rebuilt from the ledger when Redis is back
-    services.metrics.quota_decisions.labels(admission.decision).inc()
+    app[METRICS].quota_decisions.labels(admission.decision).inc()
     ex.admission = admission
     if admission.admitted:
         ex.metered = Metered(ex.user_id, period.name)
@@ -196,15 +203,15 @@ async def admit(ex: Exchange) -> None:
 
 async def user_language(ex: Exchange) -> str:
     """The end user's language, else the gateway's default (read only on refusals and notices)."""
-    default = ex.services.settings.language
+    default = ex.app[SETTINGS].language
     if ex.user_id is None:
         return default
-    row = await ex.services.users.row(ex.user_id)
+    row = await ex.app[USERS].row(ex.user_id)
     return str(row["language"] or default)
 
 
 async def refusal(ex: Exchange, admission: Admission) -> ProxyError:
-    services = ex.services
+    app = ex.app
     assert ex.user_id is not None and ex.period is not None
     lang = await user_language(ex)
     headers = {**ex.ratelimit_headers(), "x-should-retry": "false"}
@@ -222,91 +229,6 @@ async def refusal(ex: Exchange, admission: Admission) -> ProxyError:
             headers={"Retry-After": str(seconds), "x-should-retry": "true"},
         )
     if admission.decision == "deleted":
-        services.users.forget_identities()
+        app[USERS].forget_identities()
     key = admission.decision if admission.decision in ("suspended", "pending", "blocked") else "suspended"
     return forbidden(messages.text(key, lang), f"account_{admission.decision}")
-
-
-# -- the handlers -------------------------------------------------------------------------------
-
-
-def new_exchange(request: web.Request, kind: str, path: str) -> Exchange:
-    # Always our own id, never the client's X-Request-ID: the ledger is idempotent on it, so a
-    # repeated client id would charge the quota yet drop the usage row.
-    ex = Exchange(request=request, kind=kind, path=path, request_id=new_request_id())
-    request[REQUEST_ID] = ex.request_id
-    return ex
-
-
-async def metered_handler(request: web.Request) -> web.StreamResponse:
-    """POST chat/completions, completions and embeddings, with or without the /v1 prefix."""
-    from proxy import forward
-
-    tail = request.match_info["endpoint"]
-    ex = new_exchange(request, KINDS[tail], f"/v1/{tail}")
-    services = ex.services
-    settings = services.settings
-    await read_json_body(ex)
-    caller = await identify(
-        services.keys,
-        services.users,
-        request.headers,
-        ex.body,
-        user_header=settings.user_header,
-        auto_provision=settings.auto_provision,
-        language=settings.language,
-    )
-    ex.user_id = caller.user_id
-    await estimate(ex)
-    await admit(ex)
-    return await forward.forward_and_settle(ex)
-
-
-async def models_handler(request: web.Request) -> web.StreamResponse:
-    """GET /v1/models: LibreChat lists models with the service key alone, no end user."""
-    from proxy import forward
-
-    ex = new_exchange(request, "models", "/v1/models")
-    services = ex.services
-    await identify(
-        services.keys,
-        services.users,
-        request.headers,
-        None,
-        user_header=services.settings.user_header,
-        auto_provision=False,
-        language=services.settings.language,
-        require_user=False,
-    )
-    return await forward.pass_through(ex, record=False)
-
-
-async def passthrough_handler(request: web.Request) -> web.StreamResponse:
-    """Any other /v1/* call: forwarded, recorded, and charged when its answer reports usage."""
-    from proxy import forward
-
-    tail = request.match_info["tail"]
-    ex = new_exchange(request, "other", f"/v1/{tail}")
-    services = ex.services
-    caller = await identify(
-        services.keys,
-        services.users,
-        request.headers,
-        None,
-        user_header=services.settings.user_header,
-        auto_provision=services.settings.auto_provision,
-        language=services.settings.language,
-        require_user=False,
-    )
-    ex.user_id = caller.user_id
-    ex.raw = await request.read()
-    if ex.raw and request.content_type == "application/json":
-        try:
-            body = orjson.loads(ex.raw)
-            if isinstance(body, dict) and isinstance(body.get("model"), str):
-                ex.model = body["model"][:256]
-        except orjson.JSONDecodeError:
-            pass
-    if ex.user_id is not None:
-        await admit(ex)
-    return await forward.pass_through(ex, record=True)

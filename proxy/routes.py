@@ -5,12 +5,14 @@ from __future__ import annotations
 from aiohttp import web
 
 from proxy.errors import openai_errors
-from proxy.pipeline import metered_handler, models_handler, passthrough_handler
+from proxy.handlers import metered_handler, models_handler, passthrough_handler
+from proxy.upstream import upstream_pool_ctx
 
 METERED = "{endpoint:chat/completions|completions|embeddings}"
 
 
 def add_routes(app: web.Application) -> None:
+    app.cleanup_ctx.append(upstream_pool_ctx)
     metered = openai_errors(metered_handler)
     models = openai_errors(models_handler)
     for prefix in ("/v1", ""):

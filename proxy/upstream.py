@@ -9,13 +9,18 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 
 import aiohttp
+from aiohttp import web
 from multidict import CIMultiDict
 
 from proxy.http1 import Http1Pool, Response
+from runtime.appkeys import METRICS
+
+# The proxied requests' connections to LiteLLM (the admin's calls use `runtime.appkeys.LITELLM_HTTP`).
+UPSTREAM_POOL = web.AppKey("upstream_pool", Http1Pool)
 
 HOP_BY_HOP = frozenset(
     {
@@ -36,6 +41,13 @@ _DROP_REQUEST = HOP_BY_HOP | {"host", "content-length", "authorization", "api-ke
 # Never copied back: framing aiohttp sets itself.
 _DROP_RESPONSE = HOP_BY_HOP | {"content-length", "content-encoding", "date", "server"}
 RETRY_STATUSES = frozenset({502, 503, 504})
+
+
+async def upstream_pool_ctx(app: web.Application) -> AsyncIterator[None]:
+    pool = app[UPSTREAM_POOL] = Http1Pool()
+    app[METRICS].upstream_connections.set_function(lambda: pool.open_connections)
+    yield
+    await pool.close()
 
 
 class UpstreamUnavailable(Exception):

@@ -1,7 +1,8 @@
 """The application factory: one aiohttp app serving the proxy, the admin and the probes.
 
-Pools and clients are opened and closed in `cleanup_ctx`, in dependency order: Postgres, Redis,
-the upstream HTTP session, then the metering services and their background tasks.
+Pools and clients are opened and closed in `cleanup_ctx`, in dependency order: Postgres (with its
+migrations), Redis, then the metering services and their background loops (`runtime.lifetimes`),
+then the proxy's upstream pool (`proxy.routes`).
 """
 
 from __future__ import annotations
@@ -11,17 +12,17 @@ import logging
 import zoneinfo
 from collections.abc import AsyncIterator
 
-import aiohttp
 import redis.asyncio as aioredis
 from aiohttp import web
 
 from admin import routes as admin_routes
 from proxy import routes as proxy_routes
+from runtime.appkeys import PG, REDIS, SETTINGS
+from runtime.health import health_view, live_view, ready_view
+from runtime.lifetimes import add_lifetimes
+from runtime.metrics import metrics_view
+from runtime.settings import Settings
 from solaris import db
-from solaris.health import health_view, live_view, ready_view
-from solaris.keys import METRICS, PG, REDIS, SETTINGS, UPSTREAM
-from solaris.metrics import Metrics, metrics_view
-from solaris.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -58,30 +59,12 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     await client.aclose()
 
 
-async def upstream_ctx(app: web.Application) -> AsyncIterator[None]:
-    connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, enable_cleanup_closed=True)
-    session = aiohttp.ClientSession(
-        connector=connector,
-        auto_decompress=False,  # bodies are relayed byte for byte, compressed or not
-        # One session serves every user: a cookie LiteLLM (or a load balancer) sets for one answer
-        # must not go out with everyone's next requests.
-        cookie_jar=aiohttp.DummyCookieJar(),
-        timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
-        skip_auto_headers=("User-Agent",),
-    )
-    app[UPSTREAM] = session
-    yield
-    await session.close()
-
-
 def create_app(settings: Settings) -> web.Application:
     """Build the app for `settings`; the database and Redis URLs must already be final."""
-    from solaris.services import services_ctx
-
     app = web.Application(client_max_size=settings.max_body_bytes, handler_args={"max_field_size": 16384})
     app[SETTINGS] = settings
-    app[METRICS] = Metrics()
-    app.cleanup_ctx.extend([postgres_ctx, redis_ctx, upstream_ctx, services_ctx])
+    app.cleanup_ctx.extend([postgres_ctx, redis_ctx])
+    add_lifetimes(app)
     app.router.add_get("/health", health_view)
     app.router.add_get("/health/live", live_view)
     app.router.add_get("/health/ready", ready_view)

@@ -8,22 +8,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import getpass
 import logging
 import os
 import sys
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
-from solaris.engines import EngineError, Engines, start_engines
-from solaris.settings import Settings, SettingsError, load_settings
+import asyncpg
+
+from admin import accounts
+from metering import audit
+from runtime.settings import Settings, SettingsError, load_settings
+from solaris import db, operator_cli, server
+from solaris.commands import CommandError, check_stores, engines_for, run_async
 
 log = logging.getLogger("solaris")
-
-
-class CommandError(Exception):
-    """An operator-facing failure: printed as one line, exit status 1."""
 
 
 def configure_logging(level: str) -> None:
@@ -32,54 +32,10 @@ def configure_logging(level: str) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-@contextlib.contextmanager
-def engines_for(settings: Settings) -> Iterator[Settings]:
-    """Start the embedded engines the settings call for; yield settings with the final URLs."""
-    try:
-        engines: Engines = start_engines(settings.data_dir, settings.database_url, settings.redis_url)
-    except EngineError as exc:
-        raise CommandError(str(exc)) from exc
-    try:
-        yield settings.replace(database_url=engines.database_url, redis_url=engines.redis_url)
-    finally:
-        engines.stop()
-
-
-async def check_stores(settings: Settings) -> None:
-    """Fail early, with one clear line, when Postgres or Redis cannot be reached."""
-    import asyncpg
-    import redis.asyncio as aioredis
-
-    try:
-        conn = await asyncpg.connect(settings.database_url, timeout=10)
-        await conn.close()
-    except (TimeoutError, OSError, asyncpg.PostgresError, ValueError) as exc:
-        raise CommandError(f"DATABASE_URL: cannot connect to PostgreSQL: {exc or type(exc).__name__}") from exc
-    client = aioredis.from_url(settings.redis_url, socket_connect_timeout=5)
-    try:
-        await client.ping()
-    except (OSError, aioredis.RedisError, ValueError) as exc:
-        raise CommandError(f"REDIS_URL: cannot connect to Redis: {exc}") from exc
-    finally:
-        await client.aclose()
-
-
-def run_async(settings: Settings, work: Callable[[Settings], Awaitable[Any]]) -> Any:
-    with engines_for(settings) as final:
-        return asyncio.run(_checked(final, work))
-
-
-async def _checked(settings: Settings, work: Callable[[Settings], Awaitable[Any]]) -> Any:
-    await check_stores(settings)
-    return await work(settings)
-
-
 # -- serve -------------------------------------------------------------------------------------
 
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
-    from solaris import server
-
     if args.host:
         settings = settings.replace(host=args.host)
     if args.port is not None:
@@ -101,10 +57,6 @@ async def _prepare(settings: Settings) -> None:
 
 
 async def _migrate(settings: Settings) -> list[str]:
-    import asyncpg
-
-    from solaris import db
-
     conn = await asyncpg.connect(settings.database_url)
     try:
         return await db.migrate(conn)
@@ -131,9 +83,6 @@ def read_password(prompt: str = "Password: ") -> str:
 
 
 def cmd_create_admin(settings: Settings, args: argparse.Namespace) -> int:
-    from admin import accounts
-    from metering import audit
-
     password = read_password()
     try:
         accounts.validate_account(args.email, args.name, password)
@@ -141,8 +90,6 @@ def cmd_create_admin(settings: Settings, args: argparse.Namespace) -> int:
         raise CommandError(str(exc)) from exc
 
     async def work(final: Settings) -> dict[str, Any]:
-        from solaris import db
-
         await _migrate(final)
         pool = await db.create_pool(final.database_url, min_size=1, max_size=2)
         try:
@@ -191,8 +138,6 @@ def build_parser() -> argparse.ArgumentParser:
     admin.add_argument("--email", required=True)
     admin.add_argument("--name", required=True)
     admin.set_defaults(handler=cmd_create_admin)
-
-    from solaris import operator_cli
 
     operator_cli.add_commands(sub)
     return parser

@@ -7,50 +7,74 @@ Redis, so a change takes effect on the next proxied request.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
+import asyncpg
+
+from metering import audit, events
 from metering.audit import Actor
-from solaris.settings import Settings
+from metering.invalidation import Invalidator
+from metering.keys import ApiKeyService
+from metering.ledger import LedgerWriter
+from metering.period import PeriodClock
+from metering.policy import PolicySource
+from metering.quota import QuotaEngine
+from metering.redis_mux import RedisMux
+from metering.system_settings import SettingsStore, default_system_settings
+from metering.user_rules import UserValidationError
+from metering.users import UserConflict, UserNotFound, UserService
+from runtime.settings import Settings
+from solaris import db
+from solaris.app import redis_client
+from solaris.commands import CommandError, run_async
+
+
+@dataclass(frozen=True, slots=True)
+class Operator:
+    """What the operator commands work with: the admin API's services, without its HTTP server or
+    background loops."""
+
+    pool: asyncpg.Pool
+    users: UserService
+    keys: ApiKeyService
+    writer: LedgerWriter
+    invalidator: Invalidator
 
 
 @asynccontextmanager
-async def open_services(settings: Settings) -> AsyncIterator[Any]:
-    """The app's services without its HTTP server or background loops."""
-    import aiohttp
-
-    from solaris import db
-    from solaris.app import redis_client
-    from solaris.metrics import Metrics
-    from solaris.services import Services
-
+async def open_operator(settings: Settings) -> AsyncIterator[Operator]:
     pool = await db.create_pool(settings.database_url, min_size=1, max_size=4)
     redis = redis_client(settings.redis_url, max_connections=16)
-    http = aiohttp.ClientSession()
+    mux = RedisMux.for_client(redis)
     try:
         async with pool.acquire() as conn:
             await db.migrate(conn)
-        services = Services(settings, pool, redis, http, Metrics())
-        await services.system.load()
-        yield services
+        system = SettingsStore(pool, redis, default_system_settings(settings.litellm_base_url))
+        await system.load()
+        quota = QuotaEngine(redis, mux)
+        users = UserService(
+            pool, quota, PeriodClock(settings.timezone), PolicySource(system),
+            on_change=events.publisher(redis),
+        )  # fmt: skip
+        keys = ApiKeyService(pool, settings.service_key)
+        writer = LedgerWriter(redis, pool, consumer=f"cli-{os.getpid()}", timezone=settings.timezone)
+        yield Operator(pool, users, keys, writer, Invalidator(redis, keys, users))
     finally:
-        await http.close()
+        await mux.aclose()
         await redis.aclose()
         await pool.close()
 
 
-def _run(settings: Settings, work: Callable[[Any], Awaitable[int]]) -> int:
-    from solaris.cli import CommandError, run_async
-
-    async def with_services(final: Settings) -> int:
-        from metering.user_rules import UserValidationError
-        from metering.users import UserConflict, UserNotFound
-
-        async with open_services(final) as services:
+def _run(settings: Settings, work: Callable[[Operator], Awaitable[int]]) -> int:
+    async def with_operator(final: Settings) -> int:
+        async with open_operator(final) as operator:
             try:
-                return await work(services)
+                return await work(operator)
             except UserNotFound as exc:
                 raise CommandError(f"no such user: {exc}") from exc
             except UserValidationError as exc:
@@ -58,7 +82,7 @@ def _run(settings: Settings, work: Callable[[Any], Awaitable[int]]) -> int:
             except UserConflict as exc:
                 raise CommandError(f"{exc.field}: {exc}") from exc
 
-    return int(run_async(settings, with_services))
+    return int(run_async(settings, with_operator))
 
 
 def _user_line(user: dict[str, Any]) -> str:
@@ -69,11 +93,11 @@ def _user_line(user: dict[str, Any]) -> str:
 
 
 def cmd_users_list(settings: Settings, args: argparse.Namespace) -> int:
-    async def work(services: Any) -> int:
+    async def work(operator: Operator) -> int:
         page = 1
         print(f"{'id':>6}  {'email':<36} {'status':<10} {'plan':<10} {'used':>12} / limit")
         while True:
-            users, total = await services.users.list(page=page, limit=200, search=args.search)
+            users, total = await operator.users.list(page=page, limit=200, search=args.search)
             for user in users:
                 print(_user_line(user))
             if page * 200 >= total:
@@ -84,7 +108,7 @@ def cmd_users_list(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_users_create(settings: Settings, args: argparse.Namespace) -> int:
-    async def work(services: Any) -> int:
+    async def work(operator: Operator) -> int:
         data: dict[str, Any] = {"email": args.email}
         if args.name:
             data["name"] = args.name
@@ -92,18 +116,18 @@ def cmd_users_create(settings: Settings, args: argparse.Namespace) -> int:
             data["plan"] = args.plan
         if args.limit is not None:
             data["monthlyLimit"] = args.limit
-        user = await services.users.create(data, Actor.cli())
+        user = await operator.users.create(data, Actor.cli())
         print(_user_line(user))
         return 0
 
     return _run(settings, work)
 
 
-def _by_email(change: Callable[[Any, int, argparse.Namespace], Awaitable[dict[str, Any]]]) -> Callable[..., int]:
+def _by_email(change: Callable[[Operator, int, argparse.Namespace], Awaitable[dict[str, Any]]]) -> Callable[..., int]:
     def command(settings: Settings, args: argparse.Namespace) -> int:
-        async def work(services: Any) -> int:
-            user_id = await services.users.find_by_email(args.email)
-            print(_user_line(await change(services, user_id, args)))
+        async def work(operator: Operator) -> int:
+            user_id = await operator.users.find_by_email(args.email)
+            print(_user_line(await change(operator, user_id, args)))
             return 0
 
         return _run(settings, work)
@@ -119,20 +143,18 @@ cmd_activate = _by_email(lambda s, uid, a: s.users.set_status(uid, "active", Act
 
 
 def cmd_keys_create(settings: Settings, args: argparse.Namespace) -> int:
-    from metering import audit
-
-    async def work(services: Any) -> int:
+    async def work(operator: Operator) -> int:
         actor = Actor.cli()
         if args.service:
-            key, record = await services.keys.create("service", None, name=args.name or "", created_by=actor.label)
+            key, record = await operator.keys.create("service", None, name=args.name or "", created_by=actor.label)
         else:
             if not args.email:
                 print("solaris-proxy: error: keys create needs an EMAIL or --service", file=sys.stderr)
                 return 2
-            user_id = await services.users.find_by_email(args.email)
-            key, record = await services.keys.create("personal", user_id, name=args.name or "", created_by=actor.label)
+            user_id = await operator.users.find_by_email(args.email)
+            key, record = await operator.keys.create("personal", user_id, name=args.name or "", created_by=actor.label)
         await audit.record(
-            services.pool,
+            operator.pool,
             actor,
             "key.create",
             "api_key",
@@ -146,17 +168,14 @@ def cmd_keys_create(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_keys_revoke(settings: Settings, args: argparse.Namespace) -> int:
-    from metering import audit
-    from solaris.cli import CommandError
-
-    async def work(services: Any) -> int:
-        revoked = await services.keys.revoke(args.prefix)
+    async def work(operator: Operator) -> int:
+        revoked = await operator.keys.revoke(args.prefix)
         if not revoked:
             raise CommandError(f"no active key with prefix or id {args.prefix!r}")
-        await services.invalidate("keys")
+        await operator.invalidator.invalidate("keys")
         for key in revoked:
             await audit.record(
-                services.pool, Actor.cli(), "key.revoke", "api_key", key["id"], {"prefix": key["prefix"]}
+                operator.pool, Actor.cli(), "key.revoke", "api_key", key["id"], {"prefix": key["prefix"]}
             )
             print(f"revoked {key['prefix']}")
         return 0
@@ -165,12 +184,10 @@ def cmd_keys_revoke(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_reconcile(settings: Settings, args: argparse.Namespace) -> int:
-    from metering import audit
-
-    async def work(services: Any) -> int:
-        await services.writer.flush(timeout=120)  # the ledger must hold every event first
-        count = await services.users.rebuild_all()
-        await audit.record(services.pool, Actor.cli(), "quota.reconcile", "quota", None, {"users": count})
+    async def work(operator: Operator) -> int:
+        await operator.writer.flush(timeout=120)  # the ledger must hold every event first
+        count = await operator.users.rebuild_all()
+        await audit.record(operator.pool, Actor.cli(), "quota.reconcile", "quota", None, {"users": count})
         print(f"rebuilt this period's counters for {count} user(s) from the ledger")
         return 0
 

@@ -13,8 +13,8 @@ from typing import Any
 from aiohttp import web
 
 from metering import tokenizer
+from runtime.settings import Settings
 from solaris.app import create_app
-from solaris.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from aiosmtpd.controller import Controller
 
 from admin import accounts, auth
 from metering.audit import Actor
-from solaris.services import INVALIDATE_CHANNEL
+from metering.invalidation import INVALIDATE_CHANNEL
 from tests.conftest import Gateway
 from tests.test_mailer import Inbox, free_port
 
@@ -57,7 +57,7 @@ class AdminApi:
         if role not in self.account_ids:
             kind, permissions = ROLES[role]
             row = await accounts.upsert_admin(
-                self.gateway.services.pool,
+                self.gateway.pool,
                 email=f"{role}@solaris.test",
                 name=role.title(),
                 password=PASSWORD,
@@ -70,7 +70,7 @@ class AdminApi:
     async def new_token(self, role: str) -> str:
         """A fresh session for the role's account, made directly (no login, no throttle)."""
         admin_id = await self.account(role)
-        token, _ = await auth.create_session(self.gateway.services.pool, admin_id, 1.0, Actor(admin_id, role))
+        token, _ = await auth.create_session(self.gateway.pool, admin_id, 1.0, Actor(admin_id, role))
         return token
 
     async def token(self, role: str) -> str:
@@ -123,16 +123,16 @@ class AdminApi:
         return dict(reply.data)
 
     async def audit_entries(self, action: str) -> list[dict[str, Any]]:
-        rows = await self.gateway.services.pool.fetch("SELECT * FROM audit_log WHERE action = $1 ORDER BY id", action)
+        rows = await self.gateway.pool.fetch("SELECT * FROM audit_log WHERE action = $1 ORDER BY id", action)
         return [dict(r) for r in rows]
 
 
 async def listeners_ready(gateway: Gateway) -> None:
     """Wait until the app's pub/sub listeners have subscribed: a test that ends sooner hits a
     shutdown race in them (see the report on issue 4)."""
-    await asyncio.wait_for(gateway.services.system.subscribed.wait(), 10)
+    await asyncio.wait_for(gateway.system.subscribed.wait(), 10)
     for _ in range(200):
-        [(_, subscribers)] = await gateway.services.redis.pubsub_numsub(INVALIDATE_CHANNEL)
+        [(_, subscribers)] = await gateway.redis.pubsub_numsub(INVALIDATE_CHANNEL)
         if subscribers:
             return
         await asyncio.sleep(0.01)

@@ -21,12 +21,22 @@ import redis.asyncio as aioredis
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from metering.alerts import AlertService
+from metering.invalidation import Invalidator
+from metering.keys import ApiKeyService
+from metering.ledger import LedgerWriter
+from metering.period import PeriodClock
+from metering.policy import PolicySource
+from metering.prices import PriceBook
+from metering.quota import QuotaEngine
+from metering.system_settings import SettingsStore
+from metering.users import UserService
+from runtime import appkeys
+from runtime.metrics import Metrics
+from runtime.settings import Settings, load_settings
 from solaris import db
 from solaris.app import create_app
 from solaris.engines import Engines, start_engines
-from solaris.keys import SERVICES
-from solaris.services import Services
-from solaris.settings import Settings, load_settings
 from tests.fake_upstream import FakeUpstream
 
 TRUNCATE_ALL = """
@@ -124,9 +134,66 @@ class Gateway:
     url: str
     app: web.Application
 
+    # The app's long-lived objects, for tests to look at or to set up state through.
     @property
-    def services(self) -> Services:
-        return self.app[SERVICES]
+    def settings(self) -> Settings:
+        return self.app[appkeys.SETTINGS]
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        return self.app[appkeys.PG]
+
+    @property
+    def redis(self) -> aioredis.Redis:
+        return self.app[appkeys.REDIS]
+
+    @property
+    def http(self) -> aiohttp.ClientSession:
+        return self.app[appkeys.LITELLM_HTTP]
+
+    @property
+    def system(self) -> SettingsStore:
+        return self.app[appkeys.SYSTEM]
+
+    @property
+    def policy(self) -> PolicySource:
+        return self.app[appkeys.POLICY]
+
+    @property
+    def users(self) -> UserService:
+        return self.app[appkeys.USERS]
+
+    @property
+    def keys(self) -> ApiKeyService:
+        return self.app[appkeys.API_KEYS]
+
+    @property
+    def quota(self) -> QuotaEngine:
+        return self.app[appkeys.QUOTA]
+
+    @property
+    def clock(self) -> PeriodClock:
+        return self.app[appkeys.CLOCK]
+
+    @property
+    def alerts(self) -> AlertService:
+        return self.app[appkeys.ALERTS]
+
+    @property
+    def writer(self) -> LedgerWriter:
+        return self.app[appkeys.WRITER]
+
+    @property
+    def metrics(self) -> Metrics:
+        return self.app[appkeys.METRICS]
+
+    @property
+    def invalidator(self) -> Invalidator:
+        return self.app[appkeys.INVALIDATOR]
+
+    @property
+    def prices(self) -> PriceBook:
+        return self.app[appkeys.PRICES]
 
     def client(self, user: str | None = "ana@example.com", **kwargs: Any) -> openai.AsyncOpenAI:
         headers = {"X-Solaris-User": user} if user else {}
@@ -144,7 +211,7 @@ class Gateway:
             return response
 
     async def flush_ledger(self) -> None:
-        await self.services.writer.flush()
+        await self.writer.flush()
 
 
 @pytest.fixture

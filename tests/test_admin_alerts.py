@@ -10,8 +10,8 @@ from tests.test_mailer import Inbox
 
 
 async def raise_alert(api: AdminApi, user_id: int, alert_type: str = "usage_80") -> int:
-    period = api.gateway.services.clock.current().name
-    alert_id = await api.gateway.services.alerts.raise_threshold(user_id, alert_type, period, 80, 100)  # type: ignore[arg-type]
+    period = api.gateway.clock.current().name
+    alert_id = await api.gateway.alerts.raise_threshold(user_id, alert_type, period, 80, 100)  # type: ignore[arg-type]
     assert alert_id is not None
     return alert_id
 

@@ -12,7 +12,7 @@ from tests.admin_client import AdminApi, api_fixture  # noqa: F401 - the fixture
 
 
 async def record(api: AdminApi, *events: UsageEvent) -> None:
-    services = api.gateway.services
+    services = api.gateway
     async with services.pool.acquire() as conn:
         await write_events(conn, events, services.settings.timezone)
 
@@ -37,7 +37,7 @@ def usage(
 
 
 def today(api: AdminApi) -> dt.date:
-    return dt.datetime.now(zoneinfo.ZoneInfo(api.gateway.services.settings.timezone)).date()
+    return dt.datetime.now(zoneinfo.ZoneInfo(api.gateway.settings.timezone)).date()
 
 
 async def test_dashboard_sums_the_period_from_the_rollup(api: AdminApi) -> None:
@@ -51,8 +51,8 @@ async def test_dashboard_sums_the_period_from_the_rollup(api: AdminApi) -> None:
         usage(bia["id"], tokens=600, cost=0.02),
         usage(bia["id"], tokens=50, at=time.time() - 40 * 86400),  # outside 7d
     )
-    period = api.gateway.services.clock.current().name
-    await api.gateway.services.alerts.raise_threshold(ana["id"], "usage_80", period, 80, 100)
+    period = api.gateway.clock.current().name
+    await api.gateway.alerts.raise_threshold(ana["id"], "usage_80", period, 80, 100)
     reply = await api.get("/admin/analytics/dashboard", role="viewer", params={"period": "7d"})
     assert reply.status == 200, reply.body
     m = reply.data
@@ -156,7 +156,7 @@ def utc(moment: dt.datetime) -> str:
 
 async def test_usage_history_total_is_exact_when_bounds_fall_inside_days(api: AdminApi) -> None:
     ana = await api.create_user(email="ana@example.com")
-    tz = zoneinfo.ZoneInfo(api.gateway.services.settings.timezone)
+    tz = zoneinfo.ZoneInfo(api.gateway.settings.timezone)
     base = dt.datetime.combine(today(api) - dt.timedelta(days=3), dt.time(), tz)
     hours = (-2, 1, 5, 23, 25, 30, 47, 49, 60)
     moments = [base + dt.timedelta(hours=h) for h in hours]
@@ -181,7 +181,7 @@ async def test_usage_history_total_is_summed_from_the_rollups(api: AdminApi) -> 
     await record(api, usage(ana["id"]), usage(ana["id"], "gpt-4o"), usage(None))
     # A row that bypassed the ledger writer is listed, but the total is the rollups' (no count over
     # millions of ledger rows).
-    await api.gateway.services.pool.execute(
+    await api.gateway.pool.execute(
         "INSERT INTO token_usage (request_id, user_id, model, endpoint, status_code, created_at)"
         " VALUES ('stray', $1, 'gpt-4o', '/v1/chat/completions', 200, now() - interval '2 days')",
         ana["id"],

@@ -110,7 +110,7 @@ async def test_refresh_issues_a_new_token_and_revokes_the_old(api: AdminApi) -> 
 
 async def test_expired_and_disabled_sessions_are_refused(api: AdminApi) -> None:
     token = await api.new_token("viewer")
-    pool = api.gateway.services.pool
+    pool = api.gateway.pool
     await pool.execute("UPDATE admin_sessions SET expires_at = now() - interval '1 second'")
     assert (await api.get("/auth/profile", token=token)).status == 401
     token = await api.new_token("viewer")
@@ -120,17 +120,17 @@ async def test_expired_and_disabled_sessions_are_refused(api: AdminApi) -> None:
 
 async def test_tokens_are_stored_only_as_digests(api: AdminApi) -> None:
     token = await api.new_token("admin")
-    stored = await api.gateway.services.pool.fetchval("SELECT token_hash FROM admin_sessions")
+    stored = await api.gateway.pool.fetchval("SELECT token_hash FROM admin_sessions")
     assert stored == auth.token_digest(token)
     assert token.encode() not in stored
 
 
 async def test_panel_can_authenticate_a_cookie_token(api: AdminApi) -> None:
     token = await api.new_token("operator")
-    principal = await auth.authenticate_token(api.gateway.services.pool, token)
+    principal = await auth.authenticate_token(api.gateway.pool, token)
     assert principal is not None
     assert principal.can("users:write") and not principal.can("settings:write")
-    assert await auth.authenticate_token(api.gateway.services.pool, token + "x") is None
+    assert await auth.authenticate_token(api.gateway.pool, token + "x") is None
 
 
 async def test_request_id_is_generated_when_missing_and_echoed_on_errors(api: AdminApi) -> None:

@@ -54,7 +54,7 @@ async def test_a_model_name_with_slashes_and_a_model_litellm_no_longer_lists(api
 
 
 async def test_refresh_is_audited_and_announced(api: AdminApi) -> None:
-    pubsub = api.gateway.services.redis.pubsub()
+    pubsub = api.gateway.redis.pubsub()
     await pubsub.subscribe("solaris:events")
     reply = await api.post("/admin/models/refresh")
     assert reply.status == 200

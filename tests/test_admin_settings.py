@@ -35,8 +35,8 @@ async def test_patch_applies_at_once_is_audited_and_announced(api: AdminApi) -> 
     reply = await api.patch("/admin/settings", json={"defaultMonthlyLimit": 250_000, "alertThreshold80": 75})
     assert reply.status == 200, reply.body
     assert reply.data["defaultMonthlyLimit"] == 250_000
-    assert api.gateway.services.system.current.default_monthly_limit == 250_000
-    assert api.gateway.services.policy().default_limit == 250_000
+    assert api.gateway.system.current.default_monthly_limit == 250_000
+    assert api.gateway.policy().default_limit == 250_000
     [entry] = await api.audit_entries("settings.update")
     assert entry["details"]["before"]["alertThreshold80"] == 80
     assert entry["details"]["after"]["alertThreshold80"] == 75
@@ -69,7 +69,7 @@ async def test_smtp_password_is_write_only(api: AdminApi) -> None:
     [entry] = await api.audit_entries("settings.update")
     assert b"s3cret-value" not in orjson.dumps(entry, default=str)
     assert entry["details"]["smtpPassword"] == "changed"
-    assert await api.gateway.services.system.smtp_password() == "s3cret-value"
+    assert await api.gateway.system.smtp_password() == "s3cret-value"
 
 
 async def test_test_email_arrives_at_a_real_smtp_server(api: AdminApi, smtp: tuple[Inbox, int]) -> None:

@@ -25,7 +25,7 @@ SEED_USER_FIELDS = {
 async def feed(api: AdminApi) -> AsyncIterator[list[dict[str, Any]]]:
     """The real-time events published while the test runs."""
     received: list[dict[str, Any]] = []
-    pubsub = api.gateway.services.redis.pubsub()
+    pubsub = api.gateway.redis.pubsub()
     await pubsub.subscribe(events.CHANNEL)
 
     async def read() -> None:
@@ -140,14 +140,14 @@ async def test_update_validation_is_422_and_changes_nothing(api: AdminApi) -> No
 async def test_setting_additional_tokens_needs_the_grant_permission(api: AdminApi) -> None:
     user = await api.create_user()
     row = await accounts.upsert_admin(
-        api.gateway.services.pool, email="editor@solaris.test", name="Editor", password="long enough pw",
+        api.gateway.pool, email="editor@solaris.test", name="Editor", password="long enough pw",
         role="user", permissions=["users:read", "users:write"],
     )  # fmt: skip
     api.account_ids["editor"] = row["id"]
     from admin import auth
     from metering.audit import Actor
 
-    token, _ = await auth.create_session(api.gateway.services.pool, row["id"], 1, Actor(row["id"], "editor"))
+    token, _ = await auth.create_session(api.gateway.pool, row["id"], 1, Actor(row["id"], "editor"))
     refused = await api.patch(f"/admin/users/{user['id']}", token=token, role=None, json={"additionalTokens": 500})
     assert refused.status == 403
     allowed = await api.patch(f"/admin/users/{user['id']}", token=token, role=None, json={"notes": "vip"})
@@ -161,7 +161,7 @@ async def test_delete_hides_the_user_but_keeps_their_usage(api: AdminApi, feed: 
     assert reply.status == 200
     assert (await api.get(f"/admin/users/{user['id']}")).status == 404
     assert (await api.delete(f"/admin/users/{user['id']}")).status == 404
-    rows = await api.gateway.services.pool.fetchval("SELECT count(*) FROM token_usage WHERE user_id = $1", user["id"])
+    rows = await api.gateway.pool.fetchval("SELECT count(*) FROM token_usage WHERE user_id = $1", user["id"])
     assert rows == 1
     history = await api.get("/admin/analytics/usage", params={"userId": user["id"]})
     assert history.body["pagination"]["total"] == 1
@@ -183,7 +183,7 @@ async def test_added_tokens_unblock_the_user_on_their_next_request(api: AdminApi
     assert reply.data["additionalTokens"] == 1000
     assert reply.data["status"] == "active"
     await chat(api, "heavy@example.com")
-    grant = await api.gateway.services.pool.fetchrow("SELECT * FROM token_grants")
+    grant = await api.gateway.pool.fetchrow("SELECT * FROM token_grants")
     assert (grant["amount"], grant["reason"], grant["actor"]) == (1000, "project deadline", "admin@solaris.test")
     assert len(await api.audit_entries("user.tokens.add")) == 1
     await wait_for_event(feed, "user_update", "tokens_added")
@@ -204,7 +204,7 @@ async def test_reset_usage_zeroes_the_period_but_keeps_the_ledger(api: AdminApi)
     assert reply.status == 200
     assert reply.data["currentUsage"] == 0
     assert reply.data["alert80Sent"] is False
-    services = api.gateway.services
+    services = api.gateway
     assert await services.pool.fetchval("SELECT count(*) FROM token_usage") == 1
     rebuilt = await services.users.rebuild_counters(user["id"])
     assert rebuilt.used == 0  # the reset is recorded, so a rebuild from Postgres agrees

@@ -13,9 +13,11 @@ import redis.asyncio as aioredis
 from aiosmtpd.controller import Controller
 
 from metering import events
+from metering.alert_recovery import AlertRecovery
 from metering.alerts import MAX_ATTEMPTS, AlertService, alert_to_api, retry_delay
 from metering.mailer import Mailer
 from metering.quota import QuotaEngine, RateLimit, Thresholds
+from metering.redis_mux import RedisMux
 from metering.system_settings import SettingsStore, default_system_settings
 from tests.conftest import Gateway
 from tests.test_mailer import Inbox, free_port
@@ -270,7 +272,7 @@ async def test_an_alert_lost_between_settlement_and_insert_is_raised_by_the_reco
     """The settlement sets the 80% flag in Redis; the process that would have inserted the alert
     died (or Postgres was down) before it could. The flag must not be the end of it."""
     lost, raised = await _user(db_pool, "ana@example.com"), await _user(db_pool, "bia@example.com")
-    quota = QuotaEngine(redis_client)
+    quota = QuotaEngine(redis_client, RedisMux.for_client(redis_client))
     try:
         for user in (lost, raised):
             await quota.set_user_config(user, status="active", monthly_limit=100_000, alert80=None, alert95=None)
@@ -289,15 +291,16 @@ async def test_an_alert_lost_between_settlement_and_insert_is_raised_by_the_reco
         assert rows[1]["metadata"]["used"] == 85_000
         assert await service.recover_missed(quota, PERIOD) == 0  # once, like any usage alert
     finally:
-        await quota.aclose()
+        await quota.mux.aclose()
 
 
 async def test_alert_recovery_looks_at_last_month_during_the_first_hour_of_a_new_one(
     gateway: Gateway, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    clock = gateway.services.clock
+    clock = gateway.clock
+    recovery = AlertRecovery(gateway.redis, gateway.alerts, gateway.quota, clock, owner="test")
     december = dt.datetime(2026, 12, 1, tzinfo=clock.tz)
     monkeypatch.setattr(clock, "now", lambda: december + dt.timedelta(minutes=10))
-    assert gateway.services._recent_periods() == ["2026-11", "2026-12"]
+    assert recovery.recent_periods() == ["2026-11", "2026-12"]
     monkeypatch.setattr(clock, "now", lambda: december + dt.timedelta(hours=2))
-    assert gateway.services._recent_periods() == ["2026-12"]
+    assert recovery.recent_periods() == ["2026-12"]

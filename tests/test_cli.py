@@ -118,7 +118,7 @@ async def test_cli_changes_take_effect_on_the_next_request(gateway: Gateway, sto
     assert "bia@example.com" in listing.stdout
     reconcile = await asyncio.to_thread(run_cli, "reconcile", env=store_env)
     assert reconcile.returncode == 0 and "1 user" in reconcile.stdout
-    audits = await gateway.services.pool.fetch("SELECT DISTINCT action FROM audit_log")
+    audits = await gateway.pool.fetch("SELECT DISTINCT action FROM audit_log")
     assert {"user.update", "user.tokens.add", "quota.reconcile"} <= {r["action"] for r in audits}
 
 

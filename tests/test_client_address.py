@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from admin import auth
-from solaris.settings import SettingsError, load_settings
+from runtime.settings import SettingsError, load_settings
 from tests.admin_client import AdminApi, api_fixture  # noqa: F401 - the fixture
 from tests.conftest import Gateway
 
@@ -23,7 +23,7 @@ async def recorded_address(gateway: Gateway, forwarded_for: str | None) -> str:
         model="gpt-4o-mini", messages=[{"role": "user", "content": "oi"}], extra_headers=headers
     )
     await gateway.flush_ledger()
-    row = await gateway.services.pool.fetchrow("SELECT ip_address FROM token_usage ORDER BY id DESC LIMIT 1")
+    row = await gateway.pool.fetchrow("SELECT ip_address FROM token_usage ORDER BY id DESC LIMIT 1")
     return str(row["ip_address"])
 
 
@@ -76,7 +76,7 @@ def test_a_bad_trusted_proxy_names_the_setting() -> None:
 
 
 def test_request_ids_are_unique_and_differ_in_a_forked_worker() -> None:
-    from solaris.net import new_request_id
+    from runtime.net import new_request_id
 
     ids = {new_request_id() for _ in range(10_000)}
     assert len(ids) == 10_000 and all(len(i) == 36 and i.startswith("req_") for i in ids)

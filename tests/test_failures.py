@@ -88,7 +88,7 @@ async def test_repeated_upstream_500s_leave_one_model_error_alert(gateway: Gatew
             ) as response:
                 assert response.status == 500
     for _ in range(50):
-        rows = await gateway.services.pool.fetch("SELECT type, metadata FROM alerts")
+        rows = await gateway.pool.fetch("SELECT type, metadata FROM alerts")
         if rows:
             break
         await asyncio.sleep(0.05)

@@ -65,7 +65,7 @@ async def test_real_time_metrics_are_published_to_the_feed(gateway: Gateway) -> 
 
     import orjson
 
-    pubsub = gateway.services.redis.pubsub()
+    pubsub = gateway.redis.pubsub()
     await pubsub.subscribe("solaris:events")
     await gateway.client().chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "oi"}])
     seen = None

@@ -50,7 +50,7 @@ async def langchain_invoke(gateway: Gateway, user: str, *, max_retries: int) -> 
 
 
 def refusals(gateway: Gateway) -> float:
-    return float(gateway.services.metrics.quota_decisions.labels("quota")._value.get())
+    return float(gateway.metrics.quota_decisions.labels("quota")._value.get())
 
 
 async def test_langchain_gets_the_answer_through_the_gateway(gateway: Gateway, upstream: FakeUpstream) -> None:
@@ -72,9 +72,9 @@ async def test_langchain_does_not_retry_a_quota_refusal(gateway: Gateway, upstre
 
 
 async def test_langchain_waits_out_a_rate_limit_and_gets_through(gateway: Gateway, upstream: FakeUpstream) -> None:
-    await gateway.services.system.update({"securitySettings": {"rateLimitPerMinute": 60, "rateLimitBurst": 1}}, "test")
+    await gateway.system.update({"securitySettings": {"rateLimitPerMinute": 60, "rateLimitBurst": 1}}, "test")
     assert (await langchain_invoke(gateway, "lia@example.com", max_retries=2))["ok"] is True
-    rated = gateway.services.metrics.quota_decisions.labels("rate")
+    rated = gateway.metrics.quota_decisions.labels("rate")
     before = float(rated._value.get())
     result = await langchain_invoke(gateway, "lia@example.com", max_retries=2)  # the bucket is empty
     assert result["ok"] is True and result["text"] == ANSWER  # after waiting the Retry-After we sent

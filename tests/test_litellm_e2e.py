@@ -32,9 +32,8 @@ import redis.asyncio as aioredis
 from aiohttp.test_utils import TestServer
 from openai.types.chat import ChatCompletionMessageParam
 
+from runtime.settings import load_settings
 from solaris.app import create_app
-from solaris.keys import SERVICES
-from solaris.settings import load_settings
 from tests.conftest import SERVICE_KEY, Gateway
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -128,15 +127,15 @@ async def litellm_gateway(
     app = create_app(settings)
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
-    services = app[SERVICES]
-    assert await services.prices.refresh(services.http, litellm_url, MASTER_KEY), "LiteLLM's /model/info failed"
-    yield Gateway(str(server.make_url("")).rstrip("/"), app)
+    gateway = Gateway(str(server.make_url("")).rstrip("/"), app)
+    assert await gateway.prices.refresh(gateway.http, litellm_url, MASTER_KEY), "LiteLLM's /model/info failed"
+    yield gateway
     await server.close()
 
 
 async def _recorded(gateway: Gateway) -> list[asyncpg.Record]:
     await gateway.flush_ledger()
-    return await gateway.services.pool.fetch("SELECT * FROM token_usage ORDER BY created_at")
+    return await gateway.pool.fetch("SELECT * FROM token_usage ORDER BY created_at")
 
 
 async def test_whole_answer_usage_recorded_is_what_litellm_reported(litellm_gateway: Gateway) -> None:

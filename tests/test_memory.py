@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from solaris import memory
+from runtime import memory
 
 
 def rss_mb() -> float:

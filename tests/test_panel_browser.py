@@ -111,16 +111,14 @@ async def test_an_admin_runs_the_panel_end_to_end(api: AdminApi, page) -> None: 
     await shot(tab, "02-dashboard")
 
     # A new alert pops up as a toast; the admin acknowledges it on the alerts page.
-    await gateway.services.alerts.raise_system(
-        "system_error", "Falha no LiteLLM", "Teste de alerta", {}, severity="error"
-    )
+    await gateway.alerts.raise_system("system_error", "Falha no LiteLLM", "Teste de alerta", {}, severity="error")
     await tab.wait_for_selector(".toast >> text=Falha no LiteLLM")
     await tab.goto(base + "/alerts")
     await shot(tab, "06-alerts")
     await tab.get_by_role("button", name="Reconhecer").first.click()
     await tab.wait_for_selector("text=Alerta reconhecido.")
     assert await tab.get_by_role("button", name="Reconhecer").count() == 0
-    rows = await gateway.services.pool.fetch("SELECT status FROM alerts")
+    rows = await gateway.pool.fetch("SELECT status FROM alerts")
     assert [r["status"] for r in rows] == ["acknowledged"]
 
     # Export the audit log for a date range.

@@ -12,7 +12,7 @@ from tests.admin_client import AdminApi, api_fixture  # noqa: F401 - fixture
 
 async def hub_subscribed(api: AdminApi) -> None:
     for _ in range(300):
-        [(_, subscribers)] = await api.gateway.services.redis.pubsub_numsub(events.CHANNEL)
+        [(_, subscribers)] = await api.gateway.redis.pubsub_numsub(events.CHANNEL)
         if subscribers:
             return
         await asyncio.sleep(0.01)

@@ -11,7 +11,7 @@ async def test_chat_completion_is_forwarded_and_recorded(gateway: Gateway, upstr
     reply = await client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "oi"}])
     assert reply.choices[0].message.content == ANSWER
     await gateway.flush_ledger()
-    row = await gateway.services.pool.fetchrow("SELECT * FROM token_usage")
+    row = await gateway.pool.fetchrow("SELECT * FROM token_usage")
     assert row["prompt_tokens"] == PROMPT_TOKENS
     assert row["completion_tokens"] == COMPLETION_TOKENS
 
@@ -30,5 +30,5 @@ async def test_streamed_chat_arrives_whole_and_usage_chunk_is_hidden(gateway: Ga
     assert text.strip() == ANSWER
     assert all(u is None for u in usages)
     await gateway.flush_ledger()
-    row = await gateway.services.pool.fetchrow("SELECT * FROM token_usage")
+    row = await gateway.pool.fetchrow("SELECT * FROM token_usage")
     assert row["completion_tokens"] == COMPLETION_TOKENS

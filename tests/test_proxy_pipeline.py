@@ -16,7 +16,7 @@ CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Olá"}
 
 async def usage_rows(gateway: Gateway) -> list[dict[str, object]]:
     await gateway.flush_ledger()
-    return [dict(r) for r in await gateway.services.pool.fetch("SELECT * FROM token_usage ORDER BY created_at")]
+    return [dict(r) for r in await gateway.pool.fetch("SELECT * FROM token_usage ORDER BY created_at")]
 
 
 # -- identity ------------------------------------------------------------------------------------
@@ -37,7 +37,7 @@ async def test_wrong_key_is_refused_with_401(gateway: Gateway, upstream: FakeUps
 async def test_user_header_names_the_end_user(gateway: Gateway) -> None:
     await gateway.client(user="bia@example.com").chat.completions.create(**CHAT)  # type: ignore[call-overload]
     [row] = await usage_rows(gateway)
-    email = await gateway.services.pool.fetchval("SELECT email FROM end_users WHERE id = $1", row["user_id"])
+    email = await gateway.pool.fetchval("SELECT email FROM end_users WHERE id = $1", row["user_id"])
     assert email == "bia@example.com"
 
 
@@ -45,9 +45,7 @@ async def test_body_user_field_identifies_when_no_header(gateway: Gateway) -> No
     client = gateway.client(user=None)
     await client.chat.completions.create(**CHAT, user="64f1c0ffee")  # type: ignore[call-overload]
     [row] = await usage_rows(gateway)
-    librechat_id = await gateway.services.pool.fetchval(
-        "SELECT librechat_id FROM end_users WHERE id = $1", row["user_id"]
-    )
+    librechat_id = await gateway.pool.fetchval("SELECT librechat_id FROM end_users WHERE id = $1", row["user_id"])
     assert librechat_id == "64f1c0ffee"
 
 
@@ -57,7 +55,7 @@ async def test_email_and_librechat_id_find_the_same_user(gateway: Gateway) -> No
     await gateway.client(user="64aa").chat.completions.create(**CHAT)  # type: ignore[call-overload]
     rows = await usage_rows(gateway)
     assert len({r["user_id"] for r in rows}) == 1
-    assert await gateway.services.pool.fetchval("SELECT count(*) FROM end_users") == 1
+    assert await gateway.pool.fetchval("SELECT count(*) FROM end_users") == 1
 
 
 async def test_request_without_any_user_is_refused(gateway: Gateway, upstream: FakeUpstream) -> None:
@@ -75,31 +73,31 @@ async def test_unfilled_librechat_placeholder_is_not_an_identity(gateway: Gatewa
 async def test_first_requests_of_a_new_user_create_one_user(gateway: Gateway) -> None:
     client = gateway.client(user="novo@example.com")
     await asyncio.gather(*(client.chat.completions.create(**CHAT) for _ in range(20)))  # type: ignore[call-overload]
-    assert await gateway.services.pool.fetchval("SELECT count(*) FROM end_users") == 1
+    assert await gateway.pool.fetchval("SELECT count(*) FROM end_users") == 1
 
 
 async def test_personal_key_identifies_its_user(gateway: Gateway) -> None:
-    user = await gateway.services.users.create({"email": "dani@example.com"}, _actor())
-    key, _ = await gateway.services.keys.create("personal", user["id"])
+    user = await gateway.users.create({"email": "dani@example.com"}, _actor())
+    key, _ = await gateway.keys.create("personal", user["id"])
     await gateway.client(user=None, api_key=key).chat.completions.create(**CHAT)  # type: ignore[call-overload]
     [row] = await usage_rows(gateway)
     assert row["user_id"] == user["id"]
 
 
 async def test_revoked_personal_key_stops_working_on_next_request(gateway: Gateway) -> None:
-    user = await gateway.services.users.create({"email": "eva@example.com"}, _actor())
-    key, record = await gateway.services.keys.create("personal", user["id"])
+    user = await gateway.users.create({"email": "eva@example.com"}, _actor())
+    key, record = await gateway.keys.create("personal", user["id"])
     client = gateway.client(user=None, api_key=key)
     await client.chat.completions.create(**CHAT)  # type: ignore[call-overload]
-    await gateway.services.keys.revoke(record["prefix"])
-    await gateway.services.invalidate("keys")
+    await gateway.keys.revoke(record["prefix"])
+    await gateway.invalidator.invalidate("keys")
     with pytest.raises(openai.AuthenticationError):
         await client.chat.completions.create(**CHAT)  # type: ignore[call-overload]
 
 
 async def test_suspended_user_is_refused_with_403_and_a_clear_message(gateway: Gateway, upstream: FakeUpstream) -> None:
-    user = await gateway.services.users.create({"email": "fabi@example.com"}, _actor())
-    await gateway.services.users.set_status(user["id"], "suspended", _actor())
+    user = await gateway.users.create({"email": "fabi@example.com"}, _actor())
+    await gateway.users.set_status(user["id"], "suspended", _actor())
     with pytest.raises(openai.PermissionDeniedError) as caught:
         await gateway.client(user="fabi@example.com").chat.completions.create(**CHAT)  # type: ignore[call-overload]
     assert "suspensa" in caught.value.message
@@ -107,9 +105,9 @@ async def test_suspended_user_is_refused_with_403_and_a_clear_message(gateway: G
 
 
 async def test_reactivated_user_is_served_on_the_next_request(gateway: Gateway) -> None:
-    user = await gateway.services.users.create({"email": "gil@example.com"}, _actor())
-    await gateway.services.users.set_status(user["id"], "suspended", _actor())
-    await gateway.services.users.set_status(user["id"], "active", _actor())
+    user = await gateway.users.create({"email": "gil@example.com"}, _actor())
+    await gateway.users.set_status(user["id"], "suspended", _actor())
+    await gateway.users.set_status(user["id"], "active", _actor())
     reply = await gateway.client(user="gil@example.com").chat.completions.create(**CHAT)  # type: ignore[call-overload]
     assert reply.choices[0].message.content == ANSWER
 
@@ -172,7 +170,7 @@ async def test_a_repeated_client_request_id_cannot_hide_usage_from_the_ledger(ga
     assert len(rows) == 4
     assert len({row["request_id"] for row in rows}) == 4
     user_id = rows[0]["user_id"]
-    quota = await gateway.services.quota.snapshot(user_id, gateway.services.clock.current().name)  # type: ignore[arg-type]
+    quota = await gateway.quota.snapshot(user_id, gateway.clock.current().name)  # type: ignore[arg-type]
     assert quota.used == sum(int(row["total_tokens"]) for row in rows)  # type: ignore[call-overload]
 
 
@@ -180,7 +178,7 @@ async def test_every_answer_carries_the_token_ratelimit_headers(gateway: Gateway
     response = await gateway.post("/v1/chat/completions", CHAT)
     limit = int(response.headers["x-ratelimit-limit-tokens"])
     remaining = int(response.headers["x-ratelimit-remaining-tokens"])
-    assert limit == gateway.services.policy().default_limit
+    assert limit == gateway.policy().default_limit
     assert remaining == limit - (PROMPT_TOKENS + 15)
     assert response.headers["x-ratelimit-reset-tokens"].endswith("s")
 
@@ -240,13 +238,11 @@ async def test_unreachable_upstream_is_a_502_and_is_recorded(gateway: Gateway, u
     response = await gateway.post("/v1/chat/completions", CHAT)
     assert response.status == 503  # after the retries, the upstream's own answer is passed on
     [row] = await usage_rows(gateway)
-    assert row["status_code"] == 503 and row["retry_count"] == gateway.services.system.current.litellm.max_retries
+    assert row["status_code"] == 503 and row["retry_count"] == gateway.system.current.litellm.max_retries
 
 
 async def test_connection_refused_upstream_is_a_502_and_is_recorded(gateway: Gateway) -> None:
-    await gateway.services.system.update(
-        {"litellmSettings": {"baseUrl": "http://127.0.0.1:9", "maxRetries": 1}}, "test"
-    )
+    await gateway.system.update({"litellmSettings": {"baseUrl": "http://127.0.0.1:9", "maxRetries": 1}}, "test")
     response = await gateway.post("/v1/chat/completions", CHAT)
     assert response.status == 502
     [row] = await usage_rows(gateway)
@@ -293,7 +289,7 @@ async def test_bad_bodies_get_a_clear_400_and_change_nothing(
 
 
 async def test_oversize_body_is_refused_with_413(gateway: Gateway, upstream: FakeUpstream) -> None:
-    limit = gateway.services.settings.max_body_bytes
+    limit = gateway.settings.max_body_bytes
     async with aiohttp.ClientSession() as session:
         response = await session.post(
             f"{gateway.url}/v1/chat/completions",
@@ -317,7 +313,7 @@ async def test_without_auto_provisioning_unknown_users_get_403(gateway_with, ups
     with pytest.raises(openai.PermissionDeniedError) as caught:
         await gateway.client(user="stranger@example.com").chat.completions.create(**CHAT)
     assert caught.value.code == "user_not_provisioned"
-    await gateway.services.users.create({"email": "known@example.com"}, _actor())
+    await gateway.users.create({"email": "known@example.com"}, _actor())
     reply = await gateway.client(user="known@example.com").chat.completions.create(**CHAT)
     assert reply.choices[0].message.content == ANSWER
     assert len(upstream.requests) == 1

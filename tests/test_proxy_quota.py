@@ -19,7 +19,7 @@ MESSAGES = [{"role": "user", "content": "Olá, tudo bem?"}]
 
 
 async def make_user(gateway: Gateway, email: str, limit: int, **extra: Any) -> int:
-    user = await gateway.services.users.create({"email": email, "monthlyLimit": limit, **extra}, ACTOR)
+    user = await gateway.users.create({"email": email, "monthlyLimit": limit, **extra}, ACTOR)
     return int(user["id"])
 
 
@@ -56,7 +56,7 @@ async def test_quota_refusal_speaks_english_to_english_users(gateway: Gateway) -
 
 
 async def test_rate_limit_refuses_with_retry_after(gateway: Gateway, upstream: FakeUpstream) -> None:
-    await gateway.services.system.update({"securitySettings": {"rateLimitPerMinute": 1, "rateLimitBurst": 1}}, "test")
+    await gateway.system.update({"securitySettings": {"rateLimitPerMinute": 1, "rateLimitBurst": 1}}, "test")
     await ask(gateway, "carla@example.com")
     with pytest.raises(openai.RateLimitError) as caught:
         await ask(gateway, "carla@example.com")
@@ -76,7 +76,7 @@ async def test_concurrent_requests_near_the_limit_never_overspend(gateway: Gatew
     per_request = prompt + 15
     limit = per_request * 40 + 7
     user_id = await make_user(gateway, "dora@example.com", limit)
-    await gateway.services.system.update({"securitySettings": {"rateLimitPerMinute": 0}}, "test")
+    await gateway.system.update({"securitySettings": {"rateLimitPerMinute": 0}}, "test")
     client = gateway.client(user="dora@example.com")
 
     async def one() -> bool:
@@ -88,15 +88,13 @@ async def test_concurrent_requests_near_the_limit_never_overspend(gateway: Gatew
 
     outcomes = await asyncio.gather(*(one() for _ in range(200)))
     await gateway.flush_ledger()
-    used = await gateway.services.pool.fetchval("SELECT sum(total_tokens) FROM token_usage WHERE user_id = $1", user_id)
+    used = await gateway.pool.fetchval("SELECT sum(total_tokens) FROM token_usage WHERE user_id = $1", user_id)
     assert sum(outcomes) == 40
     assert used == 40 * per_request <= limit
-    snapshot = await gateway.services.quota.snapshot(user_id, gateway.services.clock.current().name)
+    snapshot = await gateway.quota.snapshot(user_id, gateway.clock.current().name)
     assert snapshot.used == used and snapshot.reserved == 0
     await _settle_alerts(gateway)
-    fired = await gateway.services.pool.fetch(
-        "SELECT type, count(*) FROM alerts WHERE user_id = $1 GROUP BY type", user_id
-    )
+    fired = await gateway.pool.fetch("SELECT type, count(*) FROM alerts WHERE user_id = $1 GROUP BY type", user_id)
     assert {r["type"]: r["count"] for r in fired} == {"usage_80": 1, "usage_95": 1}
 
 
@@ -105,7 +103,7 @@ async def test_overspend_is_bounded_by_requests_in_flight(gateway: Gateway, upst
     upstream.behaviour.delay = 0.2  # every request is in flight at once
     upstream.behaviour.prompt_tokens, upstream.behaviour.completion_tokens = 10, 200
     user_id = await make_user(gateway, "edu@example.com", 1000)
-    await gateway.services.system.update({"securitySettings": {"rateLimitPerMinute": 0}}, "test")
+    await gateway.system.update({"securitySettings": {"rateLimitPerMinute": 0}}, "test")
     client = gateway.client(user="edu@example.com")
     results = await asyncio.gather(
         *(client.chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=MESSAGES, max_tokens=20)  # type: ignore[arg-type]
@@ -114,7 +112,7 @@ async def test_overspend_is_bounded_by_requests_in_flight(gateway: Gateway, upst
     )  # fmt: skip
     admitted = [r for r in results if not isinstance(r, BaseException)]
     await gateway.flush_ledger()
-    used = await gateway.services.pool.fetchval("SELECT sum(total_tokens) FROM token_usage WHERE user_id = $1", user_id)
+    used = await gateway.pool.fetchval("SELECT sum(total_tokens) FROM token_usage WHERE user_id = $1", user_id)
     prompt = estimate_chat({"model": "gpt-4o-mini", "messages": MESSAGES}, get_encoding("o200k_base"))
     # Each admitted request reserved at most prompt + 20 and used 210.
     bound = 1000 + len(admitted) * (210 - min(prompt + 20, 210))
@@ -146,7 +144,7 @@ async def test_granting_tokens_unblocks_on_the_next_request(gateway: Gateway) ->
     await ask(gateway, "hel@example.com")
     with pytest.raises(openai.RateLimitError):
         await ask(gateway, "hel@example.com")
-    await gateway.services.users.add_tokens(user_id, 1000, "deadline", ACTOR)
+    await gateway.users.add_tokens(user_id, 1000, "deadline", ACTOR)
     reply = await ask(gateway, "hel@example.com")
     assert reply.choices[0].message.content == ANSWER
 
@@ -154,19 +152,18 @@ async def test_granting_tokens_unblocks_on_the_next_request(gateway: Gateway) ->
 async def test_reset_usage_keeps_the_ledger_and_rebuild_agrees(gateway: Gateway) -> None:
     user_id = await make_user(gateway, "ivo@example.com", 1000)
     await ask(gateway, "ivo@example.com")
-    await gateway.services.users.reset_usage(user_id, ACTOR)
+    await gateway.users.reset_usage(user_id, ACTOR)
     await ask(gateway, "ivo@example.com")
     await gateway.flush_ledger()
-    assert await gateway.services.pool.fetchval("SELECT count(*) FROM token_usage WHERE user_id = $1", user_id) == 2
-    live = await gateway.services.quota.snapshot(user_id, gateway.services.clock.current().name)
-    rebuilt = await gateway.services.users.rebuild_counters(user_id)
+    assert await gateway.pool.fetchval("SELECT count(*) FROM token_usage WHERE user_id = $1", user_id) == 2
+    live = await gateway.quota.snapshot(user_id, gateway.clock.current().name)
+    rebuilt = await gateway.users.rebuild_counters(user_id)
     assert live.used == rebuilt.used == 36
 
 
 async def _settle_alerts(gateway: Gateway) -> None:
     """Alerts are raised in background tasks off the request path; let them land."""
     for _ in range(100):
-        pending = [t for t in gateway.services.background if t.get_name().startswith("alert-")]
-        if not pending:
+        if not len(gateway.alerts.raising):
             return
         await asyncio.sleep(0.02)

@@ -19,6 +19,7 @@ from metering.quota import (
     rate_key,
     use_key,
 )
+from metering.redis_mux import RedisMux
 
 PERIOD = "2026-11"
 USER = 7
@@ -28,9 +29,9 @@ NO_RATE = RateLimit(per_minute=0, burst=0)
 
 @pytest.fixture
 async def engine(redis_client: aioredis.Redis) -> AsyncIterator[QuotaEngine]:
-    engine = QuotaEngine(redis_client)
+    engine = QuotaEngine(redis_client, RedisMux.for_client(redis_client))
     yield engine
-    await engine.aclose()
+    await engine.mux.aclose()
 
 
 @pytest.fixture
@@ -39,9 +40,9 @@ async def busy_engine(redis_client: aioredis.Redis, redis_url: str) -> AsyncIter
     pool raises past 100 connections), as the service should configure it."""
     pool = aioredis.BlockingConnectionPool.from_url(redis_url, max_connections=50, timeout=10)
     client = aioredis.Redis(connection_pool=pool)
-    engine = QuotaEngine(client)
+    engine = QuotaEngine(client, RedisMux.for_client(client))
     yield engine
-    await engine.aclose()
+    await engine.mux.aclose()
     await client.aclose()
     await pool.aclose()
 

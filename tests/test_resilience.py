@@ -46,16 +46,16 @@ async def test_usage_recorded_while_postgres_is_down_lands_once_it_returns(gatew
     try:
         replies = [await client.chat.completions.create(**CHAT) for _ in range(5)]  # type: ignore[call-overload]
         assert all(r.choices for r in replies)  # served while the ledger waits
-        assert await gateway.services.writer.backlog() >= 1
+        assert await gateway.writer.backlog() >= 1
     finally:
         engines.postgres.start_again()
 
     async def landed() -> bool:
-        count = await gateway.services.pool.fetchval("SELECT count(*) FROM token_usage")
-        return bool(count == 6 and await gateway.services.writer.backlog() == 0)
+        count = await gateway.pool.fetchval("SELECT count(*) FROM token_usage")
+        return bool(count == 6 and await gateway.writer.backlog() == 0)
 
     await wait_for(landed, timeout=30)
-    distinct = await gateway.services.pool.fetchval("SELECT count(DISTINCT request_id) FROM token_usage")
+    distinct = await gateway.pool.fetchval("SELECT count(DISTINCT request_id) FROM token_usage")
     assert distinct == 6
 
 
@@ -86,7 +86,7 @@ async def test_redis_down_fail_open_serves_records_and_reconciles(
             assert reply.choices
     finally:
         engines.redis.start()
-    services = gateway.services
+    services = gateway
     user_id = await services.pool.fetchval("SELECT id FROM end_users")
 
     async def reconciled() -> bool:
@@ -146,12 +146,12 @@ async def test_gateway_killed_mid_stream_leaves_a_record_settled_by_the_sweeper(
 
     async def swept() -> dict[str, object] | None:
         await gateway.flush_ledger()
-        row = await gateway.services.pool.fetchrow("SELECT * FROM token_usage WHERE request_id = $1", request_id)
+        row = await gateway.pool.fetchrow("SELECT * FROM token_usage WHERE request_id = $1", request_id)
         return dict(row) if row else None
 
     row = await wait_for(swept, timeout=30)
     assert row["is_complete"] is False and row["error_type"] == "incomplete"
     assert row["prompt_tokens"] == row["estimated_tokens"] > 0
     user_id = row["user_id"]
-    snapshot = await gateway.services.quota.snapshot(user_id, gateway.services.clock.current().name)  # type: ignore[arg-type]
+    snapshot = await gateway.quota.snapshot(user_id, gateway.clock.current().name)  # type: ignore[arg-type]
     assert snapshot.reserved == 0 and snapshot.used == row["total_tokens"]

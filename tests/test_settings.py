@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from solaris.settings import SettingsError, load_settings, setting_fields
+from runtime.settings import SettingsError, load_settings, setting_fields
 
 
 def test_every_setting_is_in_the_readme_table(project_root: Path) -> None:

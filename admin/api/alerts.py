@@ -33,7 +33,7 @@ async def list_alerts(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     status = query.text("status", choices=tuple(schemas.ALERT_STATUSES))
     query.check()
     alerts, total = await listings.list_alerts(
-        ctx.services.pool, user_id=user_id, alert_type=alert_type, status=status, page=page, limit=limit
+        ctx.pool, user_id=user_id, alert_type=alert_type, status=status, page=page, limit=limit
     )
     return paginated(alerts, page, limit, total)
 
@@ -44,20 +44,20 @@ async def acknowledge(request: web.Request, ctx: Ctx) -> web.StreamResponse:
 
 async def acknowledge_alert(ctx: Ctx, alert_id: int) -> dict[str, Any]:
     """Acknowledge, audit and announce one alert (the API and the panel both call this)."""
-    before = await listings.get_alert(ctx.services.pool, alert_id)
+    before = await listings.get_alert(ctx.pool, alert_id)
     if before is None:
         raise not_found("alert")
-    alert = await ctx.services.alerts.acknowledge(alert_id)
+    alert = await ctx.alerts.acknowledge(alert_id)
     assert alert is not None
     await audit.record(
-        ctx.services.pool,
+        ctx.pool,
         ctx.actor,
         "alert.acknowledge",
         "alert",
         alert_id,
         {"before": {"status": before["status"]}, "after": {"status": alert["status"]}},
     )
-    await ctx.services.publish("alert", alert)
+    await ctx.publish("alert", alert)
     return alert
 
 
@@ -72,12 +72,11 @@ async def send_test_alert(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     if errors:
         raise validation_error(errors)
     assert isinstance(user_id, int) and isinstance(alert_type, str)
-    services = ctx.services
-    await services.users.row(user_id)  # UserNotFound -> 404
+    await ctx.users.row(user_id)  # UserNotFound -> 404
     if alert_type in USAGE_TYPES:
         alert_id = await _raise_usage_test(ctx, user_id, alert_type)
     else:
-        alert_id = await services.alerts.raise_system(
+        alert_id = await ctx.alerts.raise_system(
             alert_type,  # type: ignore[arg-type]
             "Test alert",
             f"Test {alert_type} alert requested by {ctx.actor.label}.",
@@ -85,25 +84,22 @@ async def send_test_alert(request: web.Request, ctx: Ctx) -> web.StreamResponse:
             severity="info",
         )
     assert alert_id is not None
-    await services.pool.execute(MARK_TEST, alert_id)
-    await audit.record(
-        services.pool, ctx.actor, "alert.test", "alert", alert_id, {"userId": user_id, "type": alert_type}
-    )
-    return ok(await listings.get_alert(services.pool, alert_id), "Test alert raised", status=201)
+    await ctx.pool.execute(MARK_TEST, alert_id)
+    await audit.record(ctx.pool, ctx.actor, "alert.test", "alert", alert_id, {"userId": user_id, "type": alert_type})
+    return ok(await listings.get_alert(ctx.pool, alert_id), "Test alert raised", status=201)
 
 
 async def _raise_usage_test(ctx: Ctx, user_id: int, alert_type: str) -> int | None:
-    services = ctx.services
-    system = services.system.current
-    quota = await services.quota.snapshot(user_id, services.clock.current().name)
-    row = await services.users.row(user_id)
+    system = ctx.system.current
+    quota = await ctx.quota.snapshot(user_id, ctx.clock.current().name)
+    row = await ctx.users.row(user_id)
     limit = int(row["monthly_limit"]) + quota.extra
     percent = {"usage_80": system.alert_threshold80, "usage_95": system.alert_threshold95}.get(
         alert_type, system.block_threshold
     )
     used = math.ceil(limit * percent / 100)
     period = f"test-{secrets.token_hex(6)}"
-    return await services.alerts.raise_threshold(user_id, alert_type, period, used, limit)  # type: ignore[arg-type]
+    return await ctx.alerts.raise_threshold(user_id, alert_type, period, used, limit)  # type: ignore[arg-type]
 
 
 ROUTES = [

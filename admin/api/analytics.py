@@ -10,7 +10,7 @@ from admin import schemas
 from admin.http import Ctx, Query, not_found, ok, paginated, path_id, validation_error
 from admin.route_table import Param, Route
 from metering import analytics
-from solaris.health import system_health
+from runtime.health import system_health
 
 PERIOD = Param(
     "period",
@@ -29,14 +29,14 @@ def _days(request: web.Request, ctx: Ctx) -> analytics.DayRange:
 async def dashboard(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     days = _days(request, ctx)
     health = await system_health(ctx.root)
-    return ok(await analytics.dashboard(ctx.services.pool, days, ctx.timezone, health))
+    return ok(await analytics.dashboard(ctx.pool, days, ctx.timezone, health))
 
 
 async def user_analytics(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     user_id = path_id(request)
     days = _days(request, ctx)
     try:
-        return ok(await analytics.user_analytics(ctx.services.pool, user_id, days))
+        return ok(await analytics.user_analytics(ctx.pool, user_id, days))
     except analytics.UnknownUser:
         raise not_found("user") from None
 
@@ -55,7 +55,7 @@ async def usage_history(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     page, limit = query.page()
     where = usage_filter(query)
     query.check()
-    rows, total = await analytics.usage_history(ctx.services.pool, where, page=page, limit=limit)
+    rows, total = await analytics.usage_history(ctx.pool, where, page=page, limit=limit)
     return paginated(rows, page, limit, total)
 
 

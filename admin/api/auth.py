@@ -20,14 +20,13 @@ async def login(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     if errors:
         raise validation_error(errors)
     assert isinstance(email, str) and isinstance(password, str)
-    services = ctx.services
     try:
         result = await auth.login(
-            services.pool,
-            services.redis,
+            ctx.pool,
+            ctx.redis,
             email,
             password,
-            session_hours=services.settings.session_hours,
+            session_hours=ctx.settings.session_hours,
             actor=ctx.actor,
         )
     except auth.LoginThrottled as exc:
@@ -45,16 +44,14 @@ async def login(request: web.Request, ctx: Ctx) -> web.StreamResponse:
 
 async def logout(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     assert ctx.principal is not None
-    await auth.logout(ctx.services.pool, ctx.principal, ctx.actor)
+    await auth.logout(ctx.pool, ctx.principal, ctx.actor)
     return ok(None, "Signed out")
 
 
 async def refresh(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     assert ctx.principal is not None
     try:
-        result = await auth.refresh(
-            ctx.services.pool, ctx.principal, session_hours=ctx.services.settings.session_hours, actor=ctx.actor
-        )
+        result = await auth.refresh(ctx.pool, ctx.principal, session_hours=ctx.settings.session_hours, actor=ctx.actor)
     except auth.LoginFailed:
         raise ApiError(401, "unauthorized", "This session has ended; sign in again") from None
     return ok(result.to_api(), "Session renewed")
@@ -62,7 +59,7 @@ async def refresh(request: web.Request, ctx: Ctx) -> web.StreamResponse:
 
 async def profile(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     assert ctx.principal is not None
-    return ok(await auth.profile(ctx.services.pool, ctx.principal))
+    return ok(await auth.profile(ctx.pool, ctx.principal))
 
 
 ROUTES = [

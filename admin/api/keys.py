@@ -27,11 +27,11 @@ def _name(body: dict[str, Any]) -> str:
 
 async def issue_key(ctx: Ctx, kind: KeyKind, user_id: int | None, name: str) -> dict[str, Any]:
     """Issue, audit and announce a key; the result carries the key itself (shown once)."""
-    key, record = await ctx.services.keys.create(kind, user_id, name=name, created_by=ctx.actor.label)
+    key, record = await ctx.keys.create(kind, user_id, name=name, created_by=ctx.actor.label)
     shown = key_to_api(record)
-    await audit.record(ctx.services.pool, ctx.actor, "key.create", "api_key", record["id"], {"after": shown})
+    await audit.record(ctx.pool, ctx.actor, "key.create", "api_key", record["id"], {"after": shown})
     if user_id is not None:
-        await ctx.services.publish("user_update", {"action": "key_issued", "userId": user_id, "key": shown})
+        await ctx.publish("user_update", {"action": "key_issued", "userId": user_id, "key": shown})
     return {**shown, "key": key}
 
 
@@ -45,7 +45,7 @@ async def list_keys(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     user_id = query.integer("userId")
     kind = query.text("kind", choices=("service", "personal"))
     query.check()
-    keys = await ctx.services.keys.list(user_id)
+    keys = await ctx.keys.list(user_id)
     return ok([k for k in keys if kind is None or k["kind"] == kind])
 
 
@@ -60,31 +60,31 @@ async def revoke_key(request: web.Request, ctx: Ctx) -> web.StreamResponse:
 
 async def revoke(ctx: Ctx, key_id: int) -> dict[str, Any]:
     """Revoke, audit and announce one key (the API and the panel both call this)."""
-    before = await ctx.services.pool.fetchrow(SELECT_KEY, key_id)
+    before = await ctx.pool.fetchrow(SELECT_KEY, key_id)
     if before is None:
         raise not_found("key")
-    await ctx.services.keys.revoke(str(key_id))
-    await ctx.services.invalidate("keys")
-    after = key_to_api(await ctx.services.pool.fetchrow(SELECT_KEY, key_id))
+    await ctx.keys.revoke(str(key_id))
+    await ctx.invalidate("keys")
+    after = key_to_api(await ctx.pool.fetchrow(SELECT_KEY, key_id))
     await audit.record(
-        ctx.services.pool, ctx.actor, "key.revoke", "api_key", key_id, {"before": key_to_api(before), "after": after}
+        ctx.pool, ctx.actor, "key.revoke", "api_key", key_id, {"before": key_to_api(before), "after": after}
     )
     if after["userId"] is not None:
-        await ctx.services.publish("user_update", {"action": "key_revoked", "userId": after["userId"], "key": after})
+        await ctx.publish("user_update", {"action": "key_revoked", "userId": after["userId"], "key": after})
     return after
 
 
 async def list_user_keys(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     user_id = path_id(request)
-    await ctx.services.users.row(user_id)
-    return ok(await ctx.services.keys.list(user_id))
+    await ctx.users.row(user_id)
+    return ok(await ctx.keys.list(user_id))
 
 
 async def issue_user_key(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     user_id = path_id(request)
     body = await json_body(request, required=False)
     name = _name(body)
-    await ctx.services.users.row(user_id)
+    await ctx.users.row(user_id)
     return await _issue(ctx, "personal", user_id, name)
 
 

@@ -36,7 +36,7 @@ async def list_audit(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     page, limit = query.page()
     where = audit_filter(query)
     query.check()
-    entries, total = await listings.list_audit(ctx.services.pool, where, page=page, limit=limit)
+    entries, total = await listings.list_audit(ctx.pool, where, page=page, limit=limit)
     return paginated(entries, page, limit, total)
 
 
@@ -77,9 +77,9 @@ async def export_audit(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     fmt = _format(query)
     query.check()
     await audit.record(
-        ctx.services.pool, ctx.actor, "logs.export", "audit_log", None, {"format": fmt, "filters": dict(request.query)}
+        ctx.pool, ctx.actor, "logs.export", "audit_log", None, {"format": fmt, "filters": dict(request.query)}
     )
-    return await stream(request, exports.audit_export(ctx.services.pool, where, fmt), "audit-log", fmt)
+    return await stream(request, exports.audit_export(ctx.pool, where, fmt), "audit-log", fmt)
 
 
 async def export_usage(request: web.Request, ctx: Ctx) -> web.StreamResponse:
@@ -88,14 +88,14 @@ async def export_usage(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     fmt = _format(query)
     query.check()
     await audit.record(
-        ctx.services.pool,
+        ctx.pool,
         ctx.actor,
         "usage.export",
         "token_usage",
         None,
         {"format": fmt, "filters": dict(request.query)},
     )
-    return await stream(request, exports.usage_export(ctx.services.pool, where, fmt), "token-usage", fmt)
+    return await stream(request, exports.usage_export(ctx.pool, where, fmt), "token-usage", fmt)
 
 
 DATE = {"type": "string", "example": "2025-08-01"}

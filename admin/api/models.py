@@ -25,16 +25,15 @@ async def _models(request: web.Request, ctx: Ctx) -> list[dict[str, Any]]:
 
 async def current_models(ctx: Ctx, catalog: ModelCatalog) -> list[dict[str, Any]]:
     """The models with their usage and health, refreshing the catalog when it is stale."""
-    services = ctx.services
-    litellm = services.system.current.litellm
+    litellm = ctx.system.current.litellm
     await catalog.refresh_if_stale(
-        services.http,
-        services.prices,
+        ctx.http,
+        ctx.prices,
         litellm.base_url,
-        services.settings.litellm_api_key,
+        ctx.settings.litellm_api_key,
         max_age=litellm.health_check_interval,
     )
-    return await catalog.models(services.pool, services.prices)
+    return await catalog.models(ctx.pool, ctx.prices)
 
 
 async def list_models(request: web.Request, ctx: Ctx) -> web.StreamResponse:
@@ -56,13 +55,12 @@ async def refresh_models(request: web.Request, ctx: Ctx) -> web.StreamResponse:
 async def refresh_catalog(ctx: Ctx, catalog: ModelCatalog) -> list[dict[str, Any]]:
     """Fetch LiteLLM's model list and prices now, audit it, and announce the result as `model_status`."""
     request = ctx.request
-    services = ctx.services
-    litellm = services.system.current.litellm
+    litellm = ctx.system.current.litellm
     try:
-        await catalog.refresh(services.http, services.prices, litellm.base_url, services.settings.litellm_api_key)
+        await catalog.refresh(ctx.http, ctx.prices, litellm.base_url, ctx.settings.litellm_api_key)
     except LitellmUnreachable as exc:
         await audit.record(
-            services.pool,
+            ctx.pool,
             ctx.actor,
             "models.refresh",
             "model",
@@ -73,16 +71,16 @@ async def refresh_catalog(ctx: Ctx, catalog: ModelCatalog) -> list[dict[str, Any
         )
         request[AUDITED] = True
         raise ApiError(502, "litellm_unreachable", str(exc), {"baseUrl": litellm.base_url}) from None
-    models = await catalog.models(services.pool, services.prices)
+    models = await catalog.models(ctx.pool, ctx.prices)
     await audit.record(
-        services.pool,
+        ctx.pool,
         ctx.actor,
         "models.refresh",
         "model",
         None,
         {"baseUrl": litellm.base_url, "models": [m["name"] for m in models]},
     )
-    await services.publish("model_status", {"action": "refreshed", "models": models})
+    await ctx.publish("model_status", {"action": "refreshed", "models": models})
     return models
 
 

@@ -18,7 +18,7 @@ _EMAIL = re.compile(r"^[^@\s<>\"(),;:]{1,64}@[^@\s<>\"(),;:]+\.[^@\s<>\"(),;:]+$
 
 
 async def get_settings(request: web.Request, ctx: Ctx) -> web.StreamResponse:
-    return ok(to_api(ctx.services.system.current))
+    return ok(to_api(ctx.system.current))
 
 
 async def update_settings(request: web.Request, ctx: Ctx) -> web.StreamResponse:
@@ -27,13 +27,13 @@ async def update_settings(request: web.Request, ctx: Ctx) -> web.StreamResponse:
 
 async def save_settings(ctx: Ctx, patch: dict[str, Any]) -> dict[str, Any]:
     """Saved, audited, then applied in every process (the store announces the change over Redis)."""
-    before, after = await ctx.services.system.update(patch, ctx.actor.label)
+    before, after = await ctx.system.update(patch, ctx.actor.label)
     changed = sorted(flatten_patch(patch, {}))
     details = {"changed": changed, "before": before, "after": after}
     if f"emailSettings.{PASSWORD_KEY}" in changed:
         details["smtpPassword"] = "changed"  # the value itself is never written anywhere but its column
-    await audit.record(ctx.services.pool, ctx.actor, "settings.update", "system_settings", "system", details)
-    await ctx.services.publish("system_status", {"action": "settings_updated", "settings": after})
+    await audit.record(ctx.pool, ctx.actor, "settings.update", "system_settings", "system", details)
+    await ctx.publish("system_status", {"action": "settings_updated", "settings": after})
     return after
 
 
@@ -48,25 +48,22 @@ async def send_test_email(ctx: Ctx, email: Any) -> dict[str, Any]:
     if not isinstance(email, str) or len(email) > 254 or not _EMAIL.match(email.strip()):
         raise validation_error({"email": "must be a valid e-mail address"})
     email = email.strip()
-    services = ctx.services
-    settings = services.system.current.email
+    settings = ctx.system.current.email
     if not settings.configured:
         raise ApiError(400, "smtp_not_configured", "Set emailSettings.smtpHost before sending a test e-mail")
     subject, text, html = render_email(
         "test",
-        services.settings.language,
+        ctx.settings.language,
         requested_by=ctx.actor.label,
         smtp_host=settings.smtp_host,
         smtp_port=settings.smtp_port,
     )
     result = {"email": email, "smtpHost": settings.smtp_host, "smtpPort": settings.smtp_port, "subject": subject}
     try:
-        await services.mailer.send(
-            email, subject, text, html, settings=settings, password=await services.system.smtp_password()
-        )
+        await ctx.mailer.send(email, subject, text, html, settings=settings, password=await ctx.system.smtp_password())
     except MailError as exc:
         await audit.record(
-            services.pool,
+            ctx.pool,
             ctx.actor,
             "settings.test_email",
             "system_settings",
@@ -77,7 +74,7 @@ async def send_test_email(ctx: Ctx, email: Any) -> dict[str, Any]:
         )
         ctx.request[AUDITED] = True
         raise ApiError(502, "smtp_error", str(exc), {"smtpHost": settings.smtp_host}) from None
-    await audit.record(services.pool, ctx.actor, "settings.test_email", "system_settings", "email", result)
+    await audit.record(ctx.pool, ctx.actor, "settings.test_email", "system_settings", "email", result)
     return result
 
 

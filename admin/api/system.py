@@ -14,7 +14,7 @@ from aiohttp import web
 from admin import auth, schemas
 from admin.http import Ctx, ok
 from admin.route_table import Route
-from solaris.health import system_health
+from runtime.health import system_health
 
 PROBE_TIMEOUT = 5.0
 
@@ -52,12 +52,11 @@ async def _probe(http: aiohttp.ClientSession, url: str, api_key: str) -> dict[st
 
 async def litellm_health(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     """LiteLLM's `/health/liveliness` and, where it has one, `/health/readiness`."""
-    services = ctx.services
-    base_url = services.system.current.litellm.base_url
-    key = services.settings.litellm_api_key
+    base_url = ctx.system.current.litellm.base_url
+    key = ctx.settings.litellm_api_key
     live, ready = await asyncio.gather(
-        _probe(services.http, f"{base_url}/health/liveliness", key),
-        _probe(services.http, f"{base_url}/health/readiness", key),
+        _probe(ctx.http, f"{base_url}/health/liveliness", key),
+        _probe(ctx.http, f"{base_url}/health/readiness", key),
     )
     healthy = live["status"] == "healthy" and ready["status"] != "unhealthy"
     return ok(

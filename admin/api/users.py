@@ -22,17 +22,17 @@ async def list_users(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     status = query.text("status", choices=STATUSES)
     plan = query.text("plan", choices=PLANS)
     query.check()
-    users, total = await ctx.services.users.list(page=page, limit=limit, search=search, status=status, plan=plan)
+    users, total = await ctx.users.list(page=page, limit=limit, search=search, status=status, plan=plan)
     return paginated(users, page, limit, total)
 
 
 async def get_user(request: web.Request, ctx: Ctx) -> web.StreamResponse:
-    return ok(await ctx.services.users.get(path_id(request)))
+    return ok(await ctx.users.get(path_id(request)))
 
 
 async def create_user(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     body = await json_body(request)
-    return ok(await ctx.services.users.create(body, ctx.actor), "User created", status=201)
+    return ok(await ctx.users.create(body, ctx.actor), "User created", status=201)
 
 
 async def update_user(request: web.Request, ctx: Ctx) -> web.StreamResponse:
@@ -45,24 +45,24 @@ async def update_user(request: web.Request, ctx: Ctx) -> web.StreamResponse:
             "Setting additionalTokens needs the permission 'tokens:grant'",
             {"permission": "tokens:grant"},
         )
-    return ok(await ctx.services.users.update(user_id, body, ctx.actor), "User updated")
+    return ok(await ctx.users.update(user_id, body, ctx.actor), "User updated")
 
 
 async def delete_user(request: web.Request, ctx: Ctx) -> web.StreamResponse:
-    await ctx.services.users.delete(path_id(request), ctx.actor)
+    await ctx.users.delete(path_id(request), ctx.actor)
     return ok(None, "User deleted; their usage history is kept")
 
 
 async def add_tokens(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     user_id = path_id(request)
     body = await json_body(request)
-    await ctx.services.users.row(user_id)  # an unknown user is 404 whatever the body says
-    user = await ctx.services.users.add_tokens(user_id, body.get("amount"), body.get("reason"), ctx.actor)
+    await ctx.users.row(user_id)  # an unknown user is 404 whatever the body says
+    user = await ctx.users.add_tokens(user_id, body.get("amount"), body.get("reason"), ctx.actor)
     return ok(user, "Tokens added")
 
 
 async def reset_usage(request: web.Request, ctx: Ctx) -> web.StreamResponse:
-    return ok(await ctx.services.users.reset_usage(path_id(request), ctx.actor), "Usage reset for this period")
+    return ok(await ctx.users.reset_usage(path_id(request), ctx.actor), "Usage reset for this period")
 
 
 _LIST_QUERY = (

@@ -22,7 +22,7 @@ async def list_alerts(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     user_id = int(q["userId"]) if q.get("userId", "").isdigit() and len(q["userId"]) < 18 else None
     page = int(q["page"]) if q.get("page", "").isdigit() and 0 < int(q["page"]) < 1_000_000 else 1
     alerts, total = await listings.list_alerts(
-        ctx.services.pool, user_id=user_id, alert_type=alert_type, status=status, page=page, limit=PAGE_SIZE
+        ctx.pool, user_id=user_id, alert_type=alert_type, status=status, page=page, limit=PAGE_SIZE
     )
     return render(
         request,

@@ -11,7 +11,7 @@ from admin.api.analytics import usage_filter
 from admin.http import ApiError, Ctx, Query
 from admin.pages.common import render
 from metering import analytics
-from solaris.health import system_health
+from runtime.health import system_health
 
 PERIODS = ("24h", "7d", "30d", "month")
 PAGE_SIZE = 25
@@ -25,13 +25,13 @@ async def analytics_page(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     errors = dict(query.errors)
     if errors:  # show the page with the problem next to the filter, and no filter applied
         where = analytics.UsageFilter()
-    rows, total = await analytics.usage_history(ctx.services.pool, where, page=page, limit=PAGE_SIZE)
+    rows, total = await analytics.usage_history(ctx.pool, where, page=page, limit=PAGE_SIZE)
     metrics = None
     principal = ctx.principal
     assert principal is not None
     if principal.can("analytics:read"):
         days = analytics.parse_period(period, dt.datetime.now(ctx.timezone))
-        metrics = await analytics.dashboard(ctx.services.pool, days, ctx.timezone, await system_health(ctx.root))
+        metrics = await analytics.dashboard(ctx.pool, days, ctx.timezone, await system_health(ctx.root))
     filters = {name: request.query.get(name, "") for name in ("userId", "model", "startDate", "endDate")}
     return render(
         request,

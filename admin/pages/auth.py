@@ -50,7 +50,7 @@ async def login_form(request: web.Request, ctx: Ctx) -> web.StreamResponse:
         response = web.HTTPSeeOther("/admin/login")
         response.set_cookie(i18n.COOKIE, request.query["lang"], path="/admin", samesite="Lax", max_age=365 * 86400)
         raise response
-    if await auth.authenticate_token(ctx.services.pool, request.cookies.get(SESSION_COOKIE)):
+    if await auth.authenticate_token(ctx.pool, request.cookies.get(SESSION_COOKIE)):
         raise web.HTTPSeeOther(_safe_next(request.query.get("next")))
     return _login_page(request)
 
@@ -65,14 +65,13 @@ async def login(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     password = str(form.get("password", ""))[:1024]
     if not email.strip() or not password:
         return _login_page(request, email, fmt.gettext("Enter your e-mail and password."), 422)
-    services = ctx.services
     try:
         result = await auth.login(
-            services.pool,
-            services.redis,
+            ctx.pool,
+            ctx.redis,
             email,
             password,
-            session_hours=services.settings.session_hours,
+            session_hours=ctx.settings.session_hours,
             actor=ctx.actor,
         )
     except auth.LoginThrottled:
@@ -86,8 +85,8 @@ async def login(request: web.Request, ctx: Ctx) -> web.StreamResponse:
         path="/admin",
         httponly=True,
         samesite="Lax",
-        secure=services.settings.cookie_secure,
-        max_age=int(services.settings.session_hours * 3600),
+        secure=ctx.settings.cookie_secure,
+        max_age=int(ctx.settings.session_hours * 3600),
     )
     response.del_cookie(csrf.PRE_SESSION_COOKIE, path="/admin")
     raise response
@@ -95,7 +94,7 @@ async def login(request: web.Request, ctx: Ctx) -> web.StreamResponse:
 
 async def logout(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     assert ctx.principal is not None
-    await auth.logout(ctx.services.pool, ctx.principal, ctx.actor)
+    await auth.logout(ctx.pool, ctx.principal, ctx.actor)
     response = redirect("/admin/login", "success", formatter(request).gettext("You have signed out."))
     response.del_cookie(SESSION_COOKIE, path="/admin")
     raise response

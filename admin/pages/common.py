@@ -20,7 +20,7 @@ from markupsafe import Markup
 from admin import csrf, i18n
 from admin.auth import PERMISSIONS, Principal
 from admin.http import Ctx
-from solaris.keys import SERVICES
+from runtime.appkeys import SETTINGS
 
 SESSION_COOKIE = "solaris_session"
 FLASH_COOKIE = "solaris_flash"
@@ -59,7 +59,7 @@ NAV = (
 
 
 def formatter(request: web.Request) -> i18n.Formatter:
-    settings = request.config_dict[SERVICES].settings
+    settings = request.config_dict[SETTINGS]
     language = i18n.pick_language(request.cookies.get(i18n.COOKIE), settings.language)
     return i18n.Formatter(language, zoneinfo.ZoneInfo(settings.timezone))
 

@@ -6,9 +6,8 @@ from aiohttp import web
 
 from admin import sse
 from admin.http import Ctx
+from admin.sse import HUB
 
 
 async def events(request: web.Request, ctx: Ctx) -> web.StreamResponse:
-    from admin.panel import HUB
-
     return await sse.stream(request, request.app[HUB])

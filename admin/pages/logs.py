@@ -21,7 +21,7 @@ async def list_logs(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     errors = dict(query.errors)
     if errors:
         where = listings.AuditFilter()
-    entries, total = await listings.list_audit(ctx.services.pool, where, page=page, limit=PAGE_SIZE)
+    entries, total = await listings.list_audit(ctx.pool, where, page=page, limit=PAGE_SIZE)
     filters = {name: request.query.get(name, "") for name in ("action", "resource", "userId", "startDate", "endDate")}
     return render(
         request,

@@ -126,7 +126,7 @@ def _page(
     email_error: str = "",
     status: int = 200,
 ) -> web.Response:
-    current = to_api(ctx.services.system.current)
+    current = to_api(ctx.system.current)
     return render(
         request,
         "admin/settings.html",
@@ -145,7 +145,7 @@ def _page(
 
 
 async def settings_page(request: web.Request, ctx: Ctx) -> web.StreamResponse:
-    return _page(request, ctx, _values(to_api(ctx.services.system.current)), {})
+    return _page(request, ctx, _values(to_api(ctx.system.current)), {})
 
 
 async def save(request: web.Request, ctx: Ctx) -> web.StreamResponse:
@@ -177,5 +177,5 @@ async def test_email(request: web.Request, ctx: Ctx) -> web.StreamResponse:
         else:
             message = fmt.gettext("The e-mail could not be sent: {error}", error=exc.message)
         request["test_email_value"] = address
-        return _page(request, ctx, _values(to_api(ctx.services.system.current)), {}, email_error=message, status=422)
+        return _page(request, ctx, _values(to_api(ctx.system.current)), {}, email_error=message, status=422)
     raise redirect("/admin/settings", "success", fmt.gettext("Test e-mail sent to {email}.", email=result["email"]))

@@ -47,7 +47,7 @@ async def list_users(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     status = q.get("status") if q.get("status") in STATUSES else None
     plan = q.get("plan") if q.get("plan") in PLANS else None
     page = int(q["page"]) if q.get("page", "").isdigit() and 0 < int(q["page"]) < 1_000_000 else 1
-    users, total = await ctx.services.users.list(page=page, limit=PAGE_SIZE, search=search, status=status, plan=plan)
+    users, total = await ctx.users.list(page=page, limit=PAGE_SIZE, search=search, status=status, plan=plan)
     pages = max(1, math.ceil(total / PAGE_SIZE))
     filters = {"search": search or "", "status": status or "", "plan": plan or ""}
     return render(
@@ -143,7 +143,7 @@ async def create_user(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     body, errors = _form_to_body(form, ctx, creating=True)
     if not errors:
         try:
-            user = await ctx.services.users.create(body, ctx.actor)
+            user = await ctx.users.create(body, ctx.actor)
         except (UserValidationError, UserConflict) as exc:
             errors = _service_errors(ctx, exc)
         else:
@@ -153,18 +153,18 @@ async def create_user(request: web.Request, ctx: Ctx) -> web.StreamResponse:
 
 
 async def edit_user(request: web.Request, ctx: Ctx) -> web.StreamResponse:
-    user = await ctx.services.users.get(_user_id(request))
+    user = await ctx.users.get(_user_id(request))
     return _form_page(request, user, _form_values(user), {})
 
 
 async def update_user(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     user_id = _user_id(request)
-    user = await ctx.services.users.get(user_id)
+    user = await ctx.users.get(user_id)
     form = await form_data(request)
     body, errors = _form_to_body(form, ctx, creating=False)
     if not errors:
         try:
-            await ctx.services.users.update(user_id, body, ctx.actor)
+            await ctx.users.update(user_id, body, ctx.actor)
         except (UserValidationError, UserConflict) as exc:
             errors = _service_errors(ctx, exc)
         else:
@@ -185,19 +185,17 @@ async def _user_page(
     token_values: dict[str, str] | None = None,
     status: int = 200,
 ) -> web.Response:
-    user = await ctx.services.users.get(user_id)
+    user = await ctx.users.get(user_id)
     principal = ctx.principal
     assert principal is not None
     usage = None
     if principal.can("analytics:read"):
         days = analytics.parse_period("30d", dt.datetime.now(ctx.timezone))
-        usage = await analytics.user_analytics(ctx.services.pool, user_id, days)
+        usage = await analytics.user_analytics(ctx.pool, user_id, days)
     recent: list[dict[str, Any]] = []
     if principal.can("usage:read"):
-        recent, _ = await analytics.usage_history(
-            ctx.services.pool, analytics.UsageFilter(user_id=user_id), page=1, limit=10
-        )
-    keys = await ctx.services.keys.list(user_id) if principal.can("keys:read") else []
+        recent, _ = await analytics.usage_history(ctx.pool, analytics.UsageFilter(user_id=user_id), page=1, limit=10)
+    keys = await ctx.keys.list(user_id) if principal.can("keys:read") else []
     limit = int(user["monthlyLimit"]) + int(user["additionalTokens"])
     return render(
         request,
@@ -224,7 +222,7 @@ async def show_user(request: web.Request, ctx: Ctx) -> web.StreamResponse:
 
 async def add_tokens(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     user_id = _user_id(request)
-    await ctx.services.users.row(user_id)
+    await ctx.users.row(user_id)
     form = await form_data(request)
     fmt = formatter(request)
     errors: dict[str, str] = {}
@@ -233,7 +231,7 @@ async def add_tokens(request: web.Request, ctx: Ctx) -> web.StreamResponse:
         errors["amount"] = fmt.gettext("is required")
     if not errors:
         try:
-            await ctx.services.users.add_tokens(user_id, amount, form.get("reason", "").strip() or None, ctx.actor)
+            await ctx.users.add_tokens(user_id, amount, form.get("reason", "").strip() or None, ctx.actor)
         except UserValidationError as exc:
             errors = {k: error_text(fmt, v) for k, v in exc.details.items()}
         else:
@@ -244,7 +242,7 @@ async def add_tokens(request: web.Request, ctx: Ctx) -> web.StreamResponse:
 
 async def reset_usage(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     user_id = _user_id(request)
-    await ctx.services.users.reset_usage(user_id, ctx.actor)
+    await ctx.users.reset_usage(user_id, ctx.actor)
     raise redirect(f"/admin/users/{user_id}", "success", formatter(request).gettext("Usage reset for this period."))
 
 
@@ -254,26 +252,26 @@ async def set_status(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     status = form.get("status", "")
     if status not in ("active", "suspended"):
         raise web.HTTPBadRequest()
-    await ctx.services.users.set_status(user_id, status, ctx.actor)
+    await ctx.users.set_status(user_id, status, ctx.actor)
     fmt = formatter(request)
     text = fmt.gettext("User activated.") if status == "active" else fmt.gettext("User suspended.")
     raise redirect(f"/admin/users/{user_id}", "success", text)
 
 
 async def confirm_delete(request: web.Request, ctx: Ctx) -> web.StreamResponse:
-    user = await ctx.services.users.get(_user_id(request))
+    user = await ctx.users.get(_user_id(request))
     return render(request, "admin/user_delete.html", {"user": user}, active="users")
 
 
 async def delete_user(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     user_id = _user_id(request)
-    await ctx.services.users.delete(user_id, ctx.actor)
+    await ctx.users.delete(user_id, ctx.actor)
     raise redirect("/admin/users", "success", formatter(request).gettext("User deleted; their usage history is kept."))
 
 
 async def issue_key(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     user_id = _user_id(request)
-    await ctx.services.users.row(user_id)
+    await ctx.users.row(user_id)
     form = await form_data(request)
     name = form.get("name", "").strip()[:200]
     issued = await keys_api.issue_key(ctx, "personal", user_id, name)

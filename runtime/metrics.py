@@ -130,8 +130,9 @@ class Metrics:
         return generate_latest(self.registry)
 
 
-async def metrics_view(request: web.Request) -> web.Response:
-    from solaris.keys import METRICS
+METRICS = web.AppKey("metrics", Metrics)
 
+
+async def metrics_view(request: web.Request) -> web.Response:
     body = request.app[METRICS].render()
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

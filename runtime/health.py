@@ -11,7 +11,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from solaris.keys import PG, REDIS, SETTINGS, UPSTREAM
+from runtime.appkeys import LITELLM_HTTP, PG, REDIS, SETTINGS
 
 CHECK_TIMEOUT = 2.0
 
@@ -38,7 +38,7 @@ async def system_health(app: web.Application) -> dict[str, Any]:
     async def litellm() -> None:
         url = f"{settings.litellm_base_url}/health/liveliness"
         timeout = aiohttp.ClientTimeout(total=CHECK_TIMEOUT)
-        async with app[UPSTREAM].get(url, timeout=timeout) as resp:
+        async with app[LITELLM_HTTP].get(url, timeout=timeout) as resp:
             if resp.status >= 500:
                 raise RuntimeError(f"litellm answered {resp.status}")
 

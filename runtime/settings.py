@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from solaris.net import Network, parse_networks
+from runtime.net import Network, parse_networks
 
 
 class SettingsError(ValueError):

@@ -1,0 +1,32 @@
+"""The quota rules in force: the admin's system settings as a `QuotaPolicy`, rebuilt only when they change."""
+
+from __future__ import annotations
+
+from metering.quota import RateLimit, Thresholds
+from metering.system_settings import SettingsStore, SystemSettings
+from metering.users import QuotaPolicy
+
+
+def quota_policy(system: SystemSettings) -> QuotaPolicy:
+    return QuotaPolicy(
+        default_limit=system.default_monthly_limit,
+        min_limit=system.min_user_limit,
+        max_limit=system.max_user_limit,
+        thresholds=Thresholds(system.alert_threshold80, system.alert_threshold95, system.block_threshold),
+        rate=RateLimit(system.security.rate_limit_per_minute, system.security.rate_limit_burst),
+    )
+
+
+class PolicySource:
+    """Call it for the current `QuotaPolicy`; cheap on the request path (an identity check)."""
+
+    def __init__(self, store: SettingsStore) -> None:
+        self._store = store
+        self._source = store.current
+        self._policy = quota_policy(self._source)
+
+    def __call__(self) -> QuotaPolicy:
+        current = self._store.current
+        if self._source is not current:
+            self._policy, self._source = quota_policy(current), current
+        return self._policy

@@ -1,0 +1,59 @@
+"""Typed application state: every long-lived object the app holds, under one `web.AppKey` each.
+
+Each object is opened and closed by its own `cleanup_ctx` (`runtime.lifetimes`, and the proxy's
+upstream pool in `proxy.routes`); handlers read the ones they need from here.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import aiohttp
+import asyncpg
+import redis.asyncio as aioredis
+from aiohttp import web
+
+from runtime.metrics import METRICS as METRICS  # kept beside its class, listed here with the rest
+from runtime.settings import Settings
+
+if TYPE_CHECKING:
+    from metering.alerts import AlertService
+    from metering.failures import FailureWatch
+    from metering.invalidation import Invalidator
+    from metering.keys import ApiKeyService
+    from metering.ledger import LedgerWriter
+    from metering.mailer import Mailer
+    from metering.outage import OutageReconciler
+    from metering.period import PeriodClock
+    from metering.policy import PolicySource
+    from metering.prices import PriceBook
+    from metering.quota import QuotaEngine
+    from metering.recorder import Recorder
+    from metering.sweeper import Sweeper
+    from metering.system_settings import SettingsStore
+    from metering.users import UserService
+    from runtime.traffic import Traffic
+
+SETTINGS = web.AppKey("settings", Settings)
+PROCESS_ID = web.AppKey("process_id", str)  # this process, in heartbeats and in-flight records
+PG = web.AppKey("pg", asyncpg.Pool)
+REDIS = web.AppKey("redis", aioredis.Redis)
+# The admin's and the price refresh's calls to LiteLLM (health, model list, prices); proxied
+# traffic goes through the proxy's own pool (`proxy.routes.UPSTREAM_POOL`).
+LITELLM_HTTP = web.AppKey("litellm_http", aiohttp.ClientSession)
+TRAFFIC: web.AppKey[Traffic] = web.AppKey("traffic")
+CLOCK: web.AppKey[PeriodClock] = web.AppKey("clock")
+SYSTEM: web.AppKey[SettingsStore] = web.AppKey("system_settings")
+POLICY: web.AppKey[PolicySource] = web.AppKey("policy")
+QUOTA: web.AppKey[QuotaEngine] = web.AppKey("quota")
+API_KEYS: web.AppKey[ApiKeyService] = web.AppKey("api_keys")
+USERS: web.AppKey[UserService] = web.AppKey("users")
+INVALIDATOR: web.AppKey[Invalidator] = web.AppKey("invalidator")
+PRICES: web.AppKey[PriceBook] = web.AppKey("prices")
+MAILER: web.AppKey[Mailer] = web.AppKey("mailer")
+ALERTS: web.AppKey[AlertService] = web.AppKey("alerts")
+FAILURES: web.AppKey[FailureWatch] = web.AppKey("failures")
+WRITER: web.AppKey[LedgerWriter] = web.AppKey("ledger_writer")
+RECORDER: web.AppKey[Recorder] = web.AppKey("recorder")
+SWEEPER: web.AppKey[Sweeper] = web.AppKey("sweeper")
+RECONCILER: web.AppKey[OutageReconciler] = web.AppKey("outage_reconciler")

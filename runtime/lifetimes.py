@@ -1,0 +1,232 @@
+"""The lifetimes of the metering services an app holds: one `cleanup_ctx` per service (or per
+small group that is built together), in dependency order after Postgres and Redis.
+
+Each context builds its objects from settings and the ones before it, puts them under their
+`AppKey` (`runtime.appkeys`), starts the background loops that work on them, and on shutdown
+stops those loops and closes what it opened. Loops that must not run twice at once across
+processes coordinate in Redis or Postgres themselves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import AsyncIterator, Coroutine
+from typing import Any
+
+import aiohttp
+import redis.asyncio as aioredis
+from aiohttp import web
+
+from metering import events
+from metering.alert_recovery import AlertRecovery
+from metering.alerts import AlertService
+from metering.background import TaskSet
+from metering.failures import FailureWatch
+from metering.invalidation import Invalidator
+from metering.keys import ApiKeyService
+from metering.ledger import LedgerWriter, UsageEvent
+from metering.mailer import Mailer
+from metering.outage import OutageReconciler
+from metering.period import PeriodClock
+from metering.policy import PolicySource
+from metering.prices import PriceBook, load_overrides
+from metering.quota import QuotaEngine, Settlement
+from metering.recorder import Metered, Recorder
+from metering.redis_mux import RedisMux
+from metering.sweeper import Sweeper
+from metering.system_settings import SettingsStore, default_system_settings
+from metering.users import UserService
+from runtime import memory
+from runtime.appkeys import (
+    ALERTS,
+    API_KEYS,
+    CLOCK,
+    FAILURES,
+    INVALIDATOR,
+    LITELLM_HTTP,
+    MAILER,
+    METRICS,
+    PG,
+    POLICY,
+    PRICES,
+    PROCESS_ID,
+    QUOTA,
+    RECONCILER,
+    RECORDER,
+    REDIS,
+    SETTINGS,
+    SWEEPER,
+    SYSTEM,
+    TRAFFIC,
+    USERS,
+    WRITER,
+)
+from runtime.metrics import Metrics
+from runtime.traffic import Traffic
+
+log = logging.getLogger(__name__)
+
+Loop = Coroutine[Any, Any, Any]
+
+
+@contextlib.asynccontextmanager
+async def running(**loops: Loop) -> AsyncIterator[TaskSet]:
+    """Run the named loops while the block lasts; cancel them (bounded) when it ends."""
+    tasks = TaskSet()
+    for name, loop in loops.items():
+        tasks.spawn(loop, name.replace("_", "-"))
+    try:
+        yield tasks
+    finally:
+        await tasks.close()
+
+
+async def litellm_http_ctx(app: web.Application) -> AsyncIterator[None]:
+    connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, enable_cleanup_closed=True)
+    session = aiohttp.ClientSession(
+        connector=connector,
+        # One session serves every admin: a cookie LiteLLM (or a load balancer) sets for one answer
+        # must not go out with every later call.
+        cookie_jar=aiohttp.DummyCookieJar(),
+        timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
+        skip_auto_headers=("User-Agent",),
+    )
+    app[LITELLM_HTTP] = session
+    yield
+    await session.close()
+
+
+async def settings_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The admin's system settings (kept in step across processes) and the quota policy from them."""
+    settings = app[SETTINGS]
+    app[CLOCK] = PeriodClock(settings.timezone)
+    store = SettingsStore(app[PG], app[REDIS], default_system_settings(settings.litellm_base_url))
+    await store.load()
+    app[SYSTEM] = store
+    app[POLICY] = PolicySource(store)
+    async with running(settings_listener=store.run_listener()):
+        yield
+
+
+async def quota_ctx(app: web.Application) -> AsyncIterator[None]:
+    mux = RedisMux.for_client(app[REDIS])
+    app[QUOTA] = QuotaEngine(app[REDIS], mux)
+    yield
+    await mux.aclose()
+
+
+async def directory_ctx(app: web.Application) -> AsyncIterator[None]:
+    """API keys and end users, and the invalidation of their caches across processes."""
+    settings, redis = app[SETTINGS], app[REDIS]
+    keys = app[API_KEYS] = ApiKeyService(app[PG], settings.service_key)
+    users = app[USERS] = UserService(app[PG], app[QUOTA], app[CLOCK], app[POLICY], on_change=events.publisher(redis))
+    invalidator = app[INVALIDATOR] = Invalidator(redis, keys, users)
+    async with running(invalidation_listener=invalidator.run_listener()):
+        yield
+
+
+async def alerts_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Alerts (records, e-mail delivery, recovery of missed ones) and the upstream failure watch."""
+    settings, metrics = app[SETTINGS], app[METRICS]
+    mailer = app[MAILER] = Mailer()
+    alerts = app[ALERTS] = AlertService(app[PG], app[REDIS], app[SYSTEM], mailer, settings.language)
+    recovery = AlertRecovery(app[REDIS], alerts, app[QUOTA], app[CLOCK], owner=app[PROCESS_ID])
+    raised = TaskSet()
+
+    async def raise_failure(alert_type: str, title: str, metadata: dict[str, Any], dedupe_key: str) -> None:
+        severity = "critical" if alert_type == "system_error" else "error"
+        await alerts.raise_system(
+            alert_type,  # type: ignore[arg-type]
+            title,
+            title,
+            metadata,
+            dedupe_key,
+            severity=severity,  # type: ignore[arg-type]
+        )
+        metrics.alerts.labels(alert_type).inc()
+
+    app[FAILURES] = FailureWatch(raise_failure, raised.spawn)
+    async with running(alert_dispatcher=alerts.run_dispatcher(), alert_recovery=recovery.run()):
+        yield
+    await raised.close()
+    await alerts.raising.close()
+
+
+async def ledger_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The usage ledger: settle-and-record, the writer into Postgres, the sweeper of dead processes'
+    requests, and the rebuild of counters after a Redis outage."""
+    settings, metrics, redis, pool = app[SETTINGS], app[METRICS], app[REDIS], app[PG]
+    quota, alerts, policy, process_id = app[QUOTA], app[ALERTS], app[POLICY], app[PROCESS_ID]
+    writer = app[WRITER] = LedgerWriter(
+        redis, pool, consumer=process_id, timezone=settings.timezone,
+        on_written=lambda written, _events: metrics.ledger_written.inc(written),
+    )  # fmt: skip
+    reconciler = app[RECONCILER] = OutageReconciler(redis, writer, app[USERS])
+
+    def on_settled(event: UsageEvent, metered: Metered, settlement: Settlement) -> None:
+        for crossed in settlement.crossed:
+            metrics.alerts.labels(crossed).inc()
+            alerts.raise_threshold_later(metered.user_id, crossed, metered.period, settlement.used, settlement.limit)
+
+    recorder = app[RECORDER] = Recorder(
+        redis, pool, quota, timezone=settings.timezone,
+        on_redis_failure=reconciler.note_unmetered, on_settled=on_settled,
+    )  # fmt: skip
+    sweeper = app[SWEEPER] = Sweeper(
+        redis, quota, recorder, process_id=process_id, interval=settings.sweep_interval,
+        thresholds=lambda: policy().thresholds,
+    )  # fmt: skip
+    await sweeper.beat()
+    async with running(
+        ledger_writer=writer.run(),
+        heartbeat=sweeper.run_heartbeat(),
+        sweeper=sweeper.run(),
+        usage_buffer=recorder.run_buffer_flusher(),
+        redis_recovery=reconciler.run(),
+        ledger_backlog=watch_ledger_backlog(metrics, writer, recorder),
+    ):
+        yield
+    with contextlib.suppress(aioredis.RedisError, OSError):
+        await sweeper.forget_process()
+
+
+async def watch_ledger_backlog(metrics: Metrics, writer: LedgerWriter, recorder: Recorder) -> None:
+    while True:
+        with contextlib.suppress(aioredis.RedisError, OSError):
+            metrics.ledger_backlog.set(await writer.backlog() + recorder.buffered)
+        await asyncio.sleep(5.0)
+
+
+async def prices_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings, system = app[SETTINGS], app[SYSTEM]
+    prices = app[PRICES] = PriceBook(load_overrides(settings.prices_file))
+
+    def litellm() -> tuple[str, float]:
+        current = system.current.litellm
+        return current.base_url, current.health_check_interval
+
+    async with running(price_refresh=prices.run_refresh(app[LITELLM_HTTP], litellm, settings.litellm_api_key)):
+        yield
+
+
+async def traffic_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Live traffic figures for the admin feed and /metrics, and the memory trim after bursts."""
+    traffic = app[TRAFFIC] = Traffic()
+    app[METRICS].active_streams.set_function(lambda: traffic.active_streams)
+    async with running(
+        real_time_metrics=traffic.run_publisher(app[REDIS], app[WRITER], app[PROCESS_ID]),
+        memory_trim=memory.trim_when_idle(lambda: traffic.served, interval=2.0),
+    ):
+        yield
+
+
+def add_lifetimes(app: web.Application) -> None:
+    """Give `app` its process id and metrics, and the contexts above, after Postgres and Redis."""
+    app[PROCESS_ID] = uuid.uuid4().hex[:12]
+    app[METRICS] = Metrics()
+    app.cleanup_ctx.extend(
+        [litellm_http_ctx, settings_ctx, quota_ctx, directory_ctx, alerts_ctx, ledger_ctx, prices_ctx, traffic_ctx]
+    )
