@@ -45,7 +45,7 @@ from runtime.appkeys import (
     SYSTEM,
     USERS,
 )
-from runtime.net import client_address
+from runtime.net import REQUEST_ID, client_address
 from runtime.settings import Settings
 
 if TYPE_CHECKING:
@@ -58,7 +58,6 @@ DEFAULT_LIMIT = 20
 MAX_ID = 2**63 - 1
 
 ROOT_APP = web.AppKey("solaris_root_app", web.Application)
-REQUEST_ID = web.RequestKey("request_id", str)
 AUDITED = web.RequestKey("audited", bool)  # set by a handler that has audited its own failure
 
 

@@ -11,14 +11,14 @@ import redis.asyncio as aioredis
 from aiohttp import web
 
 from admin.auth import PUBLIC, authenticate_token, bearer_token
-from admin.http import AUDITED, REQUEST_ID, ApiError, Ctx, actor_for, error_body, json_response, validation_error
+from admin.http import AUDITED, ApiError, Ctx, actor_for, error_body, json_response, validation_error
 from admin.route_table import Route
 from metering import audit
 from metering.system_settings import SettingsValidationError
 from metering.user_rules import UserValidationError
 from metering.users import UserConflict, UserNotFound
 from runtime.appkeys import PG, SYSTEM
-from runtime.net import new_request_id
+from runtime.net import REQUEST_ID, new_request_id
 
 log = logging.getLogger("admin.api")
 

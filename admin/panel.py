@@ -23,7 +23,7 @@ from aiohttp import web
 
 from admin import auth, csrf
 from admin.api.models import CATALOG
-from admin.http import REQUEST_ID, ROOT_APP, ApiError, Ctx, actor_for
+from admin.http import ROOT_APP, ApiError, Ctx, actor_for
 from admin.middlewares import request_id_of
 from admin.pages import ROUTES, common
 from admin.pages.common import PRINCIPAL, SESSION_COOKIE, Page, login_redirect
@@ -31,6 +31,7 @@ from admin.sse import HUB, EventHub
 from metering.models_info import ModelCatalog
 from metering.users import UserNotFound
 from runtime.appkeys import PG, REDIS
+from runtime.net import REQUEST_ID
 
 log = logging.getLogger("admin.panel")
 

@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable, Mapping
 import orjson
 from aiohttp import web
 
-REQUEST_ID = web.RequestKey("proxy_request_id", str)  # set by the pipeline, echoed on errors
+from runtime.net import REQUEST_ID
 
 
 class ProxyError(Exception):

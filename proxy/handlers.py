@@ -6,11 +6,10 @@ import orjson
 from aiohttp import web
 
 from proxy import forward
-from proxy.errors import REQUEST_ID
 from proxy.identify import identify
 from proxy.pipeline import KINDS, Exchange, admit, estimate, read_json_body
 from runtime.appkeys import API_KEYS, SETTINGS, USERS
-from runtime.net import new_request_id
+from runtime.net import REQUEST_ID, new_request_id
 
 # -- the handlers -------------------------------------------------------------------------------
 

@@ -22,6 +22,10 @@ from aiohttp import web
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 MAX_ADDRESS = 64
 
+# This request's id, on the proxy's and the admin's requests alike: logged, echoed in
+# `X-Request-ID`, and (on the proxy) the usage record's key.
+REQUEST_ID = web.RequestKey("request_id", str)
+
 
 def parse_networks(raw: str) -> tuple[Network, ...]:
     """`10.0.0.0/8, 192.168.1.7, ::1` -> networks; a bare address is a network of one."""

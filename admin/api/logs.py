@@ -14,9 +14,10 @@ from aiohttp import web
 
 from admin import schemas
 from admin.api.analytics import USAGE_QUERY, usage_filter
-from admin.http import REQUEST_ID, Ctx, Query, paginated
+from admin.http import Ctx, Query, paginated
 from admin.route_table import Param, Route
 from metering import audit, exports, listings
+from runtime.net import REQUEST_ID
 
 log = logging.getLogger(__name__)
 
