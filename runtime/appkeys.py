@@ -18,6 +18,7 @@ from runtime.settings import Settings
 
 if TYPE_CHECKING:
     from metering.alerts import AlertService
+    from metering.background import Supervisor
     from metering.failures import FailureWatch
     from metering.invalidation import Invalidator
     from metering.keys import ApiKeyService
@@ -57,3 +58,4 @@ WRITER: web.AppKey[LedgerWriter] = web.AppKey("ledger_writer")
 RECORDER: web.AppKey[Recorder] = web.AppKey("recorder")
 SWEEPER: web.AppKey[Sweeper] = web.AppKey("sweeper")
 RECONCILER: web.AppKey[OutageReconciler] = web.AppKey("outage_reconciler")
+SUPERVISOR: web.AppKey[Supervisor] = web.AppKey("supervisor")  # the background loops, restarted on failure

@@ -12,8 +12,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any
 
 import aiohttp
@@ -23,7 +24,7 @@ from aiohttp import web
 from metering import events
 from metering.alert_recovery import AlertRecovery
 from metering.alerts import AlertService
-from metering.background import TaskSet
+from metering.background import Supervisor, TaskSet
 from metering.failures import FailureWatch
 from metering.invalidation import Invalidator
 from metering.keys import ApiKeyService
@@ -58,6 +59,7 @@ from runtime.appkeys import (
     RECORDER,
     REDIS,
     SETTINGS,
+    SUPERVISOR,
     SWEEPER,
     SYSTEM,
     TRAFFIC,
@@ -73,15 +75,40 @@ Loop = Coroutine[Any, Any, Any]
 
 
 @contextlib.asynccontextmanager
-async def running(**loops: Loop) -> AsyncIterator[TaskSet]:
-    """Run the named loops while the block lasts; cancel them (bounded) when it ends."""
-    tasks = TaskSet()
-    for name, loop in loops.items():
-        tasks.spawn(loop, name.replace("_", "-"))
+async def running(app: web.Application, **loops: Callable[[], Loop]) -> AsyncIterator[None]:
+    """Run the named loops under the app's supervisor while the block lasts (restarted if they
+    fail); stop them (bounded) when it ends."""
+    supervisor = app[SUPERVISOR]
+    names = [name.replace("_", "-") for name in loops]
+    for name, loop in zip(names, loops.values(), strict=True):
+        supervisor.start(name, loop)
     try:
-        yield tasks
+        yield
     finally:
-        await tasks.close()
+        await supervisor.stop(names)
+
+
+def report_loop_failures(app: web.Application) -> Callable[[str, BaseException, int], Awaitable[None]]:
+    """A failed background loop becomes a `system_error` alert (once an hour per loop) and a metric."""
+
+    async def report(name: str, error: BaseException, restarts: int) -> None:
+        app[METRICS].loop_restarts.labels(name).inc()
+        alerts = app.get(ALERTS)
+        if alerts is None:
+            return
+        hour = time.strftime("%Y-%m-%dT%H", time.gmtime())
+        title = f"Background task {name} failed and was restarted: {type(error).__name__}"
+        metadata = {"task": name, "error": f"{type(error).__name__}: {error}"[:500], "restarts": restarts}
+        await alerts.raise_system("system_error", title, title, metadata, f"system_error:task:{name}:{hour}")
+        app[METRICS].alerts.labels("system_error").inc()
+
+    return report
+
+
+async def supervisor_ctx(app: web.Application) -> AsyncIterator[None]:
+    supervisor = app[SUPERVISOR] = Supervisor(report_loop_failures(app))
+    yield
+    await supervisor.close()  # whatever a context above left running
 
 
 async def litellm_http_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -107,7 +134,7 @@ async def settings_ctx(app: web.Application) -> AsyncIterator[None]:
     await store.load()
     app[SYSTEM] = store
     app[POLICY] = PolicySource(store)
-    async with running(settings_listener=store.run_listener()):
+    async with running(app, settings_listener=store.run_listener):
         yield
 
 
@@ -124,7 +151,7 @@ async def directory_ctx(app: web.Application) -> AsyncIterator[None]:
     keys = app[API_KEYS] = ApiKeyService(app[PG], settings.service_key)
     users = app[USERS] = UserService(app[PG], app[QUOTA], app[CLOCK], app[POLICY], on_change=events.publisher(redis))
     invalidator = app[INVALIDATOR] = Invalidator(redis, keys, users)
-    async with running(invalidation_listener=invalidator.run_listener()):
+    async with running(app, invalidation_listener=invalidator.run_listener):
         yield
 
 
@@ -149,7 +176,7 @@ async def alerts_ctx(app: web.Application) -> AsyncIterator[None]:
         metrics.alerts.labels(alert_type).inc()
 
     app[FAILURES] = FailureWatch(raise_failure, raised.spawn)
-    async with running(alert_dispatcher=alerts.run_dispatcher(), alert_recovery=recovery.run()):
+    async with running(app, alert_dispatcher=alerts.run_dispatcher, alert_recovery=recovery.run):
         yield
     await raised.close()
     await alerts.raising.close()
@@ -181,12 +208,13 @@ async def ledger_ctx(app: web.Application) -> AsyncIterator[None]:
     )  # fmt: skip
     await sweeper.beat()
     async with running(
-        ledger_writer=writer.run(),
-        heartbeat=sweeper.run_heartbeat(),
-        sweeper=sweeper.run(),
-        usage_buffer=recorder.run_buffer_flusher(),
-        redis_recovery=reconciler.run(),
-        ledger_backlog=watch_ledger_backlog(metrics, writer, recorder),
+        app,
+        ledger_writer=writer.run,
+        heartbeat=sweeper.run_heartbeat,
+        sweeper=sweeper.run,
+        usage_buffer=recorder.run_buffer_flusher,
+        redis_recovery=reconciler.run,
+        ledger_backlog=lambda: watch_ledger_backlog(metrics, writer, recorder),
     ):
         yield
     with contextlib.suppress(aioredis.RedisError, OSError):
@@ -208,7 +236,9 @@ async def prices_ctx(app: web.Application) -> AsyncIterator[None]:
         current = system.current.litellm
         return current.base_url, current.health_check_interval
 
-    async with running(price_refresh=prices.run_refresh(app[LITELLM_HTTP], litellm, settings.litellm_api_key)):
+    async with running(
+        app, price_refresh=lambda: prices.run_refresh(app[LITELLM_HTTP], litellm, settings.litellm_api_key)
+    ):
         yield
 
 
@@ -217,8 +247,9 @@ async def traffic_ctx(app: web.Application) -> AsyncIterator[None]:
     traffic = app[TRAFFIC] = Traffic()
     app[METRICS].active_streams.set_function(lambda: traffic.active_streams)
     async with running(
-        real_time_metrics=traffic.run_publisher(app[REDIS], app[WRITER], app[PROCESS_ID]),
-        memory_trim=memory.trim_when_idle(lambda: traffic.served, interval=2.0),
+        app,
+        real_time_metrics=lambda: traffic.run_publisher(app[REDIS], app[WRITER], app[PROCESS_ID]),
+        memory_trim=lambda: memory.trim_when_idle(lambda: traffic.served, interval=2.0),
     ):
         yield
 
@@ -228,5 +259,15 @@ def add_lifetimes(app: web.Application) -> None:
     app[PROCESS_ID] = uuid.uuid4().hex[:12]
     app[METRICS] = Metrics()
     app.cleanup_ctx.extend(
-        [litellm_http_ctx, settings_ctx, quota_ctx, directory_ctx, alerts_ctx, ledger_ctx, prices_ctx, traffic_ctx]
+        [
+            supervisor_ctx,
+            litellm_http_ctx,
+            settings_ctx,
+            quota_ctx,
+            directory_ctx,
+            alerts_ctx,
+            ledger_ctx,
+            prices_ctx,
+            traffic_ctx,
+        ]
     )

@@ -68,6 +68,9 @@ class Metrics:
             registry=r,
         )
         self.alerts = Counter("solaris_alerts", "Alerts raised, by type.", ["type"], registry=r)
+        self.loop_restarts = Counter(
+            "solaris_background_restarts", "Background loops restarted after a failure, by loop.", ["loop"], registry=r
+        )
         self.active_streams = Gauge("solaris_active_streams", "Streams being relayed now.", registry=r)
         self.upstream_connections = Gauge(
             "solaris_upstream_connections", "Open connections to LiteLLM, busy or kept alive.", registry=r
