@@ -6,6 +6,7 @@ upstream pool in `proxy.routes`); handlers read the ones they need from here.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import aiohttp
@@ -58,4 +59,6 @@ WRITER: web.AppKey[LedgerWriter] = web.AppKey("ledger_writer")
 RECORDER: web.AppKey[Recorder] = web.AppKey("recorder")
 SWEEPER: web.AppKey[Sweeper] = web.AppKey("sweeper")
 RECONCILER: web.AppKey[OutageReconciler] = web.AppKey("outage_reconciler")
+# With SOLARIS_WORKERS > 1: the workers expected, alive and restarted (read from the parent's board).
+WORKERS: web.AppKey[Callable[[], dict[str, int]]] = web.AppKey("workers")
 SUPERVISOR: web.AppKey[Supervisor] = web.AppKey("supervisor")  # the background loops, restarted on failure

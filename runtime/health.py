@@ -11,7 +11,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from runtime.appkeys import LITELLM_HTTP, PG, REDIS, SETTINGS, SUPERVISOR
+from runtime.appkeys import LITELLM_HTTP, PG, REDIS, SETTINGS, SUPERVISOR, WORKERS
 
 CHECK_TIMEOUT = 2.0
 
@@ -47,7 +47,12 @@ async def system_health(app: web.Application) -> dict[str, Any]:
     )
     ready = db_status == "healthy" and redis_status == "healthy"
     loops = background_loops(app)
-    all_well = llm_status == "healthy" and all(loop["state"] == "running" for loop in loops.values())
+    workers = app[WORKERS]() if WORKERS in app else None
+    all_well = (
+        llm_status == "healthy"
+        and all(loop["state"] == "running" for loop in loops.values())
+        and (workers is None or workers["alive"] == workers["expected"])
+    )
     return {
         "status": "healthy" if ready and all_well else ("degraded" if ready else "unhealthy"),
         "proxy": "healthy",
@@ -56,6 +61,7 @@ async def system_health(app: web.Application) -> dict[str, Any]:
         "redis": redis_status,
         "latencyMs": {"litellm": llm_ms, "database": db_ms, "redis": redis_ms},
         "backgroundTasks": loops,
+        "workers": workers or {"expected": 1, "alive": 1, "restarts": 0},
         "timestamp": dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z"),
     }
 
