@@ -11,7 +11,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from runtime.appkeys import LITELLM_HTTP, PG, REDIS, SETTINGS, SUPERVISOR, WORKERS
+from runtime.appkeys import LITELLM_HTTP, METRICS, PG, REDIS, SETTINGS, SUPERVISOR, WORKERS
 
 CHECK_TIMEOUT = 2.0
 
@@ -82,6 +82,16 @@ def background_loops(app: web.Application) -> dict[str, dict[str, Any]]:
         }
         for state in supervisor.states()
     }
+
+
+async def probe_dependencies(app: web.Application, interval: float = 15.0) -> None:
+    """Keep `solaris_dependency_up` current, for alert rules on Postgres, Redis and LiteLLM."""
+    gauge = app[METRICS].dependency_up
+    while True:
+        health = await system_health(app)
+        for dependency, key in (("postgres", "database"), ("redis", "redis"), ("litellm", "litellm")):
+            gauge.labels(dependency).set(1 if health[key] == "healthy" else 0)
+        await asyncio.sleep(interval)
 
 
 def _status_code(health: dict[str, Any]) -> int:

@@ -15,6 +15,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -66,6 +67,7 @@ from runtime.appkeys import (
     USERS,
     WRITER,
 )
+from runtime.health import probe_dependencies
 from runtime.metrics import Metrics
 from runtime.traffic import Traffic
 
@@ -245,19 +247,24 @@ async def prices_ctx(app: web.Application) -> AsyncIterator[None]:
 async def traffic_ctx(app: web.Application) -> AsyncIterator[None]:
     """Live traffic figures for the admin feed and /metrics, and the memory trim after bursts."""
     traffic = app[TRAFFIC] = Traffic()
-    app[METRICS].active_streams.set_function(lambda: traffic.active_streams)
+    metrics = app[METRICS]
+    metrics.track(metrics.active_streams, lambda: traffic.active_streams)
     async with running(
         app,
+        metrics_sampler=metrics.run_sampler,
+        dependency_probe=lambda: probe_dependencies(app),
         real_time_metrics=lambda: traffic.run_publisher(app[REDIS], app[WRITER], app[PROCESS_ID]),
         memory_trim=lambda: memory.trim_when_idle(lambda: traffic.served, interval=2.0),
     ):
         yield
 
 
-def add_lifetimes(app: web.Application) -> None:
-    """Give `app` its process id and metrics, and the contexts above, after Postgres and Redis."""
+def add_lifetimes(app: web.Application, metrics_dir: Path | None = None) -> None:
+    """Give `app` its process id and metrics, and the contexts above, after Postgres and Redis.
+
+    `metrics_dir`: the folder worker processes share their metrics in (see `runtime.metrics`)."""
     app[PROCESS_ID] = uuid.uuid4().hex[:12]
-    app[METRICS] = Metrics()
+    app[METRICS] = Metrics(metrics_dir)
     app.cleanup_ctx.extend(
         [
             supervisor_ctx,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import gc
 import logging
+from pathlib import Path
 
 from aiohttp import web
 
@@ -12,7 +13,7 @@ from metering import tokenizer
 from runtime.appkeys import WORKERS
 from runtime.settings import Settings
 from solaris.app import create_app
-from solaris.workers import WorkerBoard, WorkerPool
+from solaris.workers import WorkerBoard, WorkerPool, fresh_metrics_dir, share_metrics
 
 log = logging.getLogger(__name__)
 
@@ -33,9 +34,13 @@ async def _freeze_startup_objects(app: web.Application) -> None:
     gc.freeze()
 
 
-def run_worker(settings: Settings, reuse_port: bool, board: WorkerBoard | None = None) -> None:
+def run_worker(
+    settings: Settings, reuse_port: bool, board: WorkerBoard | None = None, metrics_dir: Path | None = None
+) -> None:
     _install_uvloop()
-    app = create_app(settings)
+    if metrics_dir is not None:
+        share_metrics(metrics_dir)
+    app = create_app(settings, metrics_dir=metrics_dir)
     if board is not None:
         app[WORKERS] = board.snapshot
     app.on_startup.append(_freeze_startup_objects)
@@ -64,4 +69,6 @@ def serve(settings: Settings) -> int:
     if settings.workers == 1:
         run_worker(settings, reuse_port=False)
         return 0
-    return WorkerPool(settings.workers, functools.partial(run_worker, settings, True)).run()
+    metrics_dir = fresh_metrics_dir(settings.data_dir)
+    pool = WorkerPool(settings.workers, functools.partial(run_worker, settings, True), metrics_dir=metrics_dir)
+    return pool.run()

@@ -16,7 +16,11 @@ import signal
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
+
+from prometheus_client import multiprocess as prometheus_multiprocess
+from prometheus_client import values as prometheus_values
 
 log = logging.getLogger(__name__)
 
@@ -55,10 +59,32 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def fresh_metrics_dir(data_dir: Path) -> Path:
+    """The folder the workers share their metrics in, emptied of an earlier run's files."""
+    folder = data_dir / "metrics"
+    folder.mkdir(parents=True, exist_ok=True)
+    for stale in folder.glob("*.db"):
+        stale.unlink()
+    return folder
+
+
+def share_metrics(folder: Path) -> None:
+    """In a worker, before any metric exists: keep metric values in files under `folder`.
+
+    prometheus_client picks its value store once, from this environment variable, when it is
+    imported, and looks the variable up again for each file it opens; the server sets both here
+    because the parent imported the library before it knew it would fork workers."""
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(folder)
+    prometheus_values.ValueClass = prometheus_values.MultiProcessValue()
+
+
 class WorkerPool:
-    def __init__(self, count: int, target: Callable[[WorkerBoard], None]) -> None:
+    def __init__(
+        self, count: int, target: Callable[[WorkerBoard, Path | None], None], *, metrics_dir: Path | None = None
+    ) -> None:
         self._context: Any = multiprocessing.get_context("spawn" if sys.platform == "darwin" else "fork")
         self._target = target
+        self._metrics_dir = metrics_dir
         self.board = WorkerBoard(count)
         self._workers: list[Any] = [None] * count
         self._deaths: list[float] = []
@@ -66,7 +92,7 @@ class WorkerPool:
 
     def _start(self, slot: int) -> None:
         worker = self._context.Process(
-            target=self._target, args=(self.board,), name=f"solaris-worker-{slot}", daemon=False
+            target=self._target, args=(self.board, self._metrics_dir), name=f"solaris-worker-{slot}", daemon=False
         )
         worker.start()
         self._workers[slot] = worker
@@ -99,6 +125,9 @@ class WorkerPool:
         now = time.monotonic()
         self._deaths = [t for t in self._deaths if now - t < DEATH_WINDOW] + [now]
         self.board.set_pid(slot, 0)
+        if self._metrics_dir is not None and worker.pid is not None:
+            # Its counters still count; its live gauges (streams, connections) no longer do.
+            prometheus_multiprocess.mark_process_dead(worker.pid, str(self._metrics_dir))
         log.error(
             "worker %s (pid %s) died with exit code %s; %d death(s) in the last %.0f s",
             slot, worker.pid, worker.exitcode, len(self._deaths), DEATH_WINDOW,

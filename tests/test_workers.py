@@ -1,10 +1,12 @@
 """`SOLARIS_WORKERS` > 1: a worker that dies is restarted and shown in /health; a crash loop stops
-the server with a non-zero status instead of leaving it serving on fewer workers unseen."""
+the server with a non-zero status instead of leaving it serving on fewer workers unseen; and one
+scrape of the shared port gives the totals of every worker (Debian's prometheus scrapes it)."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -14,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import asyncpg
 import pytest
 
 from tests.conftest import SERVICE_KEY
@@ -131,3 +134,66 @@ async def test_workers_that_keep_dying_stop_the_server_with_a_failure_status(two
     server.process.wait(30)
     assert server.process.returncode == 1
     assert "workers keep dying" in server.log.read_text()
+
+
+PROMETHEUS = shutil.which("prometheus")
+
+
+@pytest.mark.skipif(PROMETHEUS is None, reason="Debian's prometheus is needed (.ci/run installs it)")
+async def test_one_scrape_of_two_workers_counts_every_token_of_the_ledger(
+    two_workers: Server, db_pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    """Each scrape lands on one worker; with shared metric files either one answers the totals."""
+    server = two_workers
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as session:
+        statuses = [await _chat(session, server, user) for user in range(30)]  # new connection each
+    assert statuses == [200] * 30
+
+    async def ledger() -> int | None:
+        count, tokens = await db_pool.fetchrow("SELECT count(*), sum(total_tokens) FROM token_usage")
+        return int(tokens) if count == 30 else None
+
+    tokens = await wait_for(ledger, timeout=30)
+    port = _free_port()
+    config = tmp_path / "prometheus.yml"
+    config.write_text(
+        "global: {scrape_interval: 1s}\n"
+        "scrape_configs:\n"
+        f"  - job_name: solaris\n    static_configs: [{{targets: ['{server.url.removeprefix('http://')}']}}]\n"
+    )
+    assert PROMETHEUS is not None
+    prometheus = subprocess.Popen(  # noqa: ASYNC220 - started once, stopped below by its pid
+        [PROMETHEUS, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+         f"--web.listen-address=127.0.0.1:{port}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+
+        async def query(expression: str) -> float | None:
+            async with (
+                aiohttp.ClientSession() as session,
+                session.get(f"http://127.0.0.1:{port}/api/v1/query", params={"query": expression}) as response,
+            ):
+                result = (await response.json())["data"]["result"]
+            return float(result[0]["value"][1]) if result else None
+
+        # Eight scrapes or more, each answered by one worker or the other: every one saw all tokens.
+        window = "sum(solaris_tokens_total)[8s:1s]"
+        seen = await wait_for(
+            lambda: _settled(
+                query, f"count_over_time({window})", f"min_over_time({window})", f"max_over_time({window})"
+            ),
+            timeout=40,
+        )
+        assert seen == (tokens, tokens)
+        assert await query('sum(gen_ai_client_token_usage_sum{gen_ai_token_type=~"input|output"})') == tokens
+    finally:
+        prometheus.terminate()
+        prometheus.wait(20)
+
+
+async def _settled(query: Any, count: str, low: str, high: str) -> tuple[float, float] | None:
+    scrapes = await query(count)
+    if scrapes is None or scrapes < 8:
+        return None
+    return (await query(low) or 0.0, await query(high) or 0.0)
