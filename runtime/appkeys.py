@@ -20,6 +20,7 @@ from runtime.settings import Settings
 if TYPE_CHECKING:
     from metering.alerts import AlertService
     from metering.background import Supervisor
+    from metering.calibration import Calibration
     from metering.failures import FailureWatch
     from metering.invalidation import Invalidator
     from metering.keys import ApiKeyService
@@ -48,6 +49,7 @@ CLOCK: web.AppKey[PeriodClock] = web.AppKey("clock")
 SYSTEM: web.AppKey[SettingsStore] = web.AppKey("system_settings")
 POLICY: web.AppKey[PolicySource] = web.AppKey("policy")
 QUOTA: web.AppKey[QuotaEngine] = web.AppKey("quota")
+CALIBRATION: web.AppKey[Calibration] = web.AppKey("calibration")  # per-model prompt estimate factors
 API_KEYS: web.AppKey[ApiKeyService] = web.AppKey("api_keys")
 USERS: web.AppKey[UserService] = web.AppKey("users")
 INVALIDATOR: web.AppKey[Invalidator] = web.AppKey("invalidator")

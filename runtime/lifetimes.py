@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import asyncpg
 import redis.asyncio as aioredis
 from aiohttp import web
 
@@ -26,6 +27,7 @@ from metering import events
 from metering.alert_recovery import AlertRecovery
 from metering.alerts import AlertService
 from metering.background import Supervisor, TaskSet
+from metering.calibration import Calibration
 from metering.failures import FailureWatch
 from metering.invalidation import Invalidator
 from metering.keys import ApiKeyService
@@ -45,6 +47,7 @@ from runtime import memory
 from runtime.appkeys import (
     ALERTS,
     API_KEYS,
+    CALIBRATION,
     CLOCK,
     FAILURES,
     INVALIDATOR,
@@ -145,6 +148,19 @@ async def quota_ctx(app: web.Application) -> AsyncIterator[None]:
     app[QUOTA] = QuotaEngine(app[REDIS], mux)
     yield
     await mux.aclose()
+
+
+async def calibration_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Per-model calibration of prompt estimates; rebuilt from the ledger when Redis has none."""
+    calibration = app[CALIBRATION] = Calibration(app[REDIS])
+    try:
+        await calibration.load()
+        if not calibration.snapshot():
+            await calibration.rebuild_from_ledger(app[PG])
+    except (aioredis.RedisError, OSError, asyncpg.PostgresError) as exc:  # learned again as traffic flows
+        log.warning("calibration not loaded: %s", exc)
+    async with running(app, calibration=calibration.run):
+        yield
 
 
 async def directory_ctx(app: web.Application) -> AsyncIterator[None]:
