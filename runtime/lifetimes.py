@@ -287,6 +287,7 @@ def add_lifetimes(app: web.Application, metrics_dir: Path | None = None) -> None
             litellm_http_ctx,
             settings_ctx,
             quota_ctx,
+            calibration_ctx,
             directory_ctx,
             alerts_ctx,
             ledger_ctx,
