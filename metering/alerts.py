@@ -51,32 +51,32 @@ ALERT_TEXTS: dict[str, dict[str, tuple[str, str]]] = {
     "pt-BR": {
         "usage_80": (
             "Você usou {percent}% do seu limite mensal de tokens",
-            "Você já usou {used} de {limit} tokens ({percent}%) do seu limite mensal.",
+            "Você já usou {used} de {total_limit} tokens ({percent}%) do seu limite mensal.",
         ),
         "usage_95": (
             "Atenção: {percent}% do limite mensal de tokens usado",
-            "Você já usou {used} de {limit} tokens ({percent}%). Ao atingir o limite, novas solicitações"
+            "Você já usou {used} de {total_limit} tokens ({percent}%). Ao atingir o limite, novas solicitações"
             " serão bloqueadas.",
         ),
         "blocked": (
             "Limite mensal de tokens atingido",
-            "Você usou {used} de {limit} tokens ({percent}%) neste mês. Novas solicitações ficam"
+            "Você usou {used} de {total_limit} tokens ({percent}%) neste mês. Novas solicitações ficam"
             " bloqueadas até a renovação do limite.",
         ),
     },
     "en": {
         "usage_80": (
             "You have used {percent}% of your monthly token limit",
-            "You have used {used} of {limit} tokens ({percent}%) of your monthly limit.",
+            "You have used {used} of {total_limit} tokens ({percent}%) of your monthly limit.",
         ),
         "usage_95": (
             "Warning: {percent}% of your monthly token limit used",
-            "You have used {used} of {limit} tokens ({percent}%). Once the limit is reached, new requests"
+            "You have used {used} of {total_limit} tokens ({percent}%). Once the limit is reached, new requests"
             " will be blocked.",
         ),
         "blocked": (
             "Monthly token limit reached",
-            "You have used {used} of {limit} tokens ({percent}%) this month. New requests are blocked"
+            "You have used {used} of {total_limit} tokens ({percent}%) this month. New requests are blocked"
             " until your limit resets.",
         ),
     },
@@ -185,19 +185,19 @@ def period_reset_date(period: str | None) -> dt.date | None:
     return (start + dt.timedelta(days=32)).replace(day=1)
 
 
-def usage_percent(used: int, limit: int) -> float:
-    return round(used * 100 / limit, 1) if limit > 0 else 100.0
+def usage_percent(used: int, total_limit: int) -> float:
+    return round(used * 100 / total_limit, 1) if total_limit > 0 else 100.0
 
 
 def threshold_texts(
-    alert_type: ThresholdType, lang: str, used: int, limit: int, reset: dt.date | None
+    alert_type: ThresholdType, lang: str, used: int, total_limit: int, reset: dt.date | None
 ) -> tuple[str, str]:
     """The stored title and message of a usage alert, in `lang`."""
     lang = pick_language(lang)
     values = {
-        "percent": format_number(usage_percent(used, limit), lang),
+        "percent": format_number(usage_percent(used, total_limit), lang),
         "used": format_number(used, lang),
-        "limit": format_number(limit, lang),
+        "total_limit": format_number(total_limit, lang),
     }
     title, message = (text.format(**values) for text in ALERT_TEXTS[lang][alert_type])
     if reset is not None:
@@ -237,15 +237,15 @@ class AlertService:
     # --- raising ------------------------------------------------------------------------------
 
     def raise_threshold_later(
-        self, user_id: int, alert_type: ThresholdType, period: str, used: int, limit: int
+        self, user_id: int, alert_type: ThresholdType, period: str, used: int, total_limit: int
     ) -> None:
         """`raise_threshold` in the background: a settlement that crossed a threshold does not wait."""
         self.raising.spawn(
-            self.raise_threshold(user_id, alert_type, period, used, limit), name=f"alert-{alert_type}-{user_id}"
+            self.raise_threshold(user_id, alert_type, period, used, total_limit), name=f"alert-{alert_type}-{user_id}"
         )
 
     async def raise_threshold(
-        self, user_id: int, alert_type: ThresholdType, period: str, used: int, limit: int
+        self, user_id: int, alert_type: ThresholdType, period: str, used: int, total_limit: int
     ) -> int | None:
         """Record a usage alert once per user, period and type; returns its id, or None if it had
         already been raised (or the user does not exist). Never waits on SMTP."""
@@ -257,8 +257,9 @@ class AlertService:
                 log.warning("%s alert for unknown user %s not raised", alert_type, user_id)
                 return None
             lang = pick_language(user["language"], self._language)
-            title, message = threshold_texts(alert_type, lang, used, limit, period_reset_date(period))
-            metadata = {"used": used, "limit": limit, "percent": usage_percent(used, limit)}
+            title, message = threshold_texts(alert_type, lang, used, total_limit, period_reset_date(period))
+            # "limit" in the stored metadata (and the API's Alert) is the total limit.
+            metadata = {"used": used, "limit": total_limit, "percent": usage_percent(used, total_limit)}
             row = await conn.fetchrow(
                 INSERT_THRESHOLD_ALERT,
                 user_id,
@@ -292,7 +293,7 @@ class AlertService:
                 (state.blocked, "blocked"),
             ):
                 if flag:
-                    missing.append((user_id, alert_type, state.used, state.total))  # type: ignore[arg-type]
+                    missing.append((user_id, alert_type, state.used, state.total_limit))  # type: ignore[arg-type]
         if not missing:
             return 0
         keys = [f"{user_id}:{period}:{alert_type}" for user_id, alert_type, _, _ in missing]
@@ -365,7 +366,7 @@ class AlertService:
             alert_type=row["type"],
             percent=metadata.get("percent", 0),
             used=metadata.get("used", 0),
-            limit=metadata.get("limit", 0),
+            total_limit=metadata.get("limit", 0),
             reset_date=period_reset_date(row["period"]),
         )
         try:

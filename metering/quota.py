@@ -7,17 +7,21 @@ in one Lua call), then *settled* (the reservation swapped for the upstream's act
 Keys (prefix ``sol:``) carry the hash tag ``{u:<id>}`` so one user's keys share a Redis Cluster slot
 and every script touches a single slot:
 
-- ``sol:cfg:{u:ID}`` hash ``status``, ``limit`` (monthlyLimit), ``t80``/``t95`` (per-user alert
-  percents, empty = system default). Cached from Postgres by `set_user_config`.
-- ``sol:use:{u:ID}:PERIOD`` hash ``used``, ``reserved``, ``extra`` and the fired flags ``a80``,
-  ``a95``, ``blk``. Expires ``USE_TTL_SECONDS`` after its last write, so old periods go away.
+- ``sol:cfg:{u:ID}`` hash ``status``, ``monthly_limit``, ``t80``/``t95`` (per-user alert
+  percents, empty = system default). Cached from Postgres by `set_user_config`. (Until it was
+  renamed the monthly limit was the field ``limit``: admission treats a config without
+  ``monthly_limit`` as an unknown user, which reloads it; the other scripts still read ``limit``
+  of such a config, so requests admitted before the rename settle right.)
+- ``sol:use:{u:ID}:PERIOD`` hash ``used``, ``reserved``, ``extra`` (the extra tokens granted this
+  period) and the fired flags ``a80``, ``a95``, ``blk``. Expires ``USE_TTL_SECONDS`` after its last
+  write, so old periods go away.
 - ``sol:inflight:{u:ID}`` hash request_id -> ``"<reservation>|<period>|<caller info>"``: what a
   settle releases, and what the sweeper finds when a process died mid-request.
 - ``sol:rate:{u:ID}`` hash ``tokens``, ``ts``: the per-user token bucket.
 
-Thresholds: with ``total = monthlyLimit + extra``, admission stops at
-``cap = floor(total * block% / 100)``; an alert at p% fires when ``used * 100 >= p * total``;
-the block event fires when ``used >= cap``.
+Thresholds: with ``total_limit = monthly_limit + extra_tokens`` (`total_limit`), admission stops
+at ``cap = floor(total_limit * block% / 100)``; an alert at p% fires when
+``used * 100 >= p * total_limit``; the block event fires when ``used >= cap``.
 
 Over-use bound. An admission needs ``used + reserved + prompt < cap`` and reserves at most up to the
 cap, so ``used + reserved <= cap`` holds after every admission. Take the last request admitted in a
@@ -54,6 +58,14 @@ INFLIGHT_PATTERN = "sol:inflight:*"
 LUA_DIR = Path(__file__).with_name("lua")
 
 
+def total_limit(monthly_limit: int, extra_tokens: int) -> int:
+    """What a user may spend this period: the monthly limit plus the extra tokens granted for it.
+
+    The one place the sum is made in Python; the Lua scripts make it the same way in Redis.
+    """
+    return monthly_limit + extra_tokens
+
+
 def cfg_key(user_id: int) -> str:
     return f"sol:cfg:{{u:{user_id}}}"
 
@@ -72,7 +84,7 @@ def rate_key(user_id: int) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Thresholds:
-    """System-wide percents of monthlyLimit + extra; per-user t80/t95 override the alerts."""
+    """System-wide percents of the total limit; per-user t80/t95 override the alerts."""
 
     alert80: float = 80.0
     alert95: float = 95.0
@@ -90,8 +102,8 @@ class Admission:
     decision: Decision
     used: int
     reserved: int  # including this request's reservation when admitted
-    limit: int  # monthlyLimit + extra, before the block percent
-    cap: int  # floor(limit * block / 100): where admission stops
+    total_limit: int  # monthly limit + extra tokens, before the block percent
+    cap: int  # floor(total_limit * block / 100): where admission stops
     reservation: int  # tokens reserved for this request, 0 when refused
     retry_after: float  # seconds, for "rate"
 
@@ -108,24 +120,24 @@ class Admission:
 class Settlement:
     found: bool  # False: already settled or released (e.g. by the sweeper), nothing charged
     used: int
-    limit: int  # monthlyLimit + extra
+    total_limit: int  # monthly limit + extra tokens
     crossed: tuple[CrossedEvent, ...]  # thresholds newly reached by this settlement
 
 
 @dataclass(frozen=True, slots=True)
 class UserQuota:
     status: str | None  # None when the user's config is not cached in Redis
-    limit: int  # monthlyLimit
+    monthly_limit: int
     used: int
     reserved: int
-    extra: int
+    extra_tokens: int
     alert80: bool  # flags: the threshold has fired this period
     alert95: bool
     blocked: bool
 
     @property
-    def total(self) -> int:
-        return self.limit + self.extra
+    def total_limit(self) -> int:
+        return total_limit(self.monthly_limit, self.extra_tokens)
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,7 +282,7 @@ class QuotaEngine:
     @staticmethod
     def parse_settlement(raw: Any) -> Settlement:
         crossed = tuple(cast(CrossedEvent, _text(x)) for x in raw[3:])
-        return Settlement(found=int(raw[0]) == 1, used=int(raw[1]), limit=int(raw[2]), crossed=crossed)
+        return Settlement(found=int(raw[0]) == 1, used=int(raw[1]), total_limit=int(raw[2]), crossed=crossed)
 
     async def release(self, user_id: int, period: str, request_id: str) -> bool:
         """Drop a reservation whose request never reached the upstream; False if there was none."""
@@ -304,8 +316,11 @@ class QuotaEngine:
         """Cache the user's row from Postgres; None thresholds mean the system defaults."""
         if status not in STATUSES:
             raise ValueError(f"unknown status {status!r}")
-        mapping = {"status": status, "limit": monthly_limit, "t80": _pct(alert80), "t95": _pct(alert95)}
-        await self._redis.hset(cfg_key(user_id), mapping=mapping)  # type: ignore[arg-type]
+        mapping = {"status": status, "monthly_limit": monthly_limit, "t80": _pct(alert80), "t95": _pct(alert95)}
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hset(cfg_key(user_id), mapping=mapping)  # type: ignore[arg-type]
+            pipe.hdel(cfg_key(user_id), "limit")  # the monthly limit's name before it was renamed
+            await pipe.execute()
 
     async def forget_user(self, user_id: int) -> None:
         """Refuse the user from now on; counters stay so in-flight requests still settle."""
@@ -331,12 +346,14 @@ class QuotaEngine:
             await pipe.execute()
         return await self.snapshot(user_id, period)
 
-    async def rebuild(self, user_id: int, period: str, *, used: int, extra: int, thresholds: Thresholds) -> UserQuota:
+    async def rebuild(
+        self, user_id: int, period: str, *, used: int, extra_tokens: int, thresholds: Thresholds
+    ) -> UserQuota:
         """Set the counters from the ledger; thresholds already passed are marked, not fired."""
         _check_period(period)
         keys = [cfg_key(user_id), use_key(user_id, period)]
         args: list[str | int] = [
-            used, extra, _pct(thresholds.alert80), _pct(thresholds.alert95), _pct(thresholds.block),
+            used, extra_tokens, _pct(thresholds.alert80), _pct(thresholds.alert95), _pct(thresholds.block),
             USE_TTL_SECONDS,
         ]  # fmt: skip
         await self._rebuild(keys=keys, args=args)
@@ -352,7 +369,7 @@ class QuotaEngine:
         ids = list(user_ids)
         async with self._redis.pipeline(transaction=False) as pipe:
             for user_id in ids:
-                pipe.hmget(cfg_key(user_id), ["status", "limit"])
+                pipe.hmget(cfg_key(user_id), ["status", "monthly_limit", "limit"])
                 pipe.hmget(use_key(user_id, period), ["used", "reserved", "extra", "a80", "a95", "blk"])
             replies = await pipe.execute()
         return {user_id: _user_quota(replies[2 * i], replies[2 * i + 1]) for i, user_id in enumerate(ids)}
@@ -386,6 +403,7 @@ class QuotaEngine:
 
 def _user_quota(cfg: list[Any], use: list[Any]) -> UserQuota:
     status = None if cfg[0] is None else _text(cfg[0])
-    used, reserved, extra = (_int(x) for x in use[:3])
+    monthly_limit = _int(cfg[1] if cfg[1] is not None else cfg[2])  # cfg[2]: the field's name before the rename
+    used, reserved, extra_tokens = (_int(x) for x in use[:3])
     a80, a95, blk = (x is not None for x in use[3:6])
-    return UserQuota(status, _int(cfg[1]), used, reserved, extra, a80, a95, blk)
+    return UserQuota(status, monthly_limit, used, reserved, extra_tokens, a80, a95, blk)

@@ -136,7 +136,7 @@ def user_to_api(row: Mapping[str, Any], quota: UserQuota, period: str | None = N
         "plan": row["plan"],
         "monthlyLimit": row["monthly_limit"],
         "currentUsage": quota.used,
-        "additionalTokens": quota.extra,
+        "additionalTokens": quota.extra_tokens,
         "alert80Sent": quota.alert80,
         "alert95Sent": quota.alert95,
         "lastAlertDate": _iso(row["last_alert_date"]),
@@ -429,7 +429,7 @@ class UserService:
             used = int(await conn.fetchval(USED_SINCE, user_id, since, period.end))
             extra = int(await conn.fetchval(PERIOD_EXTRA, user_id, period.name))
         return await self._quota.rebuild(
-            user_id, period.name, used=used, extra=extra, thresholds=self._policy().thresholds
+            user_id, period.name, used=used, extra_tokens=extra, thresholds=self._policy().thresholds
         )
 
     async def rebuild_all(self) -> int:

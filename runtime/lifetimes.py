@@ -169,7 +169,9 @@ async def ledger_ctx(app: web.Application) -> AsyncIterator[None]:
     def on_settled(event: UsageEvent, metered: Metered, settlement: Settlement) -> None:
         for crossed in settlement.crossed:
             metrics.alerts.labels(crossed).inc()
-            alerts.raise_threshold_later(metered.user_id, crossed, metered.period, settlement.used, settlement.limit)
+            alerts.raise_threshold_later(
+                metered.user_id, crossed, metered.period, settlement.used, settlement.total_limit
+            )
 
     recorder = app[RECORDER] = Recorder(
         redis, pool, quota, timezone=settings.timezone,

@@ -10,6 +10,7 @@ import pytest
 
 from metering.audit import Actor
 from metering.estimate import estimate_chat
+from metering.quota import cfg_key
 from metering.tokenizer import get_encoding
 from tests.conftest import Gateway
 from tests.fake_upstream import ANSWER, FakeUpstream
@@ -159,6 +160,18 @@ async def test_reset_usage_keeps_the_ledger_and_rebuild_agrees(gateway: Gateway)
     live = await gateway.quota.snapshot(user_id, gateway.clock.current().name)
     rebuilt = await gateway.users.rebuild_counters(user_id)
     assert live.used == rebuilt.used == 36
+
+
+async def test_a_user_cached_before_the_limit_field_was_renamed_is_reloaded(gateway: Gateway) -> None:
+    user_id = await make_user(gateway, "joa@example.com", 1000)
+    await gateway.users.add_tokens(user_id, 500, "bonus", ACTOR)
+    key = cfg_key(user_id)
+    await gateway.redis.hdel(key, "monthly_limit")
+    await gateway.redis.hset(key, "limit", 1000)  # as the gateway cached it before the rename
+    await ask(gateway, "joa@example.com")
+    assert await gateway.redis.hmget(key, ["monthly_limit", "limit"]) == [b"1000", None]
+    quota = await gateway.quota.snapshot(user_id, gateway.clock.current().name)
+    assert (quota.total_limit, quota.used) == (1500, 36)
 
 
 async def _settle_alerts(gateway: Gateway) -> None:

@@ -19,6 +19,7 @@ from admin import schemas
 from admin.http import Ctx, Query, json_body, not_found, ok, paginated, path_id, validation_error
 from admin.route_table import Param, Route
 from metering import audit, listings
+from metering.quota import total_limit
 
 ALERT_TYPES = tuple(schemas.ALERT_TYPES)
 USAGE_TYPES = ("usage_80", "usage_95", "blocked")
@@ -93,13 +94,13 @@ async def _raise_usage_test(ctx: Ctx, user_id: int, alert_type: str) -> int | No
     system = ctx.system.current
     quota = await ctx.quota.snapshot(user_id, ctx.clock.current().name)
     row = await ctx.users.row(user_id)
-    limit = int(row["monthly_limit"]) + quota.extra
+    user_limit = total_limit(int(row["monthly_limit"]), quota.extra_tokens)
     percent = {"usage_80": system.alert_threshold80, "usage_95": system.alert_threshold95}.get(
         alert_type, system.block_threshold
     )
-    used = math.ceil(limit * percent / 100)
+    used = math.ceil(user_limit * percent / 100)
     period = f"test-{secrets.token_hex(6)}"
-    return await ctx.alerts.raise_threshold(user_id, alert_type, period, used, limit)  # type: ignore[arg-type]
+    return await ctx.alerts.raise_threshold(user_id, alert_type, period, used, user_limit)  # type: ignore[arg-type]
 
 
 ROUTES = [
