@@ -2,9 +2,22 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from metering.quota import RateLimit, Thresholds
-from metering.system_settings import SettingsStore, SystemSettings
-from metering.users import QuotaPolicy
+from metering.settings_store import SettingsStore
+from metering.system_settings import SystemSettings
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaPolicy:
+    """The system-wide quota rules, from the admin's SystemSettings."""
+
+    default_limit: int  # a new user's monthly limit
+    min_limit: int  # bounds of a user's monthly limit
+    max_limit: int
+    thresholds: Thresholds
+    rate: RateLimit
 
 
 def quota_policy(system: SystemSettings) -> QuotaPolicy:

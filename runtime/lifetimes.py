@@ -27,7 +27,8 @@ from metering.background import TaskSet
 from metering.failures import FailureWatch
 from metering.invalidation import Invalidator
 from metering.keys import ApiKeyService
-from metering.ledger import LedgerWriter, UsageEvent
+from metering.ledger import UsageEvent
+from metering.ledger_writer import LedgerWriter
 from metering.mailer import Mailer
 from metering.outage import OutageReconciler
 from metering.period import PeriodClock
@@ -36,8 +37,9 @@ from metering.prices import PriceBook, load_overrides
 from metering.quota import QuotaEngine, Settlement
 from metering.recorder import Metered, Recorder
 from metering.redis_mux import RedisMux
+from metering.settings_store import SettingsStore
 from metering.sweeper import Sweeper
-from metering.system_settings import SettingsStore, default_system_settings
+from metering.system_settings import default_system_settings
 from metering.users import UserService
 from runtime import memory
 from runtime.appkeys import (
@@ -45,6 +47,7 @@ from runtime.appkeys import (
     API_KEYS,
     CLOCK,
     FAILURES,
+    FEED,
     INVALIDATOR,
     LITELLM_HTTP,
     MAILER,
@@ -64,6 +67,7 @@ from runtime.appkeys import (
     USERS,
     WRITER,
 )
+from runtime.feed import FeedShapes
 from runtime.metrics import Metrics
 from runtime.traffic import Traffic
 
@@ -122,7 +126,8 @@ async def directory_ctx(app: web.Application) -> AsyncIterator[None]:
     """API keys and end users, and the invalidation of their caches across processes."""
     settings, redis = app[SETTINGS], app[REDIS]
     keys = app[API_KEYS] = ApiKeyService(app[PG], settings.service_key)
-    users = app[USERS] = UserService(app[PG], app[QUOTA], app[CLOCK], app[POLICY], on_change=events.publisher(redis))
+    announce = events.publisher(redis, "user_update", app[FEED].user_update)
+    users = app[USERS] = UserService(app[PG], app[QUOTA], app[CLOCK], app[POLICY], announce=announce)
     invalidator = app[INVALIDATOR] = Invalidator(redis, keys, users)
     async with running(invalidation_listener=invalidator.run_listener()):
         yield
@@ -132,7 +137,8 @@ async def alerts_ctx(app: web.Application) -> AsyncIterator[None]:
     """Alerts (records, e-mail delivery, recovery of missed ones) and the upstream failure watch."""
     settings, metrics = app[SETTINGS], app[METRICS]
     mailer = app[MAILER] = Mailer()
-    alerts = app[ALERTS] = AlertService(app[PG], app[REDIS], app[SYSTEM], mailer, settings.language)
+    announce = events.publisher(app[REDIS], "alert", app[FEED].alert)
+    alerts = app[ALERTS] = AlertService(app[PG], app[SYSTEM], mailer, settings.language, announce=announce)
     recovery = AlertRecovery(app[REDIS], alerts, app[QUOTA], app[CLOCK], owner=app[PROCESS_ID])
     raised = TaskSet()
 
@@ -163,6 +169,7 @@ async def ledger_ctx(app: web.Application) -> AsyncIterator[None]:
     writer = app[WRITER] = LedgerWriter(
         redis, pool, consumer=process_id, timezone=settings.timezone,
         on_written=lambda written, _events: metrics.ledger_written.inc(written),
+        feed_data=app[FEED].usage_update,
     )  # fmt: skip
     reconciler = app[RECONCILER] = OutageReconciler(redis, writer, app[USERS])
 
@@ -225,9 +232,11 @@ async def traffic_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
-def add_lifetimes(app: web.Application) -> None:
-    """Give `app` its process id and metrics, and the contexts above, after Postgres and Redis."""
+def add_lifetimes(app: web.Application, feed: FeedShapes) -> None:
+    """Give `app` its process id and metrics, and the contexts above, after Postgres and Redis;
+    the services announce to the live feed in the shapes `feed` gives."""
     app[PROCESS_ID] = uuid.uuid4().hex[:12]
+    app[FEED] = feed
     app[METRICS] = Metrics()
     app.cleanup_ctx.extend(
         [litellm_http_ctx, settings_ctx, quota_ctx, directory_ctx, alerts_ctx, ledger_ctx, prices_ctx, traffic_ctx]

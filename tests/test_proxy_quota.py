@@ -12,6 +12,7 @@ from metering.audit import Actor
 from metering.estimate import estimate_chat
 from metering.quota import cfg_key
 from metering.tokenizer import get_encoding
+from metering.users import UserChanges
 from tests.conftest import Gateway
 from tests.fake_upstream import ANSWER, FakeUpstream
 
@@ -20,8 +21,8 @@ MESSAGES = [{"role": "user", "content": "Olá, tudo bem?"}]
 
 
 async def make_user(gateway: Gateway, email: str, limit: int, **extra: Any) -> int:
-    user = await gateway.users.create({"email": email, "monthlyLimit": limit, **extra}, ACTOR)
-    return int(user["id"])
+    user = await gateway.users.create(UserChanges(email=email, monthly_limit=limit, **extra), ACTOR)
+    return user.id
 
 
 async def ask(gateway: Gateway, email: str, **kwargs: Any) -> Any:
@@ -57,7 +58,7 @@ async def test_quota_refusal_speaks_english_to_english_users(gateway: Gateway) -
 
 
 async def test_rate_limit_refuses_with_retry_after(gateway: Gateway, upstream: FakeUpstream) -> None:
-    await gateway.system.update({"securitySettings": {"rateLimitPerMinute": 1, "rateLimitBurst": 1}}, "test")
+    await gateway.system.update({"security.rate_limit_per_minute": 1, "security.rate_limit_burst": 1}, "test")
     await ask(gateway, "carla@example.com")
     with pytest.raises(openai.RateLimitError) as caught:
         await ask(gateway, "carla@example.com")
@@ -77,7 +78,7 @@ async def test_concurrent_requests_near_the_limit_never_overspend(gateway: Gatew
     per_request = prompt + 15
     limit = per_request * 40 + 7
     user_id = await make_user(gateway, "dora@example.com", limit)
-    await gateway.system.update({"securitySettings": {"rateLimitPerMinute": 0}}, "test")
+    await gateway.system.update({"security.rate_limit_per_minute": 0}, "test")
     client = gateway.client(user="dora@example.com")
 
     async def one() -> bool:
@@ -104,7 +105,7 @@ async def test_overspend_is_bounded_by_requests_in_flight(gateway: Gateway, upst
     upstream.behaviour.delay = 0.2  # every request is in flight at once
     upstream.behaviour.prompt_tokens, upstream.behaviour.completion_tokens = 10, 200
     user_id = await make_user(gateway, "edu@example.com", 1000)
-    await gateway.system.update({"securitySettings": {"rateLimitPerMinute": 0}}, "test")
+    await gateway.system.update({"security.rate_limit_per_minute": 0}, "test")
     client = gateway.client(user="edu@example.com")
     results = await asyncio.gather(
         *(client.chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=MESSAGES, max_tokens=20)  # type: ignore[arg-type]

@@ -10,7 +10,9 @@ from aiohttp import web
 from admin.api.analytics import usage_filter
 from admin.http import ApiError, Ctx, Query
 from admin.pages.common import render
+from admin.wire.records import usage_to_api
 from metering import analytics
+from metering import usage_history as history
 from runtime.health import system_health
 
 PERIODS = ("24h", "7d", "30d", "month")
@@ -24,8 +26,9 @@ async def analytics_page(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     where = usage_filter(query)
     errors = dict(query.errors)
     if errors:  # show the page with the problem next to the filter, and no filter applied
-        where = analytics.UsageFilter()
-    rows, total = await analytics.usage_history(ctx.pool, where, page=page, limit=PAGE_SIZE)
+        where = history.UsageFilter()
+    records, total = await history.usage_page(ctx.pool, where, page=page, limit=PAGE_SIZE)
+    rows = [usage_to_api(r) for r in records]
     metrics = None
     principal = ctx.principal
     assert principal is not None
