@@ -1,5 +1,6 @@
-"""Domain errors as HTTP answers, in this one place (`admin.middlewares.api_errors` answers them in
-the seed's envelope). Field errors are keyed by the seed's field names.
+"""Domain errors as HTTP answers, in this one place: the API answers them in the seed's envelope
+(`admin.middlewares.api_errors`), the panel with an error page of the same status
+(`admin.panel.panel_errors`). Field errors are keyed by the seed's field names.
 """
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ import asyncpg
 import redis.asyncio as aioredis
 from aiohttp import web
 
+from admin.access import Forbidden, NotSignedIn
 from admin.http import ApiError, validation_error
 from admin.wire.common import InputError
 from admin.wire.settings import api_setting_errors
@@ -28,6 +30,17 @@ def as_api_error(exc: BaseException) -> ApiError | None:
     """The answer to `exc`, or None when it is not one we expect (an internal error)."""
     if isinstance(exc, ApiError):
         return exc
+    if isinstance(exc, NotSignedIn):
+        return ApiError(
+            401,
+            "unauthorized",
+            "Sign in first: send a valid session token as 'Authorization: Bearer'",
+            headers={"WWW-Authenticate": 'Bearer realm="solaris"'},
+        )
+    if isinstance(exc, Forbidden):
+        return ApiError(
+            403, "forbidden", f"This needs the permission {exc.permission!r}", {"permission": exc.permission}
+        )
     if isinstance(exc, UserNotFound):
         return ApiError(404, "not_found", "user not found")
     if isinstance(exc, UserConflict):

@@ -1,5 +1,5 @@
 """The API's request pipeline: request id, CORS, errors answered in the seed's envelope (mapped by
-`admin.errors`), and per-route authorization."""
+`admin.errors`), and per-route authorization (`admin.access`)."""
 
 from __future__ import annotations
 
@@ -9,12 +9,13 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from admin.auth import PUBLIC, authenticate_token, bearer_token
+from admin.access import Forbidden, enter
+from admin.auth import bearer_token
 from admin.errors import as_api_error
-from admin.http import AUDITED, ApiError, Ctx, actor_for, error_body, json_response
+from admin.http import AUDITED, ApiError, Ctx, error_body, json_response
 from admin.route_table import Route
 from metering import audit
-from runtime.appkeys import PG, SYSTEM
+from runtime.appkeys import SYSTEM
 from runtime.net import REQUEST_ID, new_request_id
 
 log = logging.getLogger("admin.api")
@@ -143,31 +144,15 @@ def bind(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]]
     audit a refused or failed mutation (successful ones are audited by the service that made them)."""
 
     async def handle(request: web.Request) -> web.StreamResponse:
-        principal = None
-        if route.permission != PUBLIC:
-            token = bearer_token(request.headers.get("Authorization"))
-            principal = await authenticate_token(request.config_dict[PG], token)
-            if principal is None:
-                raise ApiError(
-                    401,
-                    "unauthorized",
-                    "Sign in first: send a valid session token as 'Authorization: Bearer'",
-                    headers={"WWW-Authenticate": 'Bearer realm="solaris"'},
-                )
-        actor = actor_for(request, principal.id if principal else None, principal.email if principal else "anonymous")
-        ctx = Ctx(request, principal, actor)
+        ctx = None
         try:
-            if principal is not None and not principal.can(route.permission):
-                raise ApiError(
-                    403,
-                    "forbidden",
-                    f"This needs the permission {route.permission!r}",
-                    {"permission": route.permission},
-                )
+            token = bearer_token(request.headers.get("Authorization"))
+            ctx = await enter(request, route.permission, token)
             return await route.handler(request, ctx)
         except Exception as exc:
-            if route.action and principal is not None and not request.get(AUDITED):
-                await _audit_failure(ctx, route, exc)
+            asked = ctx or (exc.ctx if isinstance(exc, Forbidden) else None)
+            if route.action and asked is not None and asked.principal is not None and not request.get(AUDITED):
+                await _audit_failure(asked, route, exc)
             raise
 
     handle.__name__ = route.handler.__name__
