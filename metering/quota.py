@@ -8,13 +8,10 @@ Keys (prefix ``sol:``) carry the hash tag ``{u:<id>}`` so one user's keys share 
 and every script touches a single slot:
 
 - ``sol:cfg:{u:ID}`` hash ``status``, ``monthly_limit``, ``t80``/``t95`` (per-user alert
-  percents, empty = system default). Cached from Postgres by `set_user_config`. (Until it was
-  renamed the monthly limit was the field ``limit``: admission treats a config without
-  ``monthly_limit`` as an unknown user, which reloads it; the other scripts still read ``limit``
-  of such a config, so requests admitted before the rename settle right.)
-- ``sol:use:{u:ID}:PERIOD`` hash ``used``, ``reserved``, ``extra`` (the extra tokens granted this
-  period) and the fired flags ``a80``, ``a95``, ``blk``. Expires ``USE_TTL_SECONDS`` after its last
-  write, so old periods go away.
+  percents, empty = system default). Cached from Postgres by `set_user_config` (see admit.lua for
+  a config cached when ``monthly_limit`` was called ``limit``).
+- ``sol:use:{u:ID}:PERIOD`` hash ``used``, ``reserved``, ``extra`` (extra tokens) and the fired
+  flags ``a80``, ``a95``, ``blk``; expires ``USE_TTL_SECONDS`` after its last write.
 - ``sol:inflight:{u:ID}`` hash request_id -> ``"<reservation>|<period>|<caller info>"``: what a
   settle releases, and what the sweeper finds when a process died mid-request.
 - ``sol:rate:{u:ID}`` hash ``tokens``, ``ts``: the per-user token bucket.
@@ -59,10 +56,7 @@ LUA_DIR = Path(__file__).with_name("lua")
 
 
 def total_limit(monthly_limit: int, extra_tokens: int) -> int:
-    """What a user may spend this period: the monthly limit plus the extra tokens granted for it.
-
-    The one place the sum is made in Python; the Lua scripts make it the same way in Redis.
-    """
+    """What a user may spend this period (the one place of the sum in Python; Lua does it alike)."""
     return monthly_limit + extra_tokens
 
 
@@ -157,8 +151,7 @@ class QueuedSettle:
     _rerun: Callable[[], Awaitable[Any]]
 
     async def result(self, raw: Any) -> Settlement:
-        # NOSCRIPT (Redis restarted or failed over) means the script did not run: running it now
-        # on its own is safe, and loads it for the next time.
+        # NOSCRIPT (Redis restarted or failed over): the script did not run, so running it is safe.
         if isinstance(raw, NoScriptError):
             raw = await self._rerun()
         if isinstance(raw, BaseException):
@@ -244,8 +237,8 @@ class QuotaEngine:
         decision = _text(raw[0])
         if decision not in DECISIONS:
             decision = "blocked"  # an unexpected cached status: refuse rather than admit
-        used, reserved, total, cap, reservation, retry_ms = (int(x) for x in raw[1:7])
-        return Admission(cast(Decision, decision), used, reserved, total, cap, reservation, retry_ms / 1000)
+        used, reserved, total_limit, cap, reservation, retry_ms = (int(x) for x in raw[1:7])
+        return Admission(cast(Decision, decision), used, reserved, total_limit, cap, reservation, retry_ms / 1000)
 
     async def settle(
         self, user_id: int, period: str, request_id: str, *, actual_tokens: int, thresholds: Thresholds
@@ -317,10 +310,8 @@ class QuotaEngine:
         if status not in STATUSES:
             raise ValueError(f"unknown status {status!r}")
         mapping = {"status": status, "monthly_limit": monthly_limit, "t80": _pct(alert80), "t95": _pct(alert95)}
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hset(cfg_key(user_id), mapping=mapping)  # type: ignore[arg-type]
-            pipe.hdel(cfg_key(user_id), "limit")  # the monthly limit's name before it was renamed
-            await pipe.execute()
+        await self._redis.hset(cfg_key(user_id), mapping=mapping)  # type: ignore[arg-type]
+        await self._redis.hdel(cfg_key(user_id), "limit")  # the field's name before `monthly_limit`
 
     async def forget_user(self, user_id: int) -> None:
         """Refuse the user from now on; counters stay so in-flight requests still settle."""
