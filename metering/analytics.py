@@ -1,4 +1,4 @@
-"""Usage analytics for the admin: the seed's DashboardMetrics, UserAnalytics and usage history.
+"""Usage analytics for the admin: the whole system's figures (`Dashboard`) and one user's (`UserUsage`).
 
 Nothing here reads more than a few thousand rows, whatever the size of the ledger (issue 6: p95
 under 100 ms with 5 million ledger rows; `python -m bench.admin` measures it):
@@ -7,10 +7,10 @@ under 100 ms with 5 million ledger rows; `python -m bench.admin` measures it):
   day (`usage_daily_users`); per-user figures read the daily rollup (`usage_daily`). The ledger
   writer keeps `usage_daily` in the same transaction as the ledger rows, and triggers keep the two
   coarser tables equal to what they summarise (migration 002).
-- The usage history reads the ledger itself (`token_usage`), one page at a time, newest first along
-  the (created_at, id) index. Its total is exact and comes from the rollups: whole days from
-  `usage_daily` (or `usage_daily_models`), and only the rows of a partial first or last day from the
-  ledger (see `count_usage`).
+- The usage history (`metering.usage_history`) reads the ledger itself (`token_usage`), one page at
+  a time, newest first along the (created_at, id) index. Its total is exact and comes from the
+  rollups: whole days from `usage_daily` (or `usage_daily_models`), and only the rows of a partial
+  first or last day from the ledger (see `usage_history.count_usage`).
 
 Days are calendar days in the gateway's time zone (SOLARIS_TIMEZONE); a period given in hours
 therefore covers whole days, from the day it starts on to today. The rollups file each row under
@@ -115,11 +115,43 @@ WHERE created_at >= $1 AND created_at < $2 AND type IN ('usage_80', 'usage_95', 
 """
 
 
+@dataclass(frozen=True, slots=True)
+class ModelShare:
+    model: str
+    tokens: int
+    percentage: float  # of all tokens in the range, 0-100
+
+
+@dataclass(frozen=True, slots=True)
+class DayTotals:
+    day: dt.date
+    tokens: int
+    cost: float
+    users: int  # active that day
+
+
+@dataclass(frozen=True, slots=True)
+class Dashboard:
+    """The whole system over `days`. `alerts_raised` counts usage alerts raised in the range by
+    type (whatever became of their e-mail)."""
+
+    days: DayRange
+    total_users: int
+    active_users: int
+    total_tokens: int
+    total_cost: float
+    avg_tokens_per_user: float
+    total_requests: int
+    error_rate: float
+    top_models: list[ModelShare]
+    by_day: list[DayTotals]
+    alerts_raised: dict[str, int]  # usage_80, usage_95, blocked
+    system_health: dict[str, str]  # proxy, litellm, database, redis
+
+
 async def dashboard(
     pool: asyncpg.Pool, days: DayRange, tz: zoneinfo.ZoneInfo, system_health: Mapping[str, Any]
-) -> dict[str, Any]:
-    """The seed's DashboardMetrics for the days in `days`. `alertsSent` counts alerts raised in the
-    range (whatever became of their e-mail)."""
+) -> Dashboard:
     start, end = days.bounds(tz)
     async with pool.acquire() as conn:
         totals = await conn.fetchrow(DASHBOARD_TOTALS, days.first, days.last)
@@ -131,36 +163,28 @@ async def dashboard(
         alerts = {r["type"]: r["n"] for r in await conn.fetch(ALERTS_BY_TYPE, start, end)}
     assert totals is not None
     tokens = int(totals["tokens"])
-    return {
-        "totalUsers": int(total_users),
-        "activeUsers": active,
-        "totalTokensUsed": tokens,
-        "totalCost": float(totals["cost"]),
-        "avgTokensPerUser": round(tokens / active, 2) if active else 0.0,
-        "totalRequests": int(totals["requests"]),
-        "errorRate": _rate(totals["errors"], totals["requests"]),
-        "topModels": [
-            {"model": r["model"], "usage": int(r["tokens"]), "percentage": _rate(r["tokens"], tokens)} for r in models
-        ],
-        "usageByDay": [
-            {
-                "date": day.isoformat(),
-                "tokens": int(daily[day]["tokens"]) if day in daily else 0,
-                "cost": float(daily[day]["cost"]) if day in daily else 0.0,
-                "users": int(users.get(day, 0)),
-            }
+    return Dashboard(
+        days=days,
+        total_users=int(total_users),
+        active_users=active,
+        total_tokens=tokens,
+        total_cost=float(totals["cost"]),
+        avg_tokens_per_user=round(tokens / active, 2) if active else 0.0,
+        total_requests=int(totals["requests"]),
+        error_rate=_rate(totals["errors"], totals["requests"]),
+        top_models=[ModelShare(r["model"], int(r["tokens"]), _rate(r["tokens"], tokens)) for r in models],
+        by_day=[
+            DayTotals(
+                day,
+                int(daily[day]["tokens"]) if day in daily else 0,
+                float(daily[day]["cost"]) if day in daily else 0.0,
+                int(users.get(day, 0)),
+            )
             for day in days.days
         ],
-        "alertsSent": {
-            "alert80": int(alerts.get("usage_80", 0)),
-            "alert95": int(alerts.get("usage_95", 0)),
-            "blocked": int(alerts.get("blocked", 0)),
-        },
-        "systemHealth": {k: system_health.get(k, "unhealthy") for k in ("proxy", "litellm", "database", "redis")},
-        "period": days.period,
-        "startDate": days.first.isoformat(),
-        "endDate": days.last.isoformat(),
-    }
+        alerts_raised={kind: int(alerts.get(kind, 0)) for kind in ("usage_80", "usage_95", "blocked")},
+        system_health={k: system_health.get(k, "unhealthy") for k in ("proxy", "litellm", "database", "redis")},
+    )
 
 
 # -- one user ---------------------------------------------------------------------------------
@@ -186,9 +210,40 @@ class UnknownUser(LookupError):
     pass
 
 
-async def user_analytics(pool: asyncpg.Pool, user_id: int, days: DayRange) -> dict[str, Any]:
-    """The seed's UserAnalytics. `errorRate` is a percentage; `avgResponseTime` is in ms, averaged
-    over all requests of the range."""
+@dataclass(frozen=True, slots=True)
+class ModelTotals:
+    model: str
+    tokens: int
+    requests: int
+    cost: float
+
+
+@dataclass(frozen=True, slots=True)
+class DayUsage:
+    day: dt.date
+    tokens: int
+    requests: int
+    cost: float
+
+
+@dataclass(frozen=True, slots=True)
+class UserUsage:
+    """One user over `days`. `error_rate` is a percentage; `avg_response_time_ms` is averaged over
+    all requests of the range."""
+
+    user_id: int
+    days: DayRange
+    total_tokens: int
+    total_cost: float
+    requests: int
+    avg_tokens_per_request: float
+    by_model: list[ModelTotals]
+    by_day: list[DayUsage]
+    error_rate: float
+    avg_response_time_ms: float
+
+
+async def user_analytics(pool: asyncpg.Pool, user_id: int, days: DayRange) -> UserUsage:
     async with pool.acquire() as conn:
         if await conn.fetchval(USER_EXISTS, user_id) is None:
             raise UnknownUser(user_id)
@@ -197,28 +252,23 @@ async def user_analytics(pool: asyncpg.Pool, user_id: int, days: DayRange) -> di
         daily = {r["day"]: r for r in await conn.fetch(USER_DAILY, user_id, days.first, days.last)}
     assert totals is not None
     tokens, requests = int(totals["tokens"]), int(totals["requests"])
-    return {
-        "userId": user_id,
-        "period": days.period,
-        "startDate": days.first.isoformat(),
-        "endDate": days.last.isoformat(),
-        "totalTokens": tokens,
-        "totalCost": float(totals["cost"]),
-        "requestCount": requests,
-        "avgTokensPerRequest": round(tokens / requests, 2) if requests else 0.0,
-        "modelUsage": [
-            {"model": r["model"], "tokens": int(r["tokens"]), "requests": int(r["requests"]), "cost": float(r["cost"])}
-            for r in models
-        ],
-        "dailyUsage": [
-            {
-                "date": day.isoformat(),
-                "tokens": int(daily[day]["tokens"]) if day in daily else 0,
-                "requests": int(daily[day]["requests"]) if day in daily else 0,
-                "cost": float(daily[day]["cost"]) if day in daily else 0.0,
-            }
+    return UserUsage(
+        user_id=user_id,
+        days=days,
+        total_tokens=tokens,
+        total_cost=float(totals["cost"]),
+        requests=requests,
+        avg_tokens_per_request=round(tokens / requests, 2) if requests else 0.0,
+        by_model=[ModelTotals(r["model"], int(r["tokens"]), int(r["requests"]), float(r["cost"])) for r in models],
+        by_day=[
+            DayUsage(
+                day,
+                int(daily[day]["tokens"]) if day in daily else 0,
+                int(daily[day]["requests"]) if day in daily else 0,
+                float(daily[day]["cost"]) if day in daily else 0.0,
+            )
             for day in days.days
         ],
-        "errorRate": _rate(totals["errors"], requests),
-        "avgResponseTime": round(int(totals["response_ms"]) / requests, 2) if requests else 0.0,
-    }
+        error_rate=_rate(totals["errors"], requests),
+        avg_response_time_ms=round(int(totals["response_ms"]) / requests, 2) if requests else 0.0,
+    )

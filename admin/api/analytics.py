@@ -9,6 +9,7 @@ from aiohttp import web
 from admin import schemas
 from admin.http import Ctx, Query, not_found, ok, paginated, path_id, validation_error
 from admin.route_table import Param, Route
+from admin.wire.analytics import dashboard_to_api, user_analytics_to_api
 from admin.wire.records import usage_to_api
 from metering import analytics
 from metering import usage_history as history
@@ -31,14 +32,14 @@ def _days(request: web.Request, ctx: Ctx) -> analytics.DayRange:
 async def dashboard(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     days = _days(request, ctx)
     health = await system_health(ctx.root)
-    return ok(await analytics.dashboard(ctx.pool, days, ctx.timezone, health))
+    return ok(dashboard_to_api(await analytics.dashboard(ctx.pool, days, ctx.timezone, health)))
 
 
 async def user_analytics(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     user_id = path_id(request)
     days = _days(request, ctx)
     try:
-        return ok(await analytics.user_analytics(ctx.pool, user_id, days))
+        return ok(user_analytics_to_api(await analytics.user_analytics(ctx.pool, user_id, days)))
     except analytics.UnknownUser:
         raise not_found("user") from None
 

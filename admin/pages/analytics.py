@@ -10,6 +10,7 @@ from aiohttp import web
 from admin.api.analytics import usage_filter
 from admin.http import ApiError, Ctx, Query
 from admin.pages.common import render
+from admin.wire.analytics import dashboard_to_api
 from admin.wire.records import usage_to_api
 from metering import analytics
 from metering import usage_history as history
@@ -34,7 +35,9 @@ async def analytics_page(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     assert principal is not None
     if principal.can("analytics:read"):
         days = analytics.parse_period(period, dt.datetime.now(ctx.timezone))
-        metrics = await analytics.dashboard(ctx.pool, days, ctx.timezone, await system_health(ctx.root))
+        metrics = dashboard_to_api(
+            await analytics.dashboard(ctx.pool, days, ctx.timezone, await system_health(ctx.root))
+        )
     filters = {name: request.query.get(name, "") for name in ("userId", "model", "startDate", "endDate")}
     return render(
         request,

@@ -16,6 +16,7 @@ from admin.api import keys as keys_api
 from admin.errors import conflict_field
 from admin.http import Ctx
 from admin.pages.common import error_text, form_data, formatter, parse_int, parse_number, redirect, render
+from admin.wire.analytics import user_analytics_to_api
 from admin.wire.common import InputError
 from admin.wire.records import key_to_api, usage_to_api
 from admin.wire.users import api_field_errors, user_changes, user_to_api
@@ -200,7 +201,7 @@ async def _user_page(
     usage = None
     if principal.can("analytics:read"):
         days = analytics.parse_period("30d", dt.datetime.now(ctx.timezone))
-        usage = await analytics.user_analytics(ctx.pool, user_id, days)
+        usage = user_analytics_to_api(await analytics.user_analytics(ctx.pool, user_id, days))
     recent: list[dict[str, Any]] = []
     if principal.can("usage:read"):
         records, _ = await history.usage_page(ctx.pool, history.UsageFilter(user_id=user_id), page=1, limit=10)
