@@ -45,17 +45,17 @@ WHERE id = $1 AND email LIKE '%@librechat.invalid'
 
 
 class Identities:
-    """Resolves identities to user ids; `default_limit` gives a provisioned user's monthly limit and
+    """Resolves identities to user ids; `default_monthly_limit` gives a provisioned user's monthly limit and
     `announce` hears of each user it creates."""
 
     def __init__(
         self,
         pool: asyncpg.Pool,
-        default_limit: Callable[[], int],
+        default_monthly_limit: Callable[[], int],
         announce: Callable[[UserChange], Awaitable[None]],
     ) -> None:
         self._pool = pool
-        self._default_limit = default_limit
+        self._default_limit = default_monthly_limit
         self._announce = announce
         self._cache: dict[str, tuple[float, int]] = {}
 

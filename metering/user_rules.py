@@ -85,13 +85,13 @@ def _percent(value: Any) -> float | None:
     return float(value)
 
 
-def _rules(min_limit: int, max_limit: int) -> dict[str, Callable[[Any], Any]]:
+def _rules(min_monthly_limit: int, max_monthly_limit: int) -> dict[str, Callable[[Any], Any]]:
     return {
         "email": _email,
         "name": _text(200),
         "phone": _text(40),
         "plan": _choice(PLANS),
-        "monthly_limit": _whole(min_limit, max_limit),
+        "monthly_limit": _whole(min_monthly_limit, max_monthly_limit),
         "email_notifications_enabled": _bool,
         "status": _choice(STATUSES),
         "notes": _text(5000),
@@ -128,9 +128,9 @@ def _check_thresholds(t80: float | None, t95: float | None) -> None:
         raise UserValidationError({"custom_alert_threshold95": "must be greater than custom_alert_threshold80"})
 
 
-def validate_create(changes: UserChanges, *, min_limit: int, max_limit: int) -> dict[str, Any]:
+def validate_create(changes: UserChanges, *, min_monthly_limit: int, max_monthly_limit: int) -> dict[str, Any]:
     """The clean values of a new user's fields, by column; every wrong field in one error."""
-    clean = _clean(changes, CREATE_FIELDS, _rules(min_limit, max_limit))
+    clean = _clean(changes, CREATE_FIELDS, _rules(min_monthly_limit, max_monthly_limit))
     if "email" not in clean:
         raise UserValidationError({"email": "is required"})
     _check_thresholds(clean.get("custom_alert_threshold80"), clean.get("custom_alert_threshold95"))
@@ -138,11 +138,11 @@ def validate_create(changes: UserChanges, *, min_limit: int, max_limit: int) -> 
 
 
 def validate_update(
-    changes: UserChanges, current: Mapping[str, Any], *, min_limit: int, max_limit: int
+    changes: UserChanges, current: Mapping[str, Any], *, min_monthly_limit: int, max_monthly_limit: int
 ) -> dict[str, Any]:
     """The clean values of the fields an update sets, by column (and `extra_tokens`), checked
     together with the `current` row's thresholds."""
-    clean = _clean(changes, FIELD_NAMES, _rules(min_limit, max_limit))
+    clean = _clean(changes, FIELD_NAMES, _rules(min_monthly_limit, max_monthly_limit))
     if clean.get("email", "x") is None:
         raise UserValidationError({"email": "must not be empty"})
     t80 = clean.get("custom_alert_threshold80", current["custom_alert_threshold80"])

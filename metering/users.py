@@ -84,7 +84,7 @@ class UserService:
         self._clock = clock
         self._policy = policy
         self._announce = announce or _announce_nothing
-        self._identities = Identities(pool, lambda: policy().default_limit, self._announce)
+        self._identities = Identities(pool, lambda: policy().default_monthly_limit, self._announce)
 
     # -- identity (the proxy's hot path) ---------------------------------------------------
 
@@ -103,6 +103,10 @@ class UserService:
         if row is None:
             raise UserNotFound(user_id)
         return row
+
+    async def require(self, user_id: int) -> None:
+        """Raises UserNotFound unless the user exists (and is not deleted)."""
+        await self.row(user_id)
 
     async def get(self, user_id: int) -> User:
         row = await self.row(user_id)
@@ -158,7 +162,9 @@ class UserService:
 
     async def create(self, changes: UserChanges, actor: Actor) -> User:
         policy = self._policy()
-        clean = validate_create(changes, min_limit=policy.min_limit, max_limit=policy.max_limit)
+        clean = validate_create(
+            changes, min_monthly_limit=policy.min_monthly_limit, max_monthly_limit=policy.max_monthly_limit
+        )
         async with self._pool.acquire() as conn, conn.transaction():
             try:
                 row = await conn.fetchrow(
@@ -167,7 +173,7 @@ class UserService:
                     clean.get("name", ""),
                     clean.get("phone"),
                     clean.get("plan", "basic"),
-                    clean.get("monthly_limit", policy.default_limit),
+                    clean.get("monthly_limit", policy.default_monthly_limit),
                     clean.get("email_notifications_enabled", True),
                     clean.get("status", "active"),
                     clean.get("notes"),
@@ -191,7 +197,9 @@ class UserService:
             before = await conn.fetchrow(SELECT_USER + " FOR UPDATE", user_id)
             if before is None:
                 raise UserNotFound(user_id)
-            clean = validate_update(changes, before, min_limit=policy.min_limit, max_limit=policy.max_limit)
+            clean = validate_update(
+                changes, before, min_monthly_limit=policy.min_monthly_limit, max_monthly_limit=policy.max_monthly_limit
+            )
             extra_target = clean.pop("extra_tokens", None)
             row = before
             if clean:  # each field's name is its column's

@@ -179,7 +179,7 @@ async def test_every_answer_carries_the_token_ratelimit_headers(gateway: Gateway
     response = await gateway.post("/v1/chat/completions", CHAT)
     limit = int(response.headers["x-ratelimit-limit-tokens"])
     remaining = int(response.headers["x-ratelimit-remaining-tokens"])
-    assert limit == gateway.policy().default_limit
+    assert limit == gateway.policy().default_monthly_limit
     assert remaining == limit - (PROMPT_TOKENS + 15)
     assert response.headers["x-ratelimit-reset-tokens"].endswith("s")
 

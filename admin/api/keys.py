@@ -77,7 +77,7 @@ async def revoke(ctx: Ctx, key_id: int) -> dict[str, Any]:
 
 async def list_user_keys(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     user_id = path_id(request)
-    await ctx.users.row(user_id)
+    await ctx.users.require(user_id)
     return ok([key_to_api(k) for k in await ctx.keys.list(user_id)])
 
 
@@ -85,7 +85,7 @@ async def issue_user_key(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     user_id = path_id(request)
     body = await json_body(request, required=False)
     name = _name(body)
-    await ctx.users.row(user_id)
+    await ctx.users.require(user_id)
     return await _issue(ctx, "personal", user_id, name)
 
 

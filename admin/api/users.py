@@ -59,7 +59,7 @@ async def delete_user(request: web.Request, ctx: Ctx) -> web.StreamResponse:
 async def add_tokens(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     user_id = path_id(request)
     body = await json_body(request)
-    await ctx.users.row(user_id)  # an unknown user is 404 whatever the body says
+    await ctx.users.require(user_id)  # an unknown user is 404 whatever the body says
     user = await ctx.users.add_tokens(user_id, body.get("amount"), body.get("reason"), ctx.actor)
     return ok(user_to_api(user), "Tokens added")
 

@@ -232,7 +232,7 @@ async def show_user(request: web.Request, ctx: Ctx) -> web.StreamResponse:
 
 async def add_tokens(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     user_id = _user_id(request)
-    await ctx.users.row(user_id)
+    await ctx.users.require(user_id)
     form = await form_data(request)
     fmt = formatter(request)
     errors: dict[str, str] = {}
@@ -281,7 +281,7 @@ async def delete_user(request: web.Request, ctx: Ctx) -> web.StreamResponse:
 
 async def issue_key(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     user_id = _user_id(request)
-    await ctx.users.row(user_id)
+    await ctx.users.require(user_id)
     form = await form_data(request)
     name = form.get("name", "").strip()[:200]
     issued = await keys_api.issue_key(ctx, "personal", user_id, name)
