@@ -205,7 +205,7 @@ async def _notice(ex: Exchange, settlement: Settlement | None) -> str | None:
         return None
     assert ex.period is not None
     lang = await user_language(ex)  # Postgres is asked only on this rare path
-    return messages.threshold_notice(lang, percent, settlement.used, settlement.limit, ex.period.end)
+    return messages.threshold_notice(lang, percent, settlement.used, settlement.total_limit, ex.period.end)
 
 
 def _cache_hit(response: upstream.Response) -> bool:

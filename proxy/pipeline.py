@@ -216,7 +216,7 @@ async def refusal(ex: Exchange, admission: Admission) -> ProxyError:
     lang = await user_language(ex)
     headers = {**ex.ratelimit_headers(), "x-should-retry": "false"}
     if admission.decision == "quota":
-        message = messages.quota_exceeded(lang, admission.used, admission.limit, ex.period.end)
+        message = messages.quota_exceeded(lang, admission.used, admission.total_limit, ex.period.end)
         # OpenAI's own code for it: LangChain (LibreChat's agents) retries any other 429 six times.
         return ProxyError(429, message, type="insufficient_quota", code="insufficient_quota", headers=headers)
     if admission.decision == "rate":

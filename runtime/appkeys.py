@@ -14,6 +14,7 @@ import asyncpg
 import redis.asyncio as aioredis
 from aiohttp import web
 
+from runtime.feed import FeedShapes
 from runtime.metrics import METRICS as METRICS  # kept beside its class, listed here with the rest
 from runtime.settings import Settings
 
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
     from metering.failures import FailureWatch
     from metering.invalidation import Invalidator
     from metering.keys import ApiKeyService
-    from metering.ledger import LedgerWriter
+    from metering.ledger_writer import LedgerWriter
     from metering.mailer import Mailer
     from metering.outage import OutageReconciler
     from metering.period import PeriodClock
@@ -32,13 +33,14 @@ if TYPE_CHECKING:
     from metering.prices import PriceBook
     from metering.quota import QuotaEngine
     from metering.recorder import Recorder
+    from metering.settings_store import SettingsStore
     from metering.sweeper import Sweeper
-    from metering.system_settings import SettingsStore
     from metering.users import UserService
     from runtime.traffic import Traffic
 
 SETTINGS = web.AppKey("settings", Settings)
 PROCESS_ID = web.AppKey("process_id", str)  # this process, in heartbeats and in-flight records
+FEED = web.AppKey("feed_shapes", FeedShapes)  # the live feed's event data, given by the admin
 PG = web.AppKey("pg", asyncpg.Pool)
 REDIS = web.AppKey("redis", aioredis.Redis)
 # The admin's and the price refresh's calls to LiteLLM (health, model list, prices); proxied

@@ -31,7 +31,8 @@ from metering.calibration import Calibration
 from metering.failures import FailureWatch
 from metering.invalidation import Invalidator
 from metering.keys import ApiKeyService
-from metering.ledger import LedgerWriter, UsageEvent
+from metering.ledger import UsageEvent
+from metering.ledger_writer import LedgerWriter
 from metering.mailer import Mailer
 from metering.outage import OutageReconciler
 from metering.period import PeriodClock
@@ -40,8 +41,9 @@ from metering.prices import PriceBook, load_overrides
 from metering.quota import QuotaEngine, Settlement
 from metering.recorder import Metered, Recorder
 from metering.redis_mux import RedisMux
+from metering.settings_store import SettingsStore
 from metering.sweeper import Sweeper
-from metering.system_settings import SettingsStore, default_system_settings
+from metering.system_settings import default_system_settings
 from metering.users import UserService
 from runtime import memory
 from runtime.appkeys import (
@@ -50,6 +52,7 @@ from runtime.appkeys import (
     CALIBRATION,
     CLOCK,
     FAILURES,
+    FEED,
     INVALIDATOR,
     LITELLM_HTTP,
     MAILER,
@@ -70,6 +73,7 @@ from runtime.appkeys import (
     USERS,
     WRITER,
 )
+from runtime.feed import FeedShapes
 from runtime.health import probe_dependencies
 from runtime.metrics import Metrics
 from runtime.traffic import Traffic
@@ -167,7 +171,8 @@ async def directory_ctx(app: web.Application) -> AsyncIterator[None]:
     """API keys and end users, and the invalidation of their caches across processes."""
     settings, redis = app[SETTINGS], app[REDIS]
     keys = app[API_KEYS] = ApiKeyService(app[PG], settings.service_key)
-    users = app[USERS] = UserService(app[PG], app[QUOTA], app[CLOCK], app[POLICY], on_change=events.publisher(redis))
+    announce = events.publisher(redis, "user_update", app[FEED].user_update)
+    users = app[USERS] = UserService(app[PG], app[QUOTA], app[CLOCK], app[POLICY], announce=announce)
     invalidator = app[INVALIDATOR] = Invalidator(redis, keys, users)
     async with running(app, invalidation_listener=invalidator.run_listener):
         yield
@@ -177,7 +182,8 @@ async def alerts_ctx(app: web.Application) -> AsyncIterator[None]:
     """Alerts (records, e-mail delivery, recovery of missed ones) and the upstream failure watch."""
     settings, metrics = app[SETTINGS], app[METRICS]
     mailer = app[MAILER] = Mailer()
-    alerts = app[ALERTS] = AlertService(app[PG], app[REDIS], app[SYSTEM], mailer, settings.language)
+    announce = events.publisher(app[REDIS], "alert", app[FEED].alert)
+    alerts = app[ALERTS] = AlertService(app[PG], app[SYSTEM], mailer, settings.language, announce=announce)
     recovery = AlertRecovery(app[REDIS], alerts, app[QUOTA], app[CLOCK], owner=app[PROCESS_ID])
     raised = TaskSet()
 
@@ -208,13 +214,16 @@ async def ledger_ctx(app: web.Application) -> AsyncIterator[None]:
     writer = app[WRITER] = LedgerWriter(
         redis, pool, consumer=process_id, timezone=settings.timezone,
         on_written=lambda written, _events: metrics.ledger_written.inc(written),
+        feed_data=app[FEED].usage_update,
     )  # fmt: skip
     reconciler = app[RECONCILER] = OutageReconciler(redis, writer, app[USERS])
 
     def on_settled(event: UsageEvent, metered: Metered, settlement: Settlement) -> None:
         for crossed in settlement.crossed:
             metrics.alerts.labels(crossed).inc()
-            alerts.raise_threshold_later(metered.user_id, crossed, metered.period, settlement.used, settlement.limit)
+            alerts.raise_threshold_later(
+                metered.user_id, crossed, metered.period, settlement.used, settlement.total_limit
+            )
 
     recorder = app[RECORDER] = Recorder(
         redis, pool, quota, timezone=settings.timezone,
@@ -275,11 +284,12 @@ async def traffic_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
-def add_lifetimes(app: web.Application, metrics_dir: Path | None = None) -> None:
-    """Give `app` its process id and metrics, and the contexts above, after Postgres and Redis.
-
-    `metrics_dir`: the folder worker processes share their metrics in (see `runtime.metrics`)."""
+def add_lifetimes(app: web.Application, feed: FeedShapes, metrics_dir: Path | None = None) -> None:
+    """Give `app` its process id and metrics, and the contexts above, after Postgres and Redis;
+    the services announce to the live feed in the shapes `feed` gives. `metrics_dir`: the folder
+    worker processes share their metrics in (see `runtime.metrics`)."""
     app[PROCESS_ID] = uuid.uuid4().hex[:12]
+    app[FEED] = feed
     app[METRICS] = Metrics(metrics_dir)
     app.cleanup_ctx.extend(
         [

@@ -17,6 +17,7 @@ import redis.asyncio as aioredis
 from aiohttp import web
 
 from admin import routes as admin_routes
+from admin.wire.feed import FEED_SHAPES
 from proxy import routes as proxy_routes
 from runtime.appkeys import PG, REDIS, SETTINGS
 from runtime.health import health_view, live_view, ready_view
@@ -66,7 +67,7 @@ def create_app(settings: Settings, *, metrics_dir: Path | None = None) -> web.Ap
     app = web.Application(client_max_size=settings.max_body_bytes, handler_args={"max_field_size": 16384})
     app[SETTINGS] = settings
     app.cleanup_ctx.extend([postgres_ctx, redis_ctx])
-    add_lifetimes(app, metrics_dir)
+    add_lifetimes(app, FEED_SHAPES, metrics_dir)
     app.router.add_get("/health", health_view)
     app.router.add_get("/health/live", live_view)
     app.router.add_get("/health/ready", ready_view)

@@ -16,7 +16,7 @@ import asyncpg
 import pytest
 
 from metering.background import Supervisor
-from metering.ledger import LedgerWriter
+from metering.ledger_writer import LedgerWriter
 from tests.conftest import Gateway
 from tests.test_resilience import CHAT, wait_for
 
