@@ -1,4 +1,10 @@
-"""After a Redis outage served fail-open, rebuild the counters of the users served meanwhile."""
+"""After a Redis outage, put the counters of the users served meanwhile right again.
+
+While Redis was away, requests were served (fail-open) or settled without it: their usage went
+to Postgres directly, and the reservations they made before the outage stayed in Redis. Once
+Redis answers and the ledger has caught up, those reservations are released (each request is in
+the ledger already, so nothing is charged twice) and the users' counters are rebuilt from it.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,10 @@ import logging
 
 import redis.asyncio as aioredis
 
+from metering.ledger import UsageEvent
 from metering.ledger_writer import LedgerWriter
+from metering.quota import QuotaEngine
+from metering.recorder import Metered
 from metering.users import UserService
 
 log = logging.getLogger(__name__)
@@ -17,11 +26,13 @@ class OutageReconciler:
     """Remembers who was served unmetered; once Redis answers and the ledger has caught up, their
     counters are rebuilt from Postgres."""
 
-    def __init__(self, redis: aioredis.Redis, writer: LedgerWriter, users: UserService) -> None:
+    def __init__(self, redis: aioredis.Redis, writer: LedgerWriter, users: UserService, quota: QuotaEngine) -> None:
         self._redis = redis
         self._writer = writer
         self._users = users
+        self._quota = quota
         self._unmetered: set[int] = set()
+        self._unreleased: list[tuple[int, str, str]] = []  # (user, period, request id)
 
     @property
     def pending(self) -> frozenset[int]:
@@ -31,10 +42,16 @@ class OutageReconciler:
         if user_id is not None:
             self._unmetered.add(user_id)
 
+    def note_fallback(self, event: UsageEvent, unsettled: Metered | None) -> None:
+        """The recorder wrote `event` past Redis; `unsettled`: its reservation is still in Redis."""
+        self.note_unmetered(event.user_id)
+        if unsettled is not None:
+            self._unreleased.append((unsettled.user_id, unsettled.period, event.request_id))
+
     async def run(self, interval: float = 2.0) -> None:
         while True:
             await asyncio.sleep(interval)
-            if self._unmetered:
+            if self._unmetered or self._unreleased:
                 await self.reconcile_once()
 
     async def reconcile_once(self) -> None:
@@ -43,6 +60,13 @@ class OutageReconciler:
             await self._writer.flush(timeout=60)
         except (aioredis.RedisError, OSError, TimeoutError):
             return
+        unreleased, self._unreleased = self._unreleased, []
+        for index, (user_id, period, request_id) in enumerate(unreleased):
+            try:
+                await self._quota.release(user_id, period, request_id)
+            except (aioredis.RedisError, OSError):
+                self._unreleased.extend(unreleased[index:])  # Redis went away again: later
+                return
         users, self._unmetered = self._unmetered, set()
         for user_id in users:
             try:

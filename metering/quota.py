@@ -340,12 +340,13 @@ class QuotaEngine:
     async def rebuild(
         self, user_id: int, period: str, *, used: int, extra_tokens: int, thresholds: Thresholds
     ) -> UserQuota:
-        """Set the counters from the ledger; thresholds already passed are marked, not fired."""
+        """Set the counters from the ledger, and `reserved` from the requests in flight; thresholds
+        already passed are marked, not fired."""
         _check_period(period)
-        keys = [cfg_key(user_id), use_key(user_id, period)]
+        keys = [cfg_key(user_id), use_key(user_id, period), inflight_key(user_id)]
         args: list[str | int] = [
             used, extra_tokens, _pct(thresholds.alert80), _pct(thresholds.alert95), _pct(thresholds.block),
-            USE_TTL_SECONDS,
+            USE_TTL_SECONDS, period,
         ]  # fmt: skip
         await self._rebuild(keys=keys, args=args)
         return await self.snapshot(user_id, period)

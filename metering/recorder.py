@@ -20,6 +20,7 @@ from metering.quota import QuotaEngine, Settlement, Thresholds
 log = logging.getLogger(__name__)
 
 MAX_BUFFERED = 200_000
+IS_RECORDED = "SELECT EXISTS (SELECT 1 FROM usage_request_ids WHERE request_id = $1)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +39,7 @@ class Recorder:
         quota: QuotaEngine,
         *,
         timezone: str,
-        on_redis_failure: Callable[[int | None], None] | None = None,
+        on_redis_failure: Callable[[UsageEvent, Metered | None], None] | None = None,
         on_settled: Callable[[UsageEvent, Metered, Settlement], None] | None = None,
     ) -> None:
         self._redis = redis
@@ -64,11 +65,13 @@ class Recorder:
         try:
             replies = await self._quota.mux.execute(*commands)
         except (aioredis.RedisError, OSError) as exc:
+            # Neither the settlement nor the event reached Redis: the reservation stays there until
+            # Redis is back and the outage reconcile releases it (`on_redis_failure`).
             log.warning("redis unreachable while settling %s: %s", event.request_id, exc)
-            await self._fallback(event)
+            await self._fallback(event, metered)
             return None
         if isinstance(replies[-1], BaseException):  # the XADD failed: keep the event elsewhere
-            await self._fallback(event)
+            await self._fallback(event, None)
         if queued is None or metered is None:
             return None
         settlement = await queued.result(replies[0])
@@ -76,9 +79,11 @@ class Recorder:
             self._on_settled(event, metered, settlement)
         return settlement
 
-    async def _fallback(self, event: UsageEvent) -> None:
+    async def _fallback(self, event: UsageEvent, unsettled: Metered | None) -> None:
+        """Write the event to Postgres (or keep it in memory); `unsettled`: its reservation is
+        still held in Redis."""
         if self._on_redis_failure is not None:
-            self._on_redis_failure(event.user_id)
+            self._on_redis_failure(event, unsettled)
         try:
             async with self._pool.acquire() as conn:
                 await write_events(conn, [event], self._timezone)
@@ -86,6 +91,12 @@ class Recorder:
             log.error("postgres unreachable too; usage event %s kept in memory: %s", event.request_id, exc)
             self._buffer.append(event)
             self._buffer_wakeup.set()
+
+    async def is_recorded(self, request_id: str) -> bool:
+        """Whether the request's usage is already in the ledger (or waiting in memory to be)."""
+        if any(event.request_id == request_id for event in self._buffer):
+            return True
+        return bool(await self._pool.fetchval(IS_RECORDED, request_id))
 
     @property
     def buffered(self) -> int:

@@ -5,15 +5,26 @@ no heartbeat any more will never be settled by it, so the sweeper settles it as 
 request: the prompt estimate is charged (the upstream most likely processed it), and a usage
 record marked incomplete is written, with the request id of the original request so that a late
 settlement from a process that was only slow cannot record it twice.
+
+A missing heartbeat alone does not make a process dead: after Redis restarted without its data
+(or came back from an outage), every heartbeat is gone until each process writes its own again.
+Sweeping then settled living processes' requests as incomplete, the sweeping one's own included
+(issue 13). So a process never sweeps its own requests, writes its own heartbeat before each
+sweep, and sweeps another's only once it has seen that heartbeat missing for a whole heartbeat
+lifetime (a living process writes it twice as often). A process killed with SIGKILL is thereby
+swept within about 2 x `heartbeat_ttl` + 2 x `interval`. A request found in the ledger already
+(its usage was written past Redis during an outage) is released, never charged again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import asyncpg
 import orjson
 import redis.asyncio as aioredis
 
@@ -62,6 +73,8 @@ class Sweeper:
         self.process_id = process_id
         self.interval = interval
         self._thresholds = thresholds
+        self._missing_since: dict[str, float] = {}  # process -> when its heartbeat was first missed
+        self._missed: set[str] = set()  # processes without a heartbeat at their last look
 
     @property
     def heartbeat_ttl(self) -> int:
@@ -84,6 +97,7 @@ class Sweeper:
 
     async def sweep_once(self) -> int:
         """Settle every reservation of a dead process; returns how many were settled."""
+        await self.beat()  # first of all: this process is alive, whatever Redis went through
         if not await self._redis.set(SWEEP_LOCK, self.process_id.encode(), nx=True, ex=max(5, int(self.interval))):
             return 0  # another process is sweeping right now
         settled = 0
@@ -94,7 +108,21 @@ class Sweeper:
                     settled += 1
         finally:
             await self._redis.delete(SWEEP_LOCK)
+        # Keep watching only the processes seen without a heartbeat in this sweep.
+        self._missed &= set(alive)
+        self._missing_since = {p: t for p, t in self._missing_since.items() if p in self._missed}
         return settled
+
+    async def _dead(self, process: str) -> bool:
+        """Missing its heartbeat for longer than a heartbeat lives, as this sweeper has watched."""
+        if process == self.process_id:
+            return False
+        if await self._redis.exists(HEARTBEAT_PREFIX + process):
+            self._missed.discard(process)
+            return False
+        self._missed.add(process)
+        first_missed = self._missing_since.setdefault(process, time.monotonic())
+        return time.monotonic() - first_missed >= self.heartbeat_ttl
 
     async def _settle_if_orphaned(self, entry: InflightEntry, alive: dict[str, bool], thresholds: Thresholds) -> bool:
         try:
@@ -104,9 +132,15 @@ class Sweeper:
             await self._quota.release(entry.user_id, entry.period, entry.request_id)
             return True
         if info.process not in alive:
-            alive[info.process] = bool(await self._redis.exists(HEARTBEAT_PREFIX + info.process))
+            alive[info.process] = not await self._dead(info.process)
         if alive[info.process]:
             return False
+        if await self._recorder.is_recorded(entry.request_id):
+            await self._quota.release(entry.user_id, entry.period, entry.request_id)
+            log.warning(
+                "released request %s of dead process %s: it is in the ledger already", entry.request_id, info.process
+            )
+            return True
         event = info.event
         event.is_complete = False
         event.error_type = event.error_type or "incomplete"
@@ -124,5 +158,7 @@ class Sweeper:
             await asyncio.sleep(self.interval)
             try:
                 await self.sweep_once()
-            except (aioredis.RedisError, OSError) as exc:
+            except (aioredis.RedisError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                # What was watched before the failure says nothing about who is alive after it.
+                self._missing_since.clear()
                 log.warning("sweep failed: %s", exc)

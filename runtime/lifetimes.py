@@ -216,7 +216,7 @@ async def ledger_ctx(app: web.Application) -> AsyncIterator[None]:
         on_written=lambda written, _events: metrics.ledger_written.inc(written),
         feed_data=app[FEED].usage_update,
     )  # fmt: skip
-    reconciler = app[RECONCILER] = OutageReconciler(redis, writer, app[USERS])
+    reconciler = app[RECONCILER] = OutageReconciler(redis, writer, app[USERS], quota)
 
     def on_settled(event: UsageEvent, metered: Metered, settlement: Settlement) -> None:
         for crossed in settlement.crossed:
@@ -227,7 +227,7 @@ async def ledger_ctx(app: web.Application) -> AsyncIterator[None]:
 
     recorder = app[RECORDER] = Recorder(
         redis, pool, quota, timezone=settings.timezone,
-        on_redis_failure=reconciler.note_unmetered, on_settled=on_settled,
+        on_redis_failure=reconciler.note_fallback, on_settled=on_settled,
     )  # fmt: skip
     sweeper = app[SWEEPER] = Sweeper(
         redis, quota, recorder, process_id=process_id, interval=settings.sweep_interval,

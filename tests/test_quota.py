@@ -304,6 +304,17 @@ async def test_rebuild_keeps_in_flight_reservations(engine: QuotaEngine) -> None
     assert (snap.used, snap.extra_tokens, snap.reserved) == (100, 50, 20)
 
 
+async def test_rebuild_recomputes_reserved_from_the_requests_really_in_flight(
+    engine: QuotaEngine, redis_client: aioredis.Redis
+) -> None:
+    """A reservation left counted with no request holding it (issue 13) is dropped by a rebuild."""
+    await make_user(engine, 1000)
+    await admit(engine, "r1", prompt=10, allowance=10)
+    await redis_client.hincrby(use_key(USER, PERIOD), "reserved", 1040)  # held by nobody
+    snap = await engine.rebuild(USER, PERIOD, used=100, extra_tokens=0, thresholds=DEFAULTS)
+    assert snap.reserved == 20
+
+
 async def test_settle_of_a_settled_request_is_a_no_op(engine: QuotaEngine) -> None:
     await make_user(engine)
     await admit(engine, "r1")

@@ -155,3 +155,34 @@ async def test_gateway_killed_mid_stream_leaves_a_record_settled_by_the_sweeper(
     user_id = row["user_id"]
     snapshot = await gateway.quota.snapshot(user_id, gateway.clock.current().name)  # type: ignore[arg-type]
     assert snapshot.reserved == 0 and snapshot.used == row["total_tokens"]
+
+
+async def test_a_reservation_held_when_redis_drops_is_released_when_it_returns(
+    gateway_with, engines: Engines, upstream: FakeUpstream
+) -> None:  # type: ignore[no-untyped-def]
+    """Issue 13: the reservations of requests in flight when Redis dropped stayed forever (4 x
+    1,040 tokens a run): their settlement went to Postgres and nothing released them."""
+    gateway = await gateway_with(redis_failure="open")
+    client = gateway.client()
+    await client.chat.completions.create(**CHAT)  # type: ignore[call-overload]  # the user is known
+    upstream.behaviour.chunk_delay, upstream.behaviour.chunks = 0.3, 10
+    stream = await client.chat.completions.create(**CHAT, stream=True)  # type: ignore[call-overload]
+    chunks = [await anext(aiter(stream))]
+    user_id = await gateway.pool.fetchval("SELECT id FROM end_users")
+    period = gateway.clock.current().name
+    assert (await gateway.quota.snapshot(user_id, period)).reserved > 0
+    await asyncio.sleep(1.2)  # Redis writes its append-only file every second
+    assert engines.redis is not None
+    engines.redis.kill()
+    try:
+        chunks += [chunk async for chunk in stream]  # settled while Redis is away: past it, to Postgres
+    finally:
+        engines.redis.start()
+    assert len(chunks) >= 10
+
+    async def reconciled() -> bool:
+        ledger = await gateway.pool.fetchval("SELECT sum(total_tokens) FROM token_usage WHERE user_id = $1", user_id)
+        quota = await gateway.quota.snapshot(user_id, period)
+        return bool(quota.reserved == 0 and quota.used == ledger and ledger > 0)
+
+    await wait_for(reconciled, timeout=30)

@@ -1,13 +1,22 @@
 -- Rebuild a period's counters from the ledger (Postgres is the truth). A threshold the user is
 -- already past is marked fired, so rebuilding never sends an alert again; the block flag follows
--- the counters both ways. In-flight reservations are kept: those requests still settle.
--- KEYS: cfg, use
--- ARGV: used, extra_tokens, alert80_pct, alert95_pct, block_pct, use_ttl_seconds
+-- the counters both ways. `reserved` is recomputed from the requests really in flight in this
+-- period (their entries in `inflight`), which still settle; a reservation nobody holds is gone.
+-- KEYS: cfg, use, inflight
+-- ARGV: used, extra_tokens, alert80_pct, alert95_pct, block_pct, use_ttl_seconds, period
 -- `limit`: the monthly limit of a config cached before the field was renamed `monthly_limit`.
 local cfg = redis.call('HMGET', KEYS[1], 'monthly_limit', 't80', 't95', 'limit')
 local used = tonumber(ARGV[1])
 local total_limit = (tonumber(cfg[1]) or tonumber(cfg[4]) or 0) + tonumber(ARGV[2])
-redis.call('HSET', KEYS[2], 'used', ARGV[1], 'extra', ARGV[2])
+local reserved = 0
+local entries = redis.call('HGETALL', KEYS[3])
+for i = 2, #entries, 2 do
+  local reservation, period = string.match(entries[i], '^(%d+)|([^|]*)|')
+  if period == ARGV[7] then
+    reserved = reserved + tonumber(reservation)
+  end
+end
+redis.call('HSET', KEYS[2], 'used', ARGV[1], 'extra', ARGV[2], 'reserved', reserved)
 if used > 0 then
   if used * 100 >= (tonumber(cfg[2]) or tonumber(ARGV[3])) * total_limit then
     redis.call('HSET', KEYS[2], 'a80', 1)
