@@ -109,6 +109,15 @@ def _mapping(raw: str) -> tuple[tuple[str, str], ...]:
     return tuple(result.items())
 
 
+def _paths(raw: str) -> tuple[str, ...]:
+    """`/v1/files*,/v1/batches`: request paths, a trailing * matching any path that starts so."""
+    paths = tuple(filter(None, (part.strip() for part in raw.split(","))))
+    for path in paths:
+        if not path.startswith("/"):
+            raise ValueError(f"{path!r} is not a path (it must start with /)")
+    return paths
+
+
 LANGUAGES = ("pt-BR", "en")
 
 
@@ -176,6 +185,13 @@ class Settings:
     )
     inchat_notices: bool = _setting(
         "SOLARIS_INCHAT_NOTICES", True, "Append a short notice to the answer when a request crosses 80% or 95%.", _bool
+    )
+    unmetered_paths: tuple[str, ...] = _setting(
+        "SOLARIS_UNMETERED_PATHS",
+        (),
+        "Extra /v1 paths passed through with no user and no charge (comma-separated; a trailing * "
+        "matches a prefix); /v1/models always is.",
+        _paths,
     )
     default_completion_tokens: int = _setting(
         "SOLARIS_DEFAULT_COMPLETION_TOKENS",
