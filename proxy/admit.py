@@ -1,4 +1,10 @@
-"""Step 3, admit: reserve the estimate atomically, or refuse before anything is forwarded."""
+"""Step 3, admit: reserve the estimate atomically, or refuse before anything is forwarded.
+
+A quota refusal keeps OpenAI's code `insufficient_quota` but answers `SOLARIS_QUOTA_REFUSAL_STATUS`
+(402 by default): LangChain tags every 429 `MODEL_RATE_LIMIT` and LibreChat replaces such an error
+with its own "rate limited" text, while a 402 is asked once and its message shown in the chat.
+Rate limiting stays a 429 with `Retry-After`.
+"""
 
 from __future__ import annotations
 
@@ -63,8 +69,8 @@ async def refusal(ex: Exchange, admission: Admission) -> ProxyError:
     headers = {**ex.ratelimit_headers(), "x-should-retry": "false"}
     if admission.decision == "quota":
         message = wording.quota_exceeded(lang, admission.used, admission.limit, ex.period.end)
-        # OpenAI's own code for it: LangChain (LibreChat's agents) retries any other 429 six times.
-        return ProxyError(429, message, type="insufficient_quota", code="insufficient_quota", headers=headers)
+        status = app[SETTINGS].quota_refusal_status
+        return ProxyError(status, message, type="insufficient_quota", code="insufficient_quota", headers=headers)
     if admission.decision == "rate":
         seconds = max(1, math.ceil(admission.retry_after))
         return ProxyError(

@@ -10,9 +10,11 @@ from __future__ import annotations
 from typing import Any
 
 import aiohttp
+import openai
 import orjson
 import pytest
 
+from metering.audit import Actor
 from metering.estimate import count_text
 from metering.tokenizer import get_encoding
 from tests.conftest import SERVICE_KEY, Gateway
@@ -146,3 +148,35 @@ async def test_a_bad_messages_body_gets_anthropics_error_shape(gateway: Gateway,
         "error": {"type": "invalid_request_error", "message": orjson.loads(raw)["error"]["message"]},
     }
     assert upstream.requests == []
+
+
+async def test_a_user_over_the_limit_is_refused_on_messages_in_anthropics_shape(
+    gateway: Gateway, upstream: FakeUpstream
+) -> None:
+    await gateway.users.create({"email": "ana@example.com", "monthlyLimit": 5}, Actor(admin_id=None, label="test"))
+    status, raw, headers = await post(gateway, "/v1/messages", MESSAGES)
+    body = orjson.loads(raw)
+    assert status == 402 and headers["x-should-retry"] == "false"
+    assert body["type"] == "error" and body["error"]["type"] == "billing_error"
+    assert "limite mensal" in body["error"]["message"]
+    assert upstream.requests == []
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+async def test_the_openai_sdk_is_served_metered_and_refused_on_responses(
+    gateway: Gateway, upstream: FakeUpstream, stream: bool
+) -> None:
+    await gateway.users.create({"email": "ana@example.com", "monthlyLimit": 30}, Actor(admin_id=None, label="test"))
+    client = gateway.client(user=None, max_retries=2)  # the user named only by the body, as LibreChat does
+    if stream:
+        events = [e async for e in await client.responses.create(**RESPONSES, user="ana@example.com", stream=True)]
+        answer = events[-1].response  # type: ignore[union-attr]
+    else:
+        answer = await client.responses.create(**RESPONSES, user="ana@example.com")
+    assert answer.output_text == ANSWER and answer.usage is not None
+    [row] = await rows(gateway)
+    assert (row["prompt_tokens"], row["completion_tokens"]) == (answer.usage.input_tokens, answer.usage.output_tokens)
+    with pytest.raises(openai.APIStatusError) as refused:  # 36 of 30 used
+        await client.responses.create(**RESPONSES, user="ana@example.com", stream=stream)
+    assert refused.value.status_code == 402 and refused.value.code == "insufficient_quota"
+    assert len(upstream.requests) == 1  # refused here, not retried by the SDK
