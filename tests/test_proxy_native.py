@@ -7,6 +7,7 @@ the streamed text when no usage comes.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import aiohttp
@@ -121,6 +122,28 @@ async def test_a_native_stream_cut_by_the_upstream_is_recorded_incomplete_with_i
     [row] = await rows(gateway)
     assert row["is_complete"] is False and row["error_type"] == "upstream_disconnect"
     assert 0 < row["completion_tokens"] < ANSWER_TOKENS
+
+
+@pytest.mark.parametrize("path, body", [("/v1/messages", MESSAGES), ("/v1/responses", RESPONSES)])
+async def test_a_native_stream_the_client_leaves_is_recorded_with_what_was_relayed(
+    gateway: Gateway, upstream: FakeUpstream, path: str, body: dict[str, Any]
+) -> None:
+    upstream.behaviour.chunk_delay, upstream.behaviour.chunks = 0.1, 12
+    sent = {"Authorization": f"Bearer {SERVICE_KEY}", "X-Solaris-User": "ana@example.com"}
+    async with aiohttp.ClientSession() as session:
+        response = await session.post(f"{gateway.url}{path}", json={**body, "stream": True}, headers=sent)
+        for _ in range(4):
+            await response.content.readuntil(b"\n\n")
+        response.close()  # the user closed the tab
+    for _ in range(100):
+        recorded = await rows(gateway)
+        if recorded:
+            break
+        await asyncio.sleep(0.05)
+    [row] = recorded
+    assert (row["status_code"], row["is_complete"], row["error_type"]) == (499, False, "client_disconnect")
+    assert row["prompt_tokens"] == row["estimated_tokens"] > 0  # no usage came: the estimate...
+    assert 0 < row["completion_tokens"] < ANSWER_TOKENS  # ...and the text relayed before the end
 
 
 @pytest.mark.parametrize("path, body", [("/v1/messages", MESSAGES), ("/v1/responses", RESPONSES)])
