@@ -32,7 +32,7 @@ class Dialect:
     path: str  # the canonical path, as recorded in the ledger
     estimator: Estimator | None  # prompt tokens of a request body; None: nothing to estimate
     allowance: Callable[[Body, int], int]  # completion tokens to reserve, given the default
-    output_cap: str | None  # the body field that caps the answer's length (for the capped allowance)
+    output_caps: tuple[str, ...]  # body fields capping the answer's length; the first is set when none is
     identities: Callable[[Body], Iterable[Any]]  # body fields that name the end user, in order
     whole_usage: Callable[[Json], Mapping[str, Any] | None]  # usage fields of a whole answer
     whole_text: Callable[[Json], Iterable[str]]  # the text of a whole answer (counted without usage)
@@ -58,6 +58,15 @@ def usage_numbers(fields: Mapping[str, Any] | None) -> Usage | None:
         return Usage(prompt + sum(v for v in cached if isinstance(v, int)), completion)
     total = fields.get("total_tokens")
     return Usage(total, 0) if isinstance(total, int) else None
+
+
+def with_output_cap(body: Body, dialect: Dialect, tokens: int) -> dict[str, Any]:
+    """The body with its answer capped at `tokens` (per answer), in the dialect's own field: the
+    fields the client set are lowered to it, else the dialect's first field is added. For sending
+    upstream what admission granted when it is less than what was asked."""
+    present = [f for f in dialect.output_caps if isinstance(body.get(f), int)]
+    capped = {f: min(body[f], tokens) for f in present} if present else {dialect.output_caps[0]: tokens}
+    return {**body, **capped}
 
 
 def top_level_usage(payload: Json) -> Mapping[str, Any] | None:

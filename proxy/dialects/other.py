@@ -31,7 +31,7 @@ def other(path: str) -> Dialect:
         path=path,
         estimator=None,
         allowance=no_allowance,
-        output_cap=None,
+        output_caps=(),
         identities=body_user,
         whole_usage=any_usage,
         whole_text=no_text,
