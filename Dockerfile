@@ -40,16 +40,15 @@ RUN python -m venv /opt/venv \
 
 WORKDIR /app
 
-# Dependencies first, from pyproject.toml alone, so a code change does not reinstall them.
-COPY pyproject.toml ./
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
-      > /tmp/requirements.txt \
- && pip install -r /tmp/requirements.txt
+# Dependencies first, at the exact versions and hashes of the lock file (scripts/lock.sh refreshes
+# it), so every build installs the same thing and a code change does not reinstall them.
+COPY requirements/runtime.lock /tmp/runtime.lock
+RUN pip install --require-hashes -r /tmp/runtime.lock
 
 # Then the source tree, installed editable (see the comment at the top).
 COPY . /app
 RUN pip install --no-deps -e /app \
- && python -m compileall -q /app/solaris /app/proxy /app/admin /app/metering
+ && python -m compileall -q /app/solaris /app/runtime /app/proxy /app/admin /app/metering
 
 # ---------------------------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE} AS runtime

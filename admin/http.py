@@ -28,7 +28,7 @@ from metering.mailer import Mailer
 from metering.period import PeriodClock
 from metering.prices import PriceBook
 from metering.quota import QuotaEngine
-from metering.system_settings import SettingsStore
+from metering.settings_store import SettingsStore
 from metering.users import UserService
 from runtime.appkeys import (
     ALERTS,

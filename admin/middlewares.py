@@ -1,4 +1,5 @@
-"""The API's request pipeline: request id, CORS, errors in one place, and per-route authorization."""
+"""The API's request pipeline: request id, CORS, errors answered in the seed's envelope (mapped by
+`admin.errors`), and per-route authorization (`admin.access`)."""
 
 from __future__ import annotations
 
@@ -6,18 +7,15 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
-import asyncpg
-import redis.asyncio as aioredis
 from aiohttp import web
 
-from admin.auth import PUBLIC, authenticate_token, bearer_token
-from admin.http import AUDITED, ApiError, Ctx, actor_for, error_body, json_response, validation_error
+from admin.access import Forbidden, enter
+from admin.auth import bearer_token
+from admin.errors import as_api_error
+from admin.http import AUDITED, ApiError, Ctx, error_body, json_response
 from admin.route_table import Route
 from metering import audit
-from metering.system_settings import SettingsValidationError
-from metering.user_rules import UserValidationError
-from metering.users import UserConflict, UserNotFound
-from runtime.appkeys import PG, SYSTEM
+from runtime.appkeys import SYSTEM
 from runtime.net import REQUEST_ID, new_request_id
 
 log = logging.getLogger("admin.api")
@@ -61,31 +59,6 @@ async def request_context(
         )
 
 
-def _as_api_error(exc: BaseException) -> ApiError | None:
-    """Domain errors become HTTP answers here, and only here."""
-    if isinstance(exc, ApiError):
-        return exc
-    if isinstance(exc, UserNotFound):
-        return ApiError(404, "not_found", "user not found")
-    if isinstance(exc, UserConflict):
-        return ApiError(409, "conflict", f"{exc.field} {exc}", {exc.field: str(exc)})
-    if isinstance(exc, UserValidationError | SettingsValidationError):
-        return validation_error(exc.details)
-    if isinstance(exc, asyncpg.DataError):  # a value Postgres cannot take (say, out of range)
-        return validation_error({"input": f"cannot be stored: {exc}"})
-    if isinstance(exc, web.HTTPException) and exc.status >= 400:
-        code = (exc.reason or "error").lower().replace(" ", "_")
-        return ApiError(exc.status, code, (exc.text if exc.status == 413 else exc.reason) or code)
-    if isinstance(exc, asyncpg.PostgresConnectionError | asyncpg.InterfaceError | aioredis.ConnectionError | OSError):
-        return ApiError(
-            503,
-            "service_unavailable",
-            "A backing service is unavailable; try again shortly",
-            headers={"Retry-After": "5"},
-        )
-    return None
-
-
 @web.middleware
 async def api_errors(request: web.Request, handler: Callable[..., Awaitable[web.StreamResponse]]) -> web.StreamResponse:
     try:
@@ -93,10 +66,10 @@ async def api_errors(request: web.Request, handler: Callable[..., Awaitable[web.
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        error = _as_api_error(exc)
+        error = as_api_error(exc)
         assert error is not None
     except Exception as exc:
-        error = _as_api_error(exc)
+        error = as_api_error(exc)
         if error is None:
             log.exception(
                 "unexpected error in %s %s (request_id=%s)", request.method, request.path, request.get(REQUEST_ID)
@@ -171,31 +144,15 @@ def bind(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]]
     audit a refused or failed mutation (successful ones are audited by the service that made them)."""
 
     async def handle(request: web.Request) -> web.StreamResponse:
-        principal = None
-        if route.permission != PUBLIC:
-            token = bearer_token(request.headers.get("Authorization"))
-            principal = await authenticate_token(request.config_dict[PG], token)
-            if principal is None:
-                raise ApiError(
-                    401,
-                    "unauthorized",
-                    "Sign in first: send a valid session token as 'Authorization: Bearer'",
-                    headers={"WWW-Authenticate": 'Bearer realm="solaris"'},
-                )
-        actor = actor_for(request, principal.id if principal else None, principal.email if principal else "anonymous")
-        ctx = Ctx(request, principal, actor)
+        ctx = None
         try:
-            if principal is not None and not principal.can(route.permission):
-                raise ApiError(
-                    403,
-                    "forbidden",
-                    f"This needs the permission {route.permission!r}",
-                    {"permission": route.permission},
-                )
+            token = bearer_token(request.headers.get("Authorization"))
+            ctx = await enter(request, route.permission, token)
             return await route.handler(request, ctx)
         except Exception as exc:
-            if route.action and principal is not None and not request.get(AUDITED):
-                await _audit_failure(ctx, route, exc)
+            asked = ctx or (exc.ctx if isinstance(exc, Forbidden) else None)
+            if route.action and asked is not None and asked.principal is not None and not request.get(AUDITED):
+                await _audit_failure(asked, route, exc)
             raise
 
     handle.__name__ = route.handler.__name__
@@ -203,7 +160,7 @@ def bind(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 async def _audit_failure(ctx: Ctx, route: Route, exc: Exception) -> None:
-    error = _as_api_error(exc)
+    error = as_api_error(exc)
     message = f"{error.status} {error.code}: {error.message}" if error else f"500 internal_error: {type(exc).__name__}"
     details = {"details": error.details} if error and error.details else {}
     resource_id = next(iter(ctx.request.match_info.values()), None) if ctx.request.match_info else None

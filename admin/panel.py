@@ -2,9 +2,11 @@
 
 A sub-application of its own (like the API under /api), with:
 - `PAGES`, the one table of panel routes, each with the permission it needs (the API's names);
-- `guard`, which turns a row into an aiohttp handler: session cookie -> `Principal` (expired:
-  back to the login page), CSRF check on every POST, permission check (403 page);
-- `panel_errors`, which turns any failure into a page with the seed client's toast wording;
+- `guard`, which turns a row into an aiohttp handler: the API's guard (`admin.access`) with the
+  session cookie (expired: back to the login page; lacking the permission: a 403 page), and a CSRF
+  check on every POST;
+- `panel_errors`, which turns any failure into a page with the seed client's toast wording, with
+  the status the API gives the same error (`admin.errors`);
 - security headers on every panel response (`on_response_prepare`).
 
 View functions live in `admin/pages/` (one module per page type) and call the same services as the
@@ -21,16 +23,17 @@ import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 
-from admin import auth, csrf
+from admin import csrf
+from admin.access import Forbidden, NotSignedIn, enter
 from admin.api.models import CATALOG
-from admin.http import ROOT_APP, ApiError, Ctx, actor_for
+from admin.errors import as_api_error
+from admin.http import ROOT_APP
 from admin.middlewares import request_id_of
 from admin.pages import ROUTES, common
 from admin.pages.common import PRINCIPAL, SESSION_COOKIE, Page, login_redirect
 from admin.sse import HUB, EventHub
 from metering.models_info import ModelCatalog
-from metering.users import UserNotFound
-from runtime.appkeys import PG, REDIS
+from runtime.appkeys import REDIS
 from runtime.net import REQUEST_ID
 
 log = logging.getLogger("admin.panel")
@@ -52,29 +55,32 @@ SECURITY_HEADERS = {
 }
 
 
+SESSIONLESS_PATHS = ("/admin/events", "/admin/session", "/admin/dashboard.json")  # fetched by scripts
+
+
 def guard(page: Page) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """The aiohttp handler of one page: the API's guard (`admin.access.enter`) with the session
+    cookie, answered as the panel answers (a login redirect, a 403 page), and a CSRF check on
+    every POST."""
+
     async def handle(request: web.Request) -> web.StreamResponse:
-        principal = None
-        if page.permission != auth.PUBLIC:
-            cookie = request.cookies.get(SESSION_COOKIE)
-            principal = await auth.authenticate_token(request.config_dict[PG], cookie)
-            if principal is None:
-                if request.method != "GET" or request.path in (
-                    "/admin/events",
-                    "/admin/session",
-                    "/admin/dashboard.json",
-                ):
-                    raise web.HTTPUnauthorized(text="session expired")
-                raise login_redirect(request, expired=cookie is not None)
-            request[PRINCIPAL] = principal
+        cookie = request.cookies.get(SESSION_COOKIE)
+        try:
+            ctx = await enter(request, page.permission, cookie)
+        except NotSignedIn:
+            if request.method != "GET" or request.path in SESSIONLESS_PATHS:
+                raise web.HTTPUnauthorized(text="session expired") from None
+            raise login_redirect(request, expired=cookie is not None) from None
+        except Forbidden as exc:
+            assert exc.ctx.principal is not None
+            request[PRINCIPAL] = exc.ctx.principal  # the error page shows the admin's menu
+            raise
+        if ctx.principal is not None:
+            request[PRINCIPAL] = ctx.principal
             if request.method not in csrf.SAFE_METHODS:
                 given = await csrf.submitted_token(request)
                 if not csrf.matches(csrf.session_token(cookie or ""), given):
                     raise web.HTTPForbidden(reason="CSRF token missing or invalid")
-        actor = actor_for(request, principal.id if principal else None, principal.email if principal else "anonymous")
-        ctx = Ctx(request, principal, actor)
-        if principal is not None and not principal.can(page.permission):
-            raise web.HTTPForbidden(reason=f"needs the permission {page.permission}")
         return await page.handler(request, ctx)
 
     handle.__name__ = page.handler.__name__
@@ -85,6 +91,7 @@ def guard(page: Page) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
 async def panel_errors(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
+    """Any failure as a page with the status `admin.errors` gives it (the API's, for the same error)."""
     request[REQUEST_ID] = request_id_of(request)
     try:
         return await handler(request)
@@ -92,13 +99,11 @@ async def panel_errors(
         if exc.status < 400 or request.path.startswith("/admin/static/"):
             raise
         status = exc.status
-    except ApiError as exc:
-        status = exc.status
-    except UserNotFound:
-        status = 404
-    except Exception:
-        log.exception("panel error in %s %s (request_id=%s)", request.method, request.path, request[REQUEST_ID])
-        status = 500
+    except Exception as exc:
+        error = as_api_error(exc)
+        if error is None:
+            log.exception("panel error in %s %s (request_id=%s)", request.method, request.path, request[REQUEST_ID])
+        status = error.status if error is not None else 500
     return await common.error_page(request, status)
 
 

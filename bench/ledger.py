@@ -36,9 +36,11 @@ import asyncpg
 import psutil
 import redis.asyncio as aioredis
 
+from admin.wire.records import usage_update_event
 from bench import servers
 from bench.servers import Cores
-from metering.ledger import MAX_BATCH, STREAM, LedgerWriter, UsageEvent
+from metering.ledger import STREAM, UsageEvent
+from metering.ledger_writer import MAX_BATCH, LedgerWriter
 from solaris import db
 from solaris.app import redis_client
 from solaris.engines import Engines, start_engines
@@ -243,7 +245,10 @@ async def measure(
     pool = await db.create_pool(database_url)
     redis = redis_client(redis_url)
     try:
-        writer = LedgerWriter(redis, pool, consumer="bench", timezone=TIMEZONE, batch_size=batch_size or MAX_BATCH)
+        writer = LedgerWriter(
+            redis, pool, consumer="bench", timezone=TIMEZONE, batch_size=batch_size or MAX_BATCH,
+            feed_data=usage_update_event,  # as the gateway's writer: it tells the live feed
+        )  # fmt: skip
         await writer.ensure_group()
         rounds = []
         for name in ("burst", "live"):

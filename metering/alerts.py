@@ -1,4 +1,4 @@
-"""Alerts: the seed's Alert records, live `alert` events, and their e-mails sent in the background.
+"""Alerts: the Alert records, announced as they are raised, and their e-mails sent in the background.
 
 Raising an alert only writes a row and publishes an event, so the request path never waits on SMTP.
 Usage alerts carry `dedupe_key = "<user>:<period>:<type>"`; a unique index makes each threshold fire
@@ -20,23 +20,22 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 import asyncpg
-import redis.asyncio as aioredis
 
-from metering import events
+from metering.alert_texts import ThresholdType, period_reset_date, threshold_texts, usage_percent
 from metering.background import TaskSet
-from metering.mailer import Mailer, MailError, format_date, format_number, pick_language, render_email
-from metering.system_settings import SettingsStore
+from metering.mailer import Mailer, MailError, pick_language, render_email
+from metering.settings_store import SettingsStore
 
 if TYPE_CHECKING:
     from metering.quota import QuotaEngine
 
 log = logging.getLogger(__name__)
 
-ThresholdType = Literal["usage_80", "usage_95", "blocked"]
 SystemAlertType = Literal["system_error", "model_error"]
 Severity = Literal["info", "warning", "error", "critical"]
 
@@ -45,44 +44,6 @@ MAX_ATTEMPTS = 8
 CLAIM_BATCH = 10
 MAX_PER_PASS = 500
 LEASE_SECONDS = 300.0  # longer than a batch of sends can take (10 x the mailer's 10 s timeout)
-
-# Title and message stored with the alert (shown in the panel and the feed), in the user's language.
-ALERT_TEXTS: dict[str, dict[str, tuple[str, str]]] = {
-    "pt-BR": {
-        "usage_80": (
-            "Você usou {percent}% do seu limite mensal de tokens",
-            "Você já usou {used} de {limit} tokens ({percent}%) do seu limite mensal.",
-        ),
-        "usage_95": (
-            "Atenção: {percent}% do limite mensal de tokens usado",
-            "Você já usou {used} de {limit} tokens ({percent}%). Ao atingir o limite, novas solicitações"
-            " serão bloqueadas.",
-        ),
-        "blocked": (
-            "Limite mensal de tokens atingido",
-            "Você usou {used} de {limit} tokens ({percent}%) neste mês. Novas solicitações ficam"
-            " bloqueadas até a renovação do limite.",
-        ),
-    },
-    "en": {
-        "usage_80": (
-            "You have used {percent}% of your monthly token limit",
-            "You have used {used} of {limit} tokens ({percent}%) of your monthly limit.",
-        ),
-        "usage_95": (
-            "Warning: {percent}% of your monthly token limit used",
-            "You have used {used} of {limit} tokens ({percent}%). Once the limit is reached, new requests"
-            " will be blocked.",
-        ),
-        "blocked": (
-            "Monthly token limit reached",
-            "You have used {used} of {limit} tokens ({percent}%) this month. New requests are blocked"
-            " until your limit resets.",
-        ),
-    },
-}
-
-RESET_TEXT = {"pt-BR": " O limite é renovado em {reset}.", "en": " Your limit resets on {reset}."}
 
 SELECT_USER_LANGUAGE = "SELECT language FROM end_users WHERE id = $1"
 
@@ -152,57 +113,41 @@ RETURNING *
 """
 
 
-def _iso(value: dt.datetime | None) -> str | None:
-    if value is None:
-        return None
-    return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """The seed's Alert as the core holds it; `user_id` is None for a system alert."""
+
+    id: int
+    user_id: int | None
+    type: str
+    title: str
+    message: str
+    severity: str
+    status: str
+    sent_at: dt.datetime | None
+    acknowledged_at: dt.datetime | None
+    metadata: dict[str, Any]
+    created_at: dt.datetime
 
 
-def alert_to_api(row: Mapping[str, Any]) -> dict[str, Any]:
-    """The seed's Alert in camelCase; absent optional values are null (`userId` too, for system
-    alerts)."""
-    return {
-        "id": row["id"],
-        "userId": row["user_id"],
-        "type": row["type"],
-        "title": row["title"],
-        "message": row["message"],
-        "severity": row["severity"],
-        "status": row["status"],
-        "sentAt": _iso(row["sent_at"]),
-        "acknowledgedAt": _iso(row["acknowledged_at"]),
-        "metadata": dict(row["metadata"] or {}),
-        "createdAt": _iso(row["created_at"]),
-    }
+def alert_from_row(row: Mapping[str, Any]) -> Alert:
+    return Alert(
+        id=row["id"],
+        user_id=row["user_id"],
+        type=row["type"],
+        title=row["title"],
+        message=row["message"],
+        severity=row["severity"],
+        status=row["status"],
+        sent_at=row["sent_at"],
+        acknowledged_at=row["acknowledged_at"],
+        metadata=dict(row["metadata"] or {}),
+        created_at=row["created_at"],
+    )
 
 
-def period_reset_date(period: str | None) -> dt.date | None:
-    """'2025-08' -> 2025-09-01, the first day of the next period; None for any other shape."""
-    try:
-        start = dt.datetime.strptime(period or "", "%Y-%m").date()
-    except ValueError:
-        return None
-    return (start + dt.timedelta(days=32)).replace(day=1)
-
-
-def usage_percent(used: int, limit: int) -> float:
-    return round(used * 100 / limit, 1) if limit > 0 else 100.0
-
-
-def threshold_texts(
-    alert_type: ThresholdType, lang: str, used: int, limit: int, reset: dt.date | None
-) -> tuple[str, str]:
-    """The stored title and message of a usage alert, in `lang`."""
-    lang = pick_language(lang)
-    values = {
-        "percent": format_number(usage_percent(used, limit), lang),
-        "used": format_number(used, lang),
-        "limit": format_number(limit, lang),
-    }
-    title, message = (text.format(**values) for text in ALERT_TEXTS[lang][alert_type])
-    if reset is not None:
-        message += RESET_TEXT[lang].format(reset=format_date(reset, lang))
-    return title, message
+async def _announce_nothing(alert: Alert) -> None:
+    pass
 
 
 def retry_delay(attempts_before: int, base_seconds: float, max_seconds: float = 3600.0) -> float | None:
@@ -216,16 +161,17 @@ class AlertService:
     def __init__(
         self,
         pool: asyncpg.Pool,
-        redis: aioredis.Redis,
         settings_store: SettingsStore,
         mailer: Mailer,
         language_default: str,
         *,
+        announce: Callable[[Alert], Awaitable[None]] | None = None,
         retry_base_seconds: float = 60.0,
         poll_seconds: float = 15.0,
     ) -> None:
+        """`announce` hears of each alert raised (the admin feed's `alert` event)."""
         self._pool = pool
-        self._redis = redis
+        self._announce = announce or _announce_nothing
         self._settings = settings_store
         self._mailer = mailer
         self._language = pick_language(language_default)
@@ -237,15 +183,15 @@ class AlertService:
     # --- raising ------------------------------------------------------------------------------
 
     def raise_threshold_later(
-        self, user_id: int, alert_type: ThresholdType, period: str, used: int, limit: int
+        self, user_id: int, alert_type: ThresholdType, period: str, used: int, total_limit: int
     ) -> None:
         """`raise_threshold` in the background: a settlement that crossed a threshold does not wait."""
         self.raising.spawn(
-            self.raise_threshold(user_id, alert_type, period, used, limit), name=f"alert-{alert_type}-{user_id}"
+            self.raise_threshold(user_id, alert_type, period, used, total_limit), name=f"alert-{alert_type}-{user_id}"
         )
 
     async def raise_threshold(
-        self, user_id: int, alert_type: ThresholdType, period: str, used: int, limit: int
+        self, user_id: int, alert_type: ThresholdType, period: str, used: int, total_limit: int
     ) -> int | None:
         """Record a usage alert once per user, period and type; returns its id, or None if it had
         already been raised (or the user does not exist). Never waits on SMTP."""
@@ -257,8 +203,9 @@ class AlertService:
                 log.warning("%s alert for unknown user %s not raised", alert_type, user_id)
                 return None
             lang = pick_language(user["language"], self._language)
-            title, message = threshold_texts(alert_type, lang, used, limit, period_reset_date(period))
-            metadata = {"used": used, "limit": limit, "percent": usage_percent(used, limit)}
+            title, message = threshold_texts(alert_type, lang, used, total_limit, period_reset_date(period))
+            # "limit" in the stored metadata (and the API's Alert) is the total limit.
+            metadata = {"used": used, "limit": total_limit, "percent": usage_percent(used, total_limit)}
             row = await conn.fetchrow(
                 INSERT_THRESHOLD_ALERT,
                 user_id,
@@ -272,7 +219,7 @@ class AlertService:
             )
         if row is None:
             return None
-        await events.publish(self._redis, "alert", alert_to_api(row))
+        await self._announce(alert_from_row(row))
         self._wake.set()
         return int(row["id"])
 
@@ -292,7 +239,7 @@ class AlertService:
                 (state.blocked, "blocked"),
             ):
                 if flag:
-                    missing.append((user_id, alert_type, state.used, state.total))  # type: ignore[arg-type]
+                    missing.append((user_id, alert_type, state.used, state.total_limit))  # type: ignore[arg-type]
         if not missing:
             return 0
         keys = [f"{user_id}:{period}:{alert_type}" for user_id, alert_type, _, _ in missing]
@@ -321,12 +268,12 @@ class AlertService:
         )
         if row is None:
             return None
-        await events.publish(self._redis, "alert", alert_to_api(row))
+        await self._announce(alert_from_row(row))
         return int(row["id"])
 
-    async def acknowledge(self, alert_id: int) -> dict[str, Any] | None:
+    async def acknowledge(self, alert_id: int) -> Alert | None:
         row = await self._pool.fetchrow(ACKNOWLEDGE_ALERT, alert_id)
-        return alert_to_api(row) if row is not None else None
+        return alert_from_row(row) if row is not None else None
 
     # --- delivery -----------------------------------------------------------------------------
 
@@ -365,7 +312,7 @@ class AlertService:
             alert_type=row["type"],
             percent=metadata.get("percent", 0),
             used=metadata.get("used", 0),
-            limit=metadata.get("limit", 0),
+            total_limit=metadata.get("limit", 0),
             reset_date=period_reset_date(row["period"]),
         )
         try:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,3 +60,42 @@ async def record(
         error_message,
     )
     return int(audit_id)
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """One entry of the log; `admin_id` is the acting admin account (None for the CLI or a failed
+    login), `actor_label` its e-mail or the CLI's label."""
+
+    id: int
+    admin_id: int | None
+    actor_label: str
+    action: str
+    resource: str
+    resource_id: str | None
+    details: dict[str, Any]
+    ip_address: str | None
+    user_agent: str | None
+    request_id: str | None
+    success: bool
+    error_message: str | None
+    created_at: dt.datetime
+
+
+def entry_from_row(row: Mapping[str, Any]) -> AuditEntry:
+    details = row["details"]
+    return AuditEntry(
+        id=row["id"],
+        admin_id=row["user_id"],
+        actor_label=row["actor_email"],
+        action=row["action"],
+        resource=row["resource"],
+        resource_id=row["resource_id"],
+        details=details if isinstance(details, dict) else {"value": details},
+        ip_address=row["ip_address"],
+        user_agent=row["user_agent"],
+        request_id=row["request_id"],
+        success=row["success"],
+        error_message=row["error_message"],
+        created_at=row["created_at"],
+    )

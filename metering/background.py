@@ -1,10 +1,13 @@
-"""Background work owned by a service: a set of tasks it starts, and stopping them on shutdown."""
+"""Background work: tasks a service starts and stops with itself (`TaskSet`), and the supervised
+loops the product depends on (`Supervisor`), restarted when they fail."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine, Iterable
+import time
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -53,3 +56,89 @@ class TaskSet:
 
     async def close(self, timeout: float = 5.0) -> None:
         await cancel_and_wait(list(self._tasks), timeout)
+
+
+@dataclass(slots=True)
+class LoopState:
+    """What `/health` shows of one supervised loop."""
+
+    name: str
+    running: bool = True
+    restarts: int = 0
+    last_error: str | None = None
+    last_failure: float | None = None  # time.time() of the last failure
+
+
+FailureHook = Callable[[str, BaseException, int], Awaitable[None]]
+
+
+class Supervisor:
+    """Runs the background loops the product depends on (ledger writer, sweeper, alert delivery,
+    ...) and restarts any that ends, whatever it raised, with a back-off; each failure is logged
+    with its traceback, counted, visible in `states()` and reported to `on_failure` (an alert).
+
+    A loop that stops on an error nobody foresaw (the ledger writer once died on an asyncpg
+    protocol error and the backlog grew until a restart) is thereby restarted instead of lost.
+    """
+
+    def __init__(
+        self,
+        on_failure: FailureHook | None = None,
+        *,
+        first_delay: float = 0.5,
+        max_delay: float = 30.0,
+        healthy_after: float = 60.0,
+    ) -> None:
+        self._on_failure = on_failure
+        self._first_delay = first_delay
+        self._max_delay = max_delay
+        self._healthy_after = healthy_after
+        self._tasks: dict[str, asyncio.Task[Any]] = {}
+        self._states: dict[str, LoopState] = {}
+
+    def start(self, name: str, loop: Callable[[], Coroutine[Any, Any, Any]]) -> None:
+        """Run `loop()` under supervision; `loop` is called again for each restart."""
+        if name in self._tasks:
+            raise ValueError(f"a loop named {name!r} is already supervised")
+        self._states[name] = LoopState(name)
+        self._tasks[name] = asyncio.create_task(self._supervise(name, loop), name=name)
+
+    def states(self) -> list[LoopState]:
+        return [self._states[name] for name in sorted(self._states)]
+
+    async def stop(self, names: Iterable[str], timeout: float = 5.0) -> None:
+        names = list(names)
+        await cancel_and_wait([self._tasks.pop(name) for name in names if name in self._tasks], timeout)
+        for name in names:
+            self._states.pop(name, None)
+
+    async def close(self, timeout: float = 5.0) -> None:
+        await self.stop(list(self._tasks), timeout)
+
+    async def _supervise(self, name: str, loop: Callable[[], Coroutine[Any, Any, Any]]) -> None:
+        state = self._states[name]
+        delay = self._first_delay
+        while True:
+            started = time.monotonic()
+            state.running = True
+            try:
+                await loop()
+                error: BaseException = RuntimeError("the loop returned")
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # any failure: this loop must not stay dead
+                error = exc
+            state.running = False
+            state.restarts += 1
+            state.last_error = f"{type(error).__name__}: {error}"[:500]
+            state.last_failure = time.time()
+            log.error("background loop %s failed; restarting in %.1fs", name, delay, exc_info=error)
+            if self._on_failure is not None:
+                try:
+                    await asyncio.wait_for(self._on_failure(name, error, state.restarts), 5.0)
+                except Exception:  # reporting must not keep the loop down
+                    log.exception("could not report the failure of %s", name)
+            if time.monotonic() - started >= self._healthy_after:
+                delay = self._first_delay  # it had been running fine: a fresh failure
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self._max_delay)

@@ -9,12 +9,14 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any, Literal, cast
+from typing import Any, Literal, TypeVar
 
 import orjson
 import redis.asyncio as aioredis
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 CHANNEL = "solaris:events"
 EventType = Literal["user_update", "usage_update", "alert", "system_status", "model_status", "real_time_metrics"]
@@ -43,10 +45,11 @@ async def publish(redis: aioredis.Redis, event_type: EventType, data: Any) -> No
         log.warning("event %s not published: %s", event_type, exc)
 
 
-def publisher(redis: aioredis.Redis) -> Callable[[str, Any], Awaitable[None]]:
-    """`publish` bound to one client, for services that announce changes by event name."""
+def publisher(redis: aioredis.Redis, event_type: EventType, data: Callable[[T], Any]) -> Callable[[T], Awaitable[None]]:
+    """An `announce` for a service: publishes each domain object it is given as one `event_type`
+    event, whose data `data` makes (the admin's shape of that object: the core has none)."""
 
-    async def publish_to(event_type: str, data: Any) -> None:
-        await publish(redis, cast(EventType, event_type), data)
+    async def announce(item: T) -> None:
+        await publish(redis, event_type, data(item))
 
-    return publish_to
+    return announce

@@ -2,7 +2,8 @@
 
 Rows come from a server-side cursor in batches, and each batch is encoded and handed on before the
 next is read, so an export of any size needs memory for one batch only. The caller (the admin API)
-writes each chunk to the client as it comes.
+gives the shape of a row (its fields, and a function from the domain object to them) and writes
+each chunk to the client as it comes.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from typing import Any, Literal
 import asyncpg
 import orjson
 
-from metering.analytics import USAGE_COLUMNS, UsageFilter, usage_to_api
-from metering.listings import AUDIT_COLUMNS, AuditFilter, audit_to_api
+from metering.audit import AuditEntry, entry_from_row
+from metering.listings import AUDIT_COLUMNS, AuditFilter
+from metering.usage_history import USAGE_COLUMNS, UsageFilter, UsageRecord, record_from_row
 
 Format = Literal["csv", "json"]
 FORMATS: tuple[Format, ...] = ("csv", "json")
@@ -70,7 +72,7 @@ async def stream_query(
     pool: asyncpg.Pool,
     query: str,
     params: list[Any],
-    to_api: Callable[[Mapping[str, Any]], dict[str, Any]],
+    shape: Callable[[Mapping[str, Any]], Mapping[str, Any]],
     fields: list[str],
     fmt: Format,
     *,
@@ -82,7 +84,7 @@ async def stream_query(
     async with pool.acquire() as conn, conn.transaction(readonly=True):
         batch: list[Mapping[str, Any]] = []
         async for row in conn.cursor(query, *params, prefetch=batch_rows):
-            batch.append(to_api(row))
+            batch.append(shape(row))
             if len(batch) >= batch_rows:
                 yield encoder.rows(batch)
                 batch = []
@@ -91,21 +93,27 @@ async def stream_query(
     yield encoder.end()
 
 
-def _camel(name: str) -> str:
-    head, *rest = name.split("_")
-    return head + "".join(part.title() for part in rest)
-
-
-def usage_export(pool: asyncpg.Pool, where: UsageFilter, fmt: Format) -> AsyncIterator[bytes]:
-    """Ledger rows (the seed's TokenUsage) in time order."""
+def usage_export(
+    pool: asyncpg.Pool,
+    where: UsageFilter,
+    fmt: Format,
+    shape: Callable[[UsageRecord], Mapping[str, Any]],
+    fields: list[str],
+) -> AsyncIterator[bytes]:
+    """Ledger rows in time order, each as `shape` makes it (with the keys `fields` lists)."""
     clause, params = where.where()
     query = f"SELECT {', '.join(USAGE_COLUMNS)} FROM token_usage WHERE {clause} ORDER BY created_at, id"  # noqa: S608
-    return stream_query(pool, query, params, usage_to_api, [_camel(c) for c in USAGE_COLUMNS], fmt)
+    return stream_query(pool, query, params, lambda row: shape(record_from_row(row)), fields, fmt)
 
 
-def audit_export(pool: asyncpg.Pool, where: AuditFilter, fmt: Format) -> AsyncIterator[bytes]:
-    """Audit entries (the seed's AuditLog) in time order."""
+def audit_export(
+    pool: asyncpg.Pool,
+    where: AuditFilter,
+    fmt: Format,
+    shape: Callable[[AuditEntry], Mapping[str, Any]],
+    fields: list[str],
+) -> AsyncIterator[bytes]:
+    """Audit entries in time order, each as `shape` makes it (with the keys `fields` lists)."""
     clause, params = where.where()
     query = f"SELECT {AUDIT_COLUMNS} FROM audit_log WHERE {clause} ORDER BY created_at, id"  # noqa: S608
-    fields = [_camel(c.strip()) for c in AUDIT_COLUMNS.split(",")]
-    return stream_query(pool, query, params, audit_to_api, fields, fmt)
+    return stream_query(pool, query, params, lambda row: shape(entry_from_row(row)), fields, fmt)

@@ -8,10 +8,13 @@ request in every process.
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 import hashlib
 import hmac
 import secrets
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -23,25 +26,26 @@ CACHE_SECONDS = 60.0
 
 KeyKind = Literal["service", "personal"]
 
-INSERT_KEY = """
+KEY_COLUMNS = "id, prefix, kind, user_id, name, created_by, created_at, last_used_at, revoked_at"
+INSERT_KEY = f"""
 INSERT INTO api_keys (key_hash, prefix, kind, user_id, name, created_by)
 VALUES ($1, $2, $3, $4, $5, $6)
-RETURNING id, prefix, kind, user_id, name, created_at
-"""
+RETURNING {KEY_COLUMNS}
+"""  # noqa: S608 - constant text
 LOOKUP_KEY = """
 SELECT k.id, k.kind, k.user_id
 FROM api_keys k LEFT JOIN end_users u ON u.id = k.user_id
 WHERE k.key_hash = $1 AND k.revoked_at IS NULL AND (k.user_id IS NULL OR u.deleted_at IS NULL)
 """
-REVOKE_KEY = """
+REVOKE_KEY = f"""
 UPDATE api_keys SET revoked_at = now()
 WHERE revoked_at IS NULL AND (prefix = $1 OR id::text = $1) AND ($2::bigint IS NULL OR user_id = $2)
-RETURNING id, prefix, kind, user_id
-"""
-LIST_KEYS = """
-SELECT id, prefix, kind, user_id, name, created_by, created_at, last_used_at, revoked_at
-FROM api_keys WHERE ($1::bigint IS NULL OR user_id = $1) ORDER BY created_at DESC
-"""
+RETURNING {KEY_COLUMNS}
+"""  # noqa: S608 - constant text
+LIST_KEYS = f"""
+SELECT {KEY_COLUMNS} FROM api_keys WHERE ($1::bigint IS NULL OR user_id = $1) ORDER BY created_at DESC
+"""  # noqa: S608 - constant text
+GET_KEY = f"SELECT {KEY_COLUMNS} FROM api_keys WHERE id = $1"  # noqa: S608 - constant text
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,21 +63,23 @@ def new_key() -> str:
     return KEY_PREFIX + secrets.token_urlsafe(32)
 
 
-def key_to_api(row: asyncpg.Record | dict[str, Any]) -> dict[str, Any]:
-    return {
-        "id": row["id"],
-        "prefix": row["prefix"],
-        "kind": row["kind"],
-        "userId": row["user_id"],
-        "name": row.get("name", "") if isinstance(row, dict) else row["name"],
-        "createdAt": _iso(row["created_at"]),
-        "lastUsedAt": _iso(row["last_used_at"]) if "last_used_at" in row.keys() else None,
-        "revokedAt": _iso(row["revoked_at"]) if "revoked_at" in row.keys() else None,
-    }
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    """An issued key as stored: never the key itself, only its display prefix."""
+
+    id: int
+    prefix: str
+    kind: KeyKind
+    user_id: int | None
+    name: str
+    created_by: str | None
+    created_at: dt.datetime
+    last_used_at: dt.datetime | None
+    revoked_at: dt.datetime | None
 
 
-def _iso(value: Any) -> str | None:
-    return None if value is None else value.isoformat().replace("+00:00", "Z")
+def key_from_row(row: Mapping[str, Any]) -> ApiKey:
+    return ApiKey(**{f.name: row[f.name] for f in dataclasses.fields(ApiKey)})
 
 
 class ApiKeyService:
@@ -84,22 +90,26 @@ class ApiKeyService:
 
     async def create(
         self, kind: KeyKind, user_id: int | None, *, name: str = "", created_by: str = ""
-    ) -> tuple[str, dict[str, Any]]:
+    ) -> tuple[str, ApiKey]:
         """Make a key; returns the plaintext (to show once) and its stored record."""
         key = new_key()
         row = await self._pool.fetchrow(
             INSERT_KEY, digest(key), key[:DISPLAY_PREFIX_LENGTH], kind, user_id, name, created_by
         )
         assert row is not None
-        return key, dict(row)
+        return key, key_from_row(row)
 
-    async def revoke(self, prefix_or_id: str, *, user_id: int | None = None) -> list[dict[str, Any]]:
+    async def revoke(self, prefix_or_id: str, *, user_id: int | None = None) -> list[ApiKey]:
         rows = await self._pool.fetch(REVOKE_KEY, prefix_or_id, user_id)
         self.forget_all()
-        return [dict(r) for r in rows]
+        return [key_from_row(r) for r in rows]
 
-    async def list(self, user_id: int | None = None) -> list[dict[str, Any]]:
-        return [key_to_api(r) for r in await self._pool.fetch(LIST_KEYS, user_id)]
+    async def get(self, key_id: int) -> ApiKey | None:
+        row = await self._pool.fetchrow(GET_KEY, key_id)
+        return key_from_row(row) if row is not None else None
+
+    async def list(self, user_id: int | None = None) -> list[ApiKey]:
+        return [key_from_row(r) for r in await self._pool.fetch(LIST_KEYS, user_id)]
 
     async def lookup(self, key: str) -> KeyInfo | None:
         """Who this key belongs to, or None when it is unknown or revoked."""

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 
 from metering import sql
-from metering.alerts import alert_to_api
+from metering.alerts import Alert, alert_from_row
+from metering.audit import AuditEntry, entry_from_row
 
 
 async def _page(
@@ -36,50 +36,27 @@ async def list_alerts(
     status: str | None = None,
     page: int = 1,
     limit: int = 20,
-) -> tuple[list[dict[str, Any]], int]:
+) -> tuple[list[Alert], int]:
     clause, params = sql.where([("user_id", "=", user_id), ("type", "=", alert_type), ("status", "=", status)])
     rows, total = await _page(pool, "alerts", clause, params, page, limit)
-    return [alert_to_api(r) for r in rows], total
+    return [alert_from_row(r) for r in rows], total
 
 
 GET_ALERT = "SELECT * FROM alerts WHERE id = $1"
 
 
-async def get_alert(pool: asyncpg.Pool, alert_id: int) -> dict[str, Any] | None:
+async def get_alert(pool: asyncpg.Pool, alert_id: int) -> Alert | None:
     row = await pool.fetchrow(GET_ALERT, alert_id)
-    return alert_to_api(row) if row is not None else None
+    return alert_from_row(row) if row is not None else None
 
 
 # -- audit log ----------------------------------------------------------------------------------
-
-
-def _iso(value: dt.datetime) -> str:
-    return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
 
 
 AUDIT_COLUMNS = (
     "id, user_id, actor_email, action, resource, resource_id, details, ip_address, user_agent, request_id,"
     " success, error_message, created_at"
 )
-
-
-def audit_to_api(row: Mapping[str, Any]) -> dict[str, Any]:
-    """The seed's AuditLog; `userId` is the acting admin account (null for the CLI or a failed login)."""
-    return {
-        "id": row["id"],
-        "userId": row["user_id"],
-        "actorEmail": row["actor_email"],
-        "action": row["action"],
-        "resource": row["resource"],
-        "resourceId": row["resource_id"],
-        "details": row["details"] if isinstance(row["details"], dict) else {"value": row["details"]},
-        "ipAddress": row["ip_address"],
-        "userAgent": row["user_agent"],
-        "requestId": row["request_id"],
-        "success": row["success"],
-        "errorMessage": row["error_message"],
-        "createdAt": _iso(row["created_at"]),
-    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +81,7 @@ class AuditFilter:
 
 async def list_audit(
     pool: asyncpg.Pool, where: AuditFilter, *, page: int = 1, limit: int = 20
-) -> tuple[list[dict[str, Any]], int]:
+) -> tuple[list[AuditEntry], int]:
     clause, params = where.where()
     rows, total = await _page(pool, "audit_log", clause, params, page, limit)
-    return [audit_to_api(r) for r in rows], total
+    return [entry_from_row(r) for r in rows], total

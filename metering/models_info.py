@@ -1,4 +1,4 @@
-"""The seed's ModelInfo: what LiteLLM offers, merged with our own last 24 hours of traffic.
+"""The models: what LiteLLM offers, merged with our own last 24 hours of traffic (`ModelInfo`).
 
 - The model list is LiteLLM's `/v1/models`; provider, context size, capabilities and prices come from
   its `/model/info` (the PriceBook keeps that, refreshed in the background; our price overrides win).
@@ -7,8 +7,8 @@
   RATE_LIMITED_SHARE of them got 429, `unhealthy` when ERROR_SHARE of them failed; a model LiteLLM no
   longer lists is `unavailable`; anything else is `healthy`.
 - LiteLLM's list is cached per process and fetched again when older than `max_age` seconds (the
-  settings' `healthCheckInterval`), or on demand with `refresh`. If LiteLLM cannot be reached the last
-  list is kept and `lastCheck` stays at the last success.
+  settings' health check interval), or on demand with `refresh`. If LiteLLM cannot be reached the
+  last list is kept and `last_check` stays at the last success.
 """
 
 from __future__ import annotations
@@ -45,8 +45,33 @@ class LitellmUnreachable(RuntimeError):
     pass
 
 
-def _iso(value: dt.datetime | None) -> str | None:
-    return None if value is None else value.isoformat().replace("+00:00", "Z")
+@dataclass(frozen=True, slots=True)
+class ModelUsage:
+    """A model's traffic through the gateway in the last 24 hours."""
+
+    requests: int
+    tokens: int
+    cost: float
+    errors: int
+    rate_limited: int
+
+
+@dataclass(frozen=True, slots=True)
+class ModelInfo:
+    name: str
+    provider: str
+    status: str  # see `model_status`
+    last_check: dt.datetime | None  # when LiteLLM's list was last fetched
+    response_time_ms: float | None  # average over the last 24 hours
+    error_rate: float  # percent of the last 24 hours' requests, two decimals
+    cost_per_input_token: float
+    cost_per_output_token: float
+    max_tokens: int
+    supports_vision: bool
+    supports_function_calling: bool
+    usage24h: ModelUsage
+    listed_by_litellm: bool
+    price_known: bool
 
 
 def _provider(name: str, entry: dict[str, Any], listed: dict[str, Any]) -> str:
@@ -122,14 +147,14 @@ class ModelCatalog:
             log.warning("model list not refreshed: %s", exc)
             self._fetched_at = time.monotonic()  # do not retry on every read while LiteLLM is down
 
-    async def models(self, pool: asyncpg.Pool, prices: PriceBook) -> list[dict[str, Any]]:
+    async def models(self, pool: asyncpg.Pool, prices: PriceBook) -> list[ModelInfo]:
         """Every model LiteLLM lists or that served traffic in the last 24 h, by name."""
         usage = {r["model"]: r for r in await pool.fetch(USAGE_24H)}
         info = {e["model_name"]: e for e in prices.model_info if isinstance(e.get("model_name"), str)}
         names = set(self.listed) | set(usage) | (set(info) if not self.listed else set())
         return [self._model(name, info.get(name, {}), usage.get(name), prices) for name in sorted(names)]
 
-    def _model(self, name: str, entry: dict[str, Any], used: Any, prices: PriceBook) -> dict[str, Any]:
+    def _model(self, name: str, entry: dict[str, Any], used: Any, prices: PriceBook) -> ModelInfo:
         info = entry.get("model_info") or {}
         price = prices.price(name)
         requests = int(used["requests"]) if used else 0
@@ -137,25 +162,25 @@ class ModelCatalog:
         rate_limited = int(used["rate_limited"]) if used else 0
         listed = (name in self.listed) if self.last_check is not None else None
         avg_ms = used["avg_ms"] if used else None
-        return {
-            "name": name,
-            "provider": _provider(name, entry, self.listed.get(name, {})),
-            "status": model_status(listed, requests, errors, rate_limited),
-            "lastCheck": _iso(self.last_check),
-            "responseTimeMs": round(float(avg_ms), 1) if avg_ms is not None else None,
-            "errorRate": round(errors * 100 / requests, 2) if requests else 0.0,
-            "costPerInputToken": price.input_per_token,
-            "costPerOutputToken": price.output_per_token,
-            "maxTokens": _max_tokens(info),
-            "supportsVision": bool(info.get("supports_vision", False)),
-            "supportsFunctionCalling": bool(info.get("supports_function_calling", False)),
-            "usage24h": {
-                "requests": requests,
-                "tokens": int(used["tokens"]) if used else 0,
-                "cost": float(used["cost"]) if used else 0.0,
-                "errors": errors,
-                "rateLimited": rate_limited,
-            },
-            "listedByLitellm": bool(listed),
-            "priceKnown": price.known,
-        }
+        return ModelInfo(
+            name=name,
+            provider=_provider(name, entry, self.listed.get(name, {})),
+            status=model_status(listed, requests, errors, rate_limited),
+            last_check=self.last_check,
+            response_time_ms=round(float(avg_ms), 1) if avg_ms is not None else None,
+            error_rate=round(errors * 100 / requests, 2) if requests else 0.0,
+            cost_per_input_token=price.input_per_token,
+            cost_per_output_token=price.output_per_token,
+            max_tokens=_max_tokens(info),
+            supports_vision=bool(info.get("supports_vision", False)),
+            supports_function_calling=bool(info.get("supports_function_calling", False)),
+            usage24h=ModelUsage(
+                requests=requests,
+                tokens=int(used["tokens"]) if used else 0,
+                cost=float(used["cost"]) if used else 0.0,
+                errors=errors,
+                rate_limited=rate_limited,
+            ),
+            listed_by_litellm=bool(listed),
+            price_known=price.known,
+        )

@@ -7,7 +7,7 @@ import logging
 
 import redis.asyncio as aioredis
 
-from metering.ledger import LedgerWriter
+from metering.ledger_writer import LedgerWriter
 from metering.users import UserService
 
 log = logging.getLogger(__name__)

@@ -2,16 +2,29 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from metering.quota import RateLimit, Thresholds
-from metering.system_settings import SettingsStore, SystemSettings
-from metering.users import QuotaPolicy
+from metering.settings_store import SettingsStore
+from metering.system_settings import SystemSettings
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaPolicy:
+    """The system-wide quota rules, from the admin's SystemSettings."""
+
+    default_monthly_limit: int  # a new user's monthly limit
+    min_monthly_limit: int  # bounds of a user's monthly limit
+    max_monthly_limit: int
+    thresholds: Thresholds
+    rate: RateLimit
 
 
 def quota_policy(system: SystemSettings) -> QuotaPolicy:
     return QuotaPolicy(
-        default_limit=system.default_monthly_limit,
-        min_limit=system.min_user_limit,
-        max_limit=system.max_user_limit,
+        default_monthly_limit=system.default_monthly_limit,
+        min_monthly_limit=system.min_user_limit,
+        max_monthly_limit=system.max_user_limit,
         thresholds=Thresholds(system.alert_threshold80, system.alert_threshold95, system.block_threshold),
         rate=RateLimit(system.security.rate_limit_per_minute, system.security.rate_limit_burst),
     )

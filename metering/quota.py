@@ -7,17 +7,18 @@ in one Lua call), then *settled* (the reservation swapped for the upstream's act
 Keys (prefix ``sol:``) carry the hash tag ``{u:<id>}`` so one user's keys share a Redis Cluster slot
 and every script touches a single slot:
 
-- ``sol:cfg:{u:ID}`` hash ``status``, ``limit`` (monthlyLimit), ``t80``/``t95`` (per-user alert
-  percents, empty = system default). Cached from Postgres by `set_user_config`.
-- ``sol:use:{u:ID}:PERIOD`` hash ``used``, ``reserved``, ``extra`` and the fired flags ``a80``,
-  ``a95``, ``blk``. Expires ``USE_TTL_SECONDS`` after its last write, so old periods go away.
+- ``sol:cfg:{u:ID}`` hash ``status``, ``monthly_limit``, ``t80``/``t95`` (per-user alert
+  percents, empty = system default). Cached from Postgres by `set_user_config` (see admit.lua for
+  a config cached when ``monthly_limit`` was called ``limit``).
+- ``sol:use:{u:ID}:PERIOD`` hash ``used``, ``reserved``, ``extra`` (extra tokens) and the fired
+  flags ``a80``, ``a95``, ``blk``; expires ``USE_TTL_SECONDS`` after its last write.
 - ``sol:inflight:{u:ID}`` hash request_id -> ``"<reservation>|<period>|<caller info>"``: what a
   settle releases, and what the sweeper finds when a process died mid-request.
 - ``sol:rate:{u:ID}`` hash ``tokens``, ``ts``: the per-user token bucket.
 
-Thresholds: with ``total = monthlyLimit + extra``, admission stops at
-``cap = floor(total * block% / 100)``; an alert at p% fires when ``used * 100 >= p * total``;
-the block event fires when ``used >= cap``.
+Thresholds: with ``total_limit = monthly_limit + extra_tokens`` (`total_limit`), admission stops
+at ``cap = floor(total_limit * block% / 100)``; an alert at p% fires when
+``used * 100 >= p * total_limit``; the block event fires when ``used >= cap``.
 
 Over-use bound. An admission needs ``used + reserved + prompt < cap`` and reserves at most up to the
 cap, so ``used + reserved <= cap`` holds after every admission. Take the last request admitted in a
@@ -54,6 +55,11 @@ INFLIGHT_PATTERN = "sol:inflight:*"
 LUA_DIR = Path(__file__).with_name("lua")
 
 
+def total_limit(monthly_limit: int, extra_tokens: int) -> int:
+    """What a user may spend this period (the one place of the sum in Python; Lua does it alike)."""
+    return monthly_limit + extra_tokens
+
+
 def cfg_key(user_id: int) -> str:
     return f"sol:cfg:{{u:{user_id}}}"
 
@@ -72,7 +78,7 @@ def rate_key(user_id: int) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Thresholds:
-    """System-wide percents of monthlyLimit + extra; per-user t80/t95 override the alerts."""
+    """System-wide percents of the total limit; per-user t80/t95 override the alerts."""
 
     alert80: float = 80.0
     alert95: float = 95.0
@@ -90,8 +96,8 @@ class Admission:
     decision: Decision
     used: int
     reserved: int  # including this request's reservation when admitted
-    limit: int  # monthlyLimit + extra, before the block percent
-    cap: int  # floor(limit * block / 100): where admission stops
+    total_limit: int  # monthly limit + extra tokens, before the block percent
+    cap: int  # floor(total_limit * block / 100): where admission stops
     reservation: int  # tokens reserved for this request, 0 when refused
     retry_after: float  # seconds, for "rate"
 
@@ -108,24 +114,24 @@ class Admission:
 class Settlement:
     found: bool  # False: already settled or released (e.g. by the sweeper), nothing charged
     used: int
-    limit: int  # monthlyLimit + extra
+    total_limit: int  # monthly limit + extra tokens
     crossed: tuple[CrossedEvent, ...]  # thresholds newly reached by this settlement
 
 
 @dataclass(frozen=True, slots=True)
 class UserQuota:
     status: str | None  # None when the user's config is not cached in Redis
-    limit: int  # monthlyLimit
+    monthly_limit: int
     used: int
     reserved: int
-    extra: int
+    extra_tokens: int
     alert80: bool  # flags: the threshold has fired this period
     alert95: bool
     blocked: bool
 
     @property
-    def total(self) -> int:
-        return self.limit + self.extra
+    def total_limit(self) -> int:
+        return total_limit(self.monthly_limit, self.extra_tokens)
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,8 +151,7 @@ class QueuedSettle:
     _rerun: Callable[[], Awaitable[Any]]
 
     async def result(self, raw: Any) -> Settlement:
-        # NOSCRIPT (Redis restarted or failed over) means the script did not run: running it now
-        # on its own is safe, and loads it for the next time.
+        # NOSCRIPT (Redis restarted or failed over): the script did not run, so running it is safe.
         if isinstance(raw, NoScriptError):
             raw = await self._rerun()
         if isinstance(raw, BaseException):
@@ -232,8 +237,8 @@ class QuotaEngine:
         decision = _text(raw[0])
         if decision not in DECISIONS:
             decision = "blocked"  # an unexpected cached status: refuse rather than admit
-        used, reserved, total, cap, reservation, retry_ms = (int(x) for x in raw[1:7])
-        return Admission(cast(Decision, decision), used, reserved, total, cap, reservation, retry_ms / 1000)
+        used, reserved, total_limit, cap, reservation, retry_ms = (int(x) for x in raw[1:7])
+        return Admission(cast(Decision, decision), used, reserved, total_limit, cap, reservation, retry_ms / 1000)
 
     async def settle(
         self, user_id: int, period: str, request_id: str, *, actual_tokens: int, thresholds: Thresholds
@@ -270,7 +275,7 @@ class QuotaEngine:
     @staticmethod
     def parse_settlement(raw: Any) -> Settlement:
         crossed = tuple(cast(CrossedEvent, _text(x)) for x in raw[3:])
-        return Settlement(found=int(raw[0]) == 1, used=int(raw[1]), limit=int(raw[2]), crossed=crossed)
+        return Settlement(found=int(raw[0]) == 1, used=int(raw[1]), total_limit=int(raw[2]), crossed=crossed)
 
     async def release(self, user_id: int, period: str, request_id: str) -> bool:
         """Drop a reservation whose request never reached the upstream; False if there was none."""
@@ -304,8 +309,9 @@ class QuotaEngine:
         """Cache the user's row from Postgres; None thresholds mean the system defaults."""
         if status not in STATUSES:
             raise ValueError(f"unknown status {status!r}")
-        mapping = {"status": status, "limit": monthly_limit, "t80": _pct(alert80), "t95": _pct(alert95)}
+        mapping = {"status": status, "monthly_limit": monthly_limit, "t80": _pct(alert80), "t95": _pct(alert95)}
         await self._redis.hset(cfg_key(user_id), mapping=mapping)  # type: ignore[arg-type]
+        await self._redis.hdel(cfg_key(user_id), "limit")  # the field's name before `monthly_limit`
 
     async def forget_user(self, user_id: int) -> None:
         """Refuse the user from now on; counters stay so in-flight requests still settle."""
@@ -331,12 +337,14 @@ class QuotaEngine:
             await pipe.execute()
         return await self.snapshot(user_id, period)
 
-    async def rebuild(self, user_id: int, period: str, *, used: int, extra: int, thresholds: Thresholds) -> UserQuota:
+    async def rebuild(
+        self, user_id: int, period: str, *, used: int, extra_tokens: int, thresholds: Thresholds
+    ) -> UserQuota:
         """Set the counters from the ledger; thresholds already passed are marked, not fired."""
         _check_period(period)
         keys = [cfg_key(user_id), use_key(user_id, period)]
         args: list[str | int] = [
-            used, extra, _pct(thresholds.alert80), _pct(thresholds.alert95), _pct(thresholds.block),
+            used, extra_tokens, _pct(thresholds.alert80), _pct(thresholds.alert95), _pct(thresholds.block),
             USE_TTL_SECONDS,
         ]  # fmt: skip
         await self._rebuild(keys=keys, args=args)
@@ -352,7 +360,7 @@ class QuotaEngine:
         ids = list(user_ids)
         async with self._redis.pipeline(transaction=False) as pipe:
             for user_id in ids:
-                pipe.hmget(cfg_key(user_id), ["status", "limit"])
+                pipe.hmget(cfg_key(user_id), ["status", "monthly_limit", "limit"])
                 pipe.hmget(use_key(user_id, period), ["used", "reserved", "extra", "a80", "a95", "blk"])
             replies = await pipe.execute()
         return {user_id: _user_quota(replies[2 * i], replies[2 * i + 1]) for i, user_id in enumerate(ids)}
@@ -386,6 +394,7 @@ class QuotaEngine:
 
 def _user_quota(cfg: list[Any], use: list[Any]) -> UserQuota:
     status = None if cfg[0] is None else _text(cfg[0])
-    used, reserved, extra = (_int(x) for x in use[:3])
+    monthly_limit = _int(cfg[1] if cfg[1] is not None else cfg[2])  # cfg[2]: the field's name before the rename
+    used, reserved, extra_tokens = (_int(x) for x in use[:3])
     a80, a95, blk = (x is not None for x in use[3:6])
-    return UserQuota(status, _int(cfg[1]), used, reserved, extra, a80, a95, blk)
+    return UserQuota(status, monthly_limit, used, reserved, extra_tokens, a80, a95, blk)

@@ -50,7 +50,7 @@ def _reply(value: Any) -> Any:
     return value
 
 
-class _Connection(asyncio.Protocol):
+class _MuxProtocol(asyncio.Protocol):
     """The protocol of one connection: corked writes, FIFO replies, a watchdog on the oldest call."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, timeout: float) -> None:
@@ -132,7 +132,7 @@ class _Connection(asyncio.Protocol):
                 call.future.set_exception(exc)
 
 
-Opener = Callable[[Callable[[], _Connection]], Awaitable[tuple[asyncio.BaseTransport, _Connection]]]
+Opener = Callable[[Callable[[], _MuxProtocol]], Awaitable[tuple[asyncio.BaseTransport, _MuxProtocol]]]
 
 
 class RedisMux:
@@ -154,7 +154,7 @@ class RedisMux:
         self._handshake = tuple(handshake)
         self._timeout = timeout
         self._connect_timeout = connect_timeout
-        self._conn: _Connection | None = None
+        self._conn: _MuxProtocol | None = None
         self._connecting: asyncio.Lock | None = None
 
     @classmethod
@@ -173,7 +173,7 @@ class RedisMux:
         if issubclass(pool.connection_class, UnixDomainSocketConnection):
             path = kwargs["path"]
 
-            def opener(factory: Callable[[], _Connection]) -> Any:
+            def opener(factory: Callable[[], _MuxProtocol]) -> Any:
                 return asyncio.get_running_loop().create_unix_connection(factory, path)
 
         else:
@@ -182,7 +182,7 @@ class RedisMux:
             if issubclass(pool.connection_class, SSLConnection):
                 context = SSLConnection(**kwargs).ssl_context.get()  # redis-py's own TLS options
 
-            def opener(factory: Callable[[], _Connection]) -> Any:
+            def opener(factory: Callable[[], _MuxProtocol]) -> Any:
                 return asyncio.get_running_loop().create_connection(factory, host, port, ssl=context)
 
         return cls(opener, handshake, timeout=timeout, connect_timeout=connect_timeout)
@@ -194,7 +194,7 @@ class RedisMux:
             conn = await self._connect()
         return await conn.send(commands)
 
-    async def _connect(self) -> _Connection:
+    async def _connect(self) -> _MuxProtocol:
         self._fail_fast()
         if self._connecting is None:
             self._connecting = asyncio.Lock()
@@ -205,7 +205,7 @@ class RedisMux:
             loop = asyncio.get_running_loop()
             try:
                 async with asyncio.timeout(self._connect_timeout):
-                    _, conn = await self._opener(lambda: _Connection(loop, self._timeout))
+                    _, conn = await self._opener(lambda: _MuxProtocol(loop, self._timeout))
                     try:
                         if self._handshake:
                             await self._greet(conn)
@@ -225,7 +225,7 @@ class RedisMux:
         if self._down is not None and asyncio.get_running_loop().time() < self._down_until:
             raise RedisConnectionError(self._down)
 
-    async def _greet(self, conn: _Connection) -> None:
+    async def _greet(self, conn: _MuxProtocol) -> None:
         for reply in await conn.send(self._handshake):
             if isinstance(reply, Exception):
                 raise RedisConnectionError(f"Redis refused the connection: {reply}")

@@ -1,7 +1,7 @@
-"""Validation of end-user data (the seed's CreateUserRequest / UpdateUserRequest).
+"""Validation of end-user changes (`UserChanges`, from the admin API, the panel or the CLI).
 
-Errors are collected per field so an admin sees every problem at once; nothing is changed when
-any field is wrong.
+Errors are collected per field (by the domain's field names) so an admin sees every problem at
+once; nothing is changed when any field is wrong.
 """
 
 from __future__ import annotations
@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
+
+from metering.user_model import FIELD_NAMES, UserChanges
 
 STATUSES = ("active", "suspended", "blocked", "pending")
 PLANS = ("basic", "pro", "enterprise", "trial")
@@ -83,53 +85,39 @@ def _percent(value: Any) -> float | None:
     return float(value)
 
 
-def _rules(min_limit: int, max_limit: int) -> dict[str, Callable[[Any], Any]]:
+def _rules(min_monthly_limit: int, max_monthly_limit: int) -> dict[str, Callable[[Any], Any]]:
     return {
         "email": _email,
         "name": _text(200),
         "phone": _text(40),
         "plan": _choice(PLANS),
-        "monthlyLimit": _whole(min_limit, max_limit),
-        "emailNotificationsEnabled": _bool,
+        "monthly_limit": _whole(min_monthly_limit, max_monthly_limit),
+        "email_notifications_enabled": _bool,
         "status": _choice(STATUSES),
         "notes": _text(5000),
-        "customAlertThreshold80": _percent,
-        "customAlertThreshold95": _percent,
+        "custom_alert_threshold80": _percent,
+        "custom_alert_threshold95": _percent,
         "language": _choice(LANGUAGES, nullable=True),
-        "librechatId": _text(200),
-        "additionalTokens": _whole(0, MAX_TOKENS_VALUE),
+        "librechat_id": _text(200),
+        "extra_tokens": _whole(0, MAX_TOKENS_VALUE),
     }
 
 
-CREATE_FIELDS = (
-    "email",
-    "name",
-    "phone",
-    "plan",
-    "monthlyLimit",
-    "emailNotificationsEnabled",
-    "status",
-    "notes",
-    "customAlertThreshold80",
-    "customAlertThreshold95",
-    "language",
-    "librechatId",
-)
+# What a create may set; an update may also set `extra_tokens`. Each is also the column's name.
+CREATE_FIELDS = tuple(name for name in FIELD_NAMES if name != "extra_tokens")
 
 
-def _clean(data: Any, allowed: tuple[str, ...], rules: dict[str, Callable[[Any], Any]]) -> dict[str, Any]:
-    if not isinstance(data, Mapping):
-        raise UserValidationError({"body": "must be a JSON object"})
+def _clean(changes: UserChanges, allowed: tuple[str, ...], rules: dict[str, Callable[[Any], Any]]) -> dict[str, Any]:
     errors: dict[str, str] = {}
     clean: dict[str, Any] = {}
-    for key, value in data.items():
-        if key not in allowed:
-            errors[str(key)] = "is not a field that can be set"
+    for name, value in changes.given().items():
+        if name not in allowed:
+            errors[name] = "is not a field that can be set"
             continue
         try:
-            clean[key] = rules[key](value)
+            clean[name] = rules[name](value)
         except ValueError as exc:
-            errors[key] = str(exc)
+            errors[name] = str(exc)
     if errors:
         raise UserValidationError(errors)
     return clean
@@ -137,22 +125,27 @@ def _clean(data: Any, allowed: tuple[str, ...], rules: dict[str, Callable[[Any],
 
 def _check_thresholds(t80: float | None, t95: float | None) -> None:
     if t80 is not None and t95 is not None and t80 >= t95:
-        raise UserValidationError({"customAlertThreshold95": "must be greater than customAlertThreshold80"})
+        raise UserValidationError({"custom_alert_threshold95": "must be greater than custom_alert_threshold80"})
 
 
-def validate_create(data: Any, *, min_limit: int, max_limit: int) -> dict[str, Any]:
-    clean = _clean(data, CREATE_FIELDS, _rules(min_limit, max_limit))
+def validate_create(changes: UserChanges, *, min_monthly_limit: int, max_monthly_limit: int) -> dict[str, Any]:
+    """The clean values of a new user's fields, by column; every wrong field in one error."""
+    clean = _clean(changes, CREATE_FIELDS, _rules(min_monthly_limit, max_monthly_limit))
     if "email" not in clean:
         raise UserValidationError({"email": "is required"})
-    _check_thresholds(clean.get("customAlertThreshold80"), clean.get("customAlertThreshold95"))
+    _check_thresholds(clean.get("custom_alert_threshold80"), clean.get("custom_alert_threshold95"))
     return clean
 
 
-def validate_update(data: Any, current: Mapping[str, Any], *, min_limit: int, max_limit: int) -> dict[str, Any]:
-    clean = _clean(data, (*CREATE_FIELDS, "additionalTokens"), _rules(min_limit, max_limit))
+def validate_update(
+    changes: UserChanges, current: Mapping[str, Any], *, min_monthly_limit: int, max_monthly_limit: int
+) -> dict[str, Any]:
+    """The clean values of the fields an update sets, by column (and `extra_tokens`), checked
+    together with the `current` row's thresholds."""
+    clean = _clean(changes, FIELD_NAMES, _rules(min_monthly_limit, max_monthly_limit))
     if clean.get("email", "x") is None:
         raise UserValidationError({"email": "must not be empty"})
-    t80 = clean.get("customAlertThreshold80", current["custom_alert_threshold80"])
-    t95 = clean.get("customAlertThreshold95", current["custom_alert_threshold95"])
+    t80 = clean.get("custom_alert_threshold80", current["custom_alert_threshold80"])
+    t95 = clean.get("custom_alert_threshold95", current["custom_alert_threshold95"])
     _check_thresholds(None if t80 is None else float(t80), None if t95 is None else float(t95))
     return clean

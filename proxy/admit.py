@@ -68,7 +68,7 @@ async def refusal(ex: Exchange, admission: Admission) -> ProxyError:
     lang = await user_language(ex)
     headers = {**ex.ratelimit_headers(), "x-should-retry": "false"}
     if admission.decision == "quota":
-        message = wording.quota_exceeded(lang, admission.used, admission.limit, ex.period.end)
+        message = wording.quota_exceeded(lang, admission.used, admission.total_limit, ex.period.end)
         status = app[SETTINGS].quota_refusal_status
         return ProxyError(status, message, type="insufficient_quota", code="insufficient_quota", headers=headers)
     if admission.decision == "rate":

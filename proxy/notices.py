@@ -27,7 +27,7 @@ async def threshold_notice(ex: Exchange, settlement: Settlement | None) -> str |
         return None
     assert ex.period is not None
     lang = await user_language(ex)  # Postgres is asked only on this rare path
-    return wording.threshold_notice(lang, percent, settlement.used, settlement.limit, ex.period.end)
+    return wording.threshold_notice(lang, percent, settlement.used, settlement.total_limit, ex.period.end)
 
 
 def append_notice(payload: dict[str, Any], notice: str) -> bytes:

@@ -53,7 +53,8 @@ RETRY_STATUSES = frozenset({502, 503, 504})
 
 async def upstream_pool_ctx(app: web.Application) -> AsyncIterator[None]:
     pool = app[UPSTREAM_POOL] = Http1Pool()
-    app[METRICS].upstream_connections.set_function(lambda: pool.open_connections)
+    metrics = app[METRICS]
+    metrics.track(metrics.upstream_connections, lambda: pool.open_connections)
     yield
     await pool.close()
 

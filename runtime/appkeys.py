@@ -6,6 +6,7 @@ upstream pool in `proxy.routes`); handlers read the ones they need from here.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import aiohttp
@@ -13,15 +14,18 @@ import asyncpg
 import redis.asyncio as aioredis
 from aiohttp import web
 
+from runtime.feed import FeedShapes
 from runtime.metrics import METRICS as METRICS  # kept beside its class, listed here with the rest
 from runtime.settings import Settings
 
 if TYPE_CHECKING:
     from metering.alerts import AlertService
+    from metering.background import Supervisor
+    from metering.calibration import Calibration
     from metering.failures import FailureWatch
     from metering.invalidation import Invalidator
     from metering.keys import ApiKeyService
-    from metering.ledger import LedgerWriter
+    from metering.ledger_writer import LedgerWriter
     from metering.mailer import Mailer
     from metering.outage import OutageReconciler
     from metering.period import PeriodClock
@@ -29,13 +33,14 @@ if TYPE_CHECKING:
     from metering.prices import PriceBook
     from metering.quota import QuotaEngine
     from metering.recorder import Recorder
+    from metering.settings_store import SettingsStore
     from metering.sweeper import Sweeper
-    from metering.system_settings import SettingsStore
     from metering.users import UserService
     from runtime.traffic import Traffic
 
 SETTINGS = web.AppKey("settings", Settings)
 PROCESS_ID = web.AppKey("process_id", str)  # this process, in heartbeats and in-flight records
+FEED = web.AppKey("feed_shapes", FeedShapes)  # the live feed's event data, given by the admin
 PG = web.AppKey("pg", asyncpg.Pool)
 REDIS = web.AppKey("redis", aioredis.Redis)
 # The admin's and the price refresh's calls to LiteLLM (health, model list, prices); proxied
@@ -46,6 +51,7 @@ CLOCK: web.AppKey[PeriodClock] = web.AppKey("clock")
 SYSTEM: web.AppKey[SettingsStore] = web.AppKey("system_settings")
 POLICY: web.AppKey[PolicySource] = web.AppKey("policy")
 QUOTA: web.AppKey[QuotaEngine] = web.AppKey("quota")
+CALIBRATION: web.AppKey[Calibration] = web.AppKey("calibration")  # per-model prompt estimate factors
 API_KEYS: web.AppKey[ApiKeyService] = web.AppKey("api_keys")
 USERS: web.AppKey[UserService] = web.AppKey("users")
 INVALIDATOR: web.AppKey[Invalidator] = web.AppKey("invalidator")
@@ -57,3 +63,6 @@ WRITER: web.AppKey[LedgerWriter] = web.AppKey("ledger_writer")
 RECORDER: web.AppKey[Recorder] = web.AppKey("recorder")
 SWEEPER: web.AppKey[Sweeper] = web.AppKey("sweeper")
 RECONCILER: web.AppKey[OutageReconciler] = web.AppKey("outage_reconciler")
+# With SOLARIS_WORKERS > 1: the workers expected, alive and restarted (read from the parent's board).
+WORKERS: web.AppKey[Callable[[], dict[str, int]]] = web.AppKey("workers")
+SUPERVISOR: web.AppKey[Supervisor] = web.AppKey("supervisor")  # the background loops, restarted on failure

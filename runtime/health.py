@@ -11,7 +11,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from runtime.appkeys import LITELLM_HTTP, PG, REDIS, SETTINGS
+from runtime.appkeys import LITELLM_HTTP, METRICS, PG, REDIS, SETTINGS, SUPERVISOR, WORKERS
 
 CHECK_TIMEOUT = 2.0
 
@@ -46,15 +46,52 @@ async def system_health(app: web.Application) -> dict[str, Any]:
         _timed(database), _timed(redis), _timed(litellm)
     )
     ready = db_status == "healthy" and redis_status == "healthy"
+    loops = background_loops(app)
+    workers = app[WORKERS]() if WORKERS in app else None
+    all_well = (
+        llm_status == "healthy"
+        and all(loop["state"] == "running" for loop in loops.values())
+        and (workers is None or workers["alive"] == workers["expected"])
+    )
     return {
-        "status": "healthy" if ready and llm_status == "healthy" else ("degraded" if ready else "unhealthy"),
+        "status": "healthy" if ready and all_well else ("degraded" if ready else "unhealthy"),
         "proxy": "healthy",
         "litellm": llm_status,
         "database": db_status,
         "redis": redis_status,
         "latencyMs": {"litellm": llm_ms, "database": db_ms, "redis": redis_ms},
+        "backgroundTasks": loops,
+        "workers": workers or {"expected": 1, "alive": 1, "restarts": 0},
         "timestamp": dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z"),
     }
+
+
+def background_loops(app: web.Application) -> dict[str, dict[str, Any]]:
+    """This process's supervised loops: `running`, or `restarting` after a failure (with why)."""
+    supervisor = app.get(SUPERVISOR)
+    if supervisor is None:
+        return {}
+    return {
+        state.name: {
+            "state": "running" if state.running else "restarting",
+            "restarts": state.restarts,
+            "lastError": state.last_error,
+            "lastFailureAt": None
+            if state.last_failure is None
+            else dt.datetime.fromtimestamp(state.last_failure, dt.UTC).isoformat().replace("+00:00", "Z"),
+        }
+        for state in supervisor.states()
+    }
+
+
+async def probe_dependencies(app: web.Application, interval: float = 15.0) -> None:
+    """Keep `solaris_dependency_up` current, for alert rules on Postgres, Redis and LiteLLM."""
+    gauge = app[METRICS].dependency_up
+    while True:
+        health = await system_health(app)
+        for dependency, key in (("postgres", "database"), ("redis", "redis"), ("litellm", "litellm")):
+            gauge.labels(dependency).set(1 if health[key] == "healthy" else 0)
+        await asyncio.sleep(interval)
 
 
 def _status_code(health: dict[str, Any]) -> int:

@@ -12,22 +12,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from pathlib import Path
 from typing import Any
 
 import aiohttp
+import asyncpg
 import redis.asyncio as aioredis
 from aiohttp import web
 
 from metering import events
 from metering.alert_recovery import AlertRecovery
 from metering.alerts import AlertService
-from metering.background import TaskSet
+from metering.background import Supervisor, TaskSet
+from metering.calibration import Calibration
 from metering.failures import FailureWatch
 from metering.invalidation import Invalidator
 from metering.keys import ApiKeyService
-from metering.ledger import LedgerWriter, UsageEvent
+from metering.ledger import UsageEvent
+from metering.ledger_writer import LedgerWriter
 from metering.mailer import Mailer
 from metering.outage import OutageReconciler
 from metering.period import PeriodClock
@@ -36,15 +41,18 @@ from metering.prices import PriceBook, load_overrides
 from metering.quota import QuotaEngine, Settlement
 from metering.recorder import Metered, Recorder
 from metering.redis_mux import RedisMux
+from metering.settings_store import SettingsStore
 from metering.sweeper import Sweeper
-from metering.system_settings import SettingsStore, default_system_settings
+from metering.system_settings import default_system_settings
 from metering.users import UserService
 from runtime import memory
 from runtime.appkeys import (
     ALERTS,
     API_KEYS,
+    CALIBRATION,
     CLOCK,
     FAILURES,
+    FEED,
     INVALIDATOR,
     LITELLM_HTTP,
     MAILER,
@@ -58,12 +66,15 @@ from runtime.appkeys import (
     RECORDER,
     REDIS,
     SETTINGS,
+    SUPERVISOR,
     SWEEPER,
     SYSTEM,
     TRAFFIC,
     USERS,
     WRITER,
 )
+from runtime.feed import FeedShapes
+from runtime.health import probe_dependencies
 from runtime.metrics import Metrics
 from runtime.traffic import Traffic
 
@@ -73,15 +84,40 @@ Loop = Coroutine[Any, Any, Any]
 
 
 @contextlib.asynccontextmanager
-async def running(**loops: Loop) -> AsyncIterator[TaskSet]:
-    """Run the named loops while the block lasts; cancel them (bounded) when it ends."""
-    tasks = TaskSet()
-    for name, loop in loops.items():
-        tasks.spawn(loop, name.replace("_", "-"))
+async def running(app: web.Application, **loops: Callable[[], Loop]) -> AsyncIterator[None]:
+    """Run the named loops under the app's supervisor while the block lasts (restarted if they
+    fail); stop them (bounded) when it ends."""
+    supervisor = app[SUPERVISOR]
+    names = [name.replace("_", "-") for name in loops]
+    for name, loop in zip(names, loops.values(), strict=True):
+        supervisor.start(name, loop)
     try:
-        yield tasks
+        yield
     finally:
-        await tasks.close()
+        await supervisor.stop(names)
+
+
+def report_loop_failures(app: web.Application) -> Callable[[str, BaseException, int], Awaitable[None]]:
+    """A failed background loop becomes a `system_error` alert (once an hour per loop) and a metric."""
+
+    async def report(name: str, error: BaseException, restarts: int) -> None:
+        app[METRICS].loop_restarts.labels(name).inc()
+        alerts = app.get(ALERTS)
+        if alerts is None:
+            return
+        hour = time.strftime("%Y-%m-%dT%H", time.gmtime())
+        title = f"Background task {name} failed and was restarted: {type(error).__name__}"
+        metadata = {"task": name, "error": f"{type(error).__name__}: {error}"[:500], "restarts": restarts}
+        await alerts.raise_system("system_error", title, title, metadata, f"system_error:task:{name}:{hour}")
+        app[METRICS].alerts.labels("system_error").inc()
+
+    return report
+
+
+async def supervisor_ctx(app: web.Application) -> AsyncIterator[None]:
+    supervisor = app[SUPERVISOR] = Supervisor(report_loop_failures(app))
+    yield
+    await supervisor.close()  # whatever a context above left running
 
 
 async def litellm_http_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -107,7 +143,7 @@ async def settings_ctx(app: web.Application) -> AsyncIterator[None]:
     await store.load()
     app[SYSTEM] = store
     app[POLICY] = PolicySource(store)
-    async with running(settings_listener=store.run_listener()):
+    async with running(app, settings_listener=store.run_listener):
         yield
 
 
@@ -118,13 +154,27 @@ async def quota_ctx(app: web.Application) -> AsyncIterator[None]:
     await mux.aclose()
 
 
+async def calibration_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Per-model calibration of prompt estimates; rebuilt from the ledger when Redis has none."""
+    calibration = app[CALIBRATION] = Calibration(app[REDIS])
+    try:
+        await calibration.load()
+        if not calibration.snapshot():
+            await calibration.rebuild_from_ledger(app[PG])
+    except (aioredis.RedisError, OSError, asyncpg.PostgresError) as exc:  # learned again as traffic flows
+        log.warning("calibration not loaded: %s", exc)
+    async with running(app, calibration=calibration.run):
+        yield
+
+
 async def directory_ctx(app: web.Application) -> AsyncIterator[None]:
     """API keys and end users, and the invalidation of their caches across processes."""
     settings, redis = app[SETTINGS], app[REDIS]
     keys = app[API_KEYS] = ApiKeyService(app[PG], settings.service_key)
-    users = app[USERS] = UserService(app[PG], app[QUOTA], app[CLOCK], app[POLICY], on_change=events.publisher(redis))
+    announce = events.publisher(redis, "user_update", app[FEED].user_update)
+    users = app[USERS] = UserService(app[PG], app[QUOTA], app[CLOCK], app[POLICY], announce=announce)
     invalidator = app[INVALIDATOR] = Invalidator(redis, keys, users)
-    async with running(invalidation_listener=invalidator.run_listener()):
+    async with running(app, invalidation_listener=invalidator.run_listener):
         yield
 
 
@@ -132,7 +182,8 @@ async def alerts_ctx(app: web.Application) -> AsyncIterator[None]:
     """Alerts (records, e-mail delivery, recovery of missed ones) and the upstream failure watch."""
     settings, metrics = app[SETTINGS], app[METRICS]
     mailer = app[MAILER] = Mailer()
-    alerts = app[ALERTS] = AlertService(app[PG], app[REDIS], app[SYSTEM], mailer, settings.language)
+    announce = events.publisher(app[REDIS], "alert", app[FEED].alert)
+    alerts = app[ALERTS] = AlertService(app[PG], app[SYSTEM], mailer, settings.language, announce=announce)
     recovery = AlertRecovery(app[REDIS], alerts, app[QUOTA], app[CLOCK], owner=app[PROCESS_ID])
     raised = TaskSet()
 
@@ -149,7 +200,7 @@ async def alerts_ctx(app: web.Application) -> AsyncIterator[None]:
         metrics.alerts.labels(alert_type).inc()
 
     app[FAILURES] = FailureWatch(raise_failure, raised.spawn)
-    async with running(alert_dispatcher=alerts.run_dispatcher(), alert_recovery=recovery.run()):
+    async with running(app, alert_dispatcher=alerts.run_dispatcher, alert_recovery=recovery.run):
         yield
     await raised.close()
     await alerts.raising.close()
@@ -163,13 +214,16 @@ async def ledger_ctx(app: web.Application) -> AsyncIterator[None]:
     writer = app[WRITER] = LedgerWriter(
         redis, pool, consumer=process_id, timezone=settings.timezone,
         on_written=lambda written, _events: metrics.ledger_written.inc(written),
+        feed_data=app[FEED].usage_update,
     )  # fmt: skip
     reconciler = app[RECONCILER] = OutageReconciler(redis, writer, app[USERS])
 
     def on_settled(event: UsageEvent, metered: Metered, settlement: Settlement) -> None:
         for crossed in settlement.crossed:
             metrics.alerts.labels(crossed).inc()
-            alerts.raise_threshold_later(metered.user_id, crossed, metered.period, settlement.used, settlement.limit)
+            alerts.raise_threshold_later(
+                metered.user_id, crossed, metered.period, settlement.used, settlement.total_limit
+            )
 
     recorder = app[RECORDER] = Recorder(
         redis, pool, quota, timezone=settings.timezone,
@@ -181,12 +235,13 @@ async def ledger_ctx(app: web.Application) -> AsyncIterator[None]:
     )  # fmt: skip
     await sweeper.beat()
     async with running(
-        ledger_writer=writer.run(),
-        heartbeat=sweeper.run_heartbeat(),
-        sweeper=sweeper.run(),
-        usage_buffer=recorder.run_buffer_flusher(),
-        redis_recovery=reconciler.run(),
-        ledger_backlog=watch_ledger_backlog(metrics, writer, recorder),
+        app,
+        ledger_writer=writer.run,
+        heartbeat=sweeper.run_heartbeat,
+        sweeper=sweeper.run,
+        usage_buffer=recorder.run_buffer_flusher,
+        redis_recovery=reconciler.run,
+        ledger_backlog=lambda: watch_ledger_backlog(metrics, writer, recorder),
     ):
         yield
     with contextlib.suppress(aioredis.RedisError, OSError):
@@ -208,25 +263,45 @@ async def prices_ctx(app: web.Application) -> AsyncIterator[None]:
         current = system.current.litellm
         return current.base_url, current.health_check_interval
 
-    async with running(price_refresh=prices.run_refresh(app[LITELLM_HTTP], litellm, settings.litellm_api_key)):
+    async with running(
+        app, price_refresh=lambda: prices.run_refresh(app[LITELLM_HTTP], litellm, settings.litellm_api_key)
+    ):
         yield
 
 
 async def traffic_ctx(app: web.Application) -> AsyncIterator[None]:
     """Live traffic figures for the admin feed and /metrics, and the memory trim after bursts."""
     traffic = app[TRAFFIC] = Traffic()
-    app[METRICS].active_streams.set_function(lambda: traffic.active_streams)
+    metrics = app[METRICS]
+    metrics.track(metrics.active_streams, lambda: traffic.active_streams)
     async with running(
-        real_time_metrics=traffic.run_publisher(app[REDIS], app[WRITER], app[PROCESS_ID]),
-        memory_trim=memory.trim_when_idle(lambda: traffic.served, interval=2.0),
+        app,
+        metrics_sampler=metrics.run_sampler,
+        dependency_probe=lambda: probe_dependencies(app),
+        real_time_metrics=lambda: traffic.run_publisher(app[REDIS], app[WRITER], app[PROCESS_ID]),
+        memory_trim=lambda: memory.trim_when_idle(lambda: traffic.served, interval=2.0),
     ):
         yield
 
 
-def add_lifetimes(app: web.Application) -> None:
-    """Give `app` its process id and metrics, and the contexts above, after Postgres and Redis."""
+def add_lifetimes(app: web.Application, feed: FeedShapes, metrics_dir: Path | None = None) -> None:
+    """Give `app` its process id and metrics, and the contexts above, after Postgres and Redis;
+    the services announce to the live feed in the shapes `feed` gives. `metrics_dir`: the folder
+    worker processes share their metrics in (see `runtime.metrics`)."""
     app[PROCESS_ID] = uuid.uuid4().hex[:12]
-    app[METRICS] = Metrics()
+    app[FEED] = feed
+    app[METRICS] = Metrics(metrics_dir)
     app.cleanup_ctx.extend(
-        [litellm_http_ctx, settings_ctx, quota_ctx, directory_ctx, alerts_ctx, ledger_ctx, prices_ctx, traffic_ctx]
+        [
+            supervisor_ctx,
+            litellm_http_ctx,
+            settings_ctx,
+            quota_ctx,
+            calibration_ctx,
+            directory_ctx,
+            alerts_ctx,
+            ledger_ctx,
+            prices_ctx,
+            traffic_ctx,
+        ]
     )

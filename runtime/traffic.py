@@ -9,7 +9,7 @@ import contextlib
 import redis.asyncio as aioredis
 
 from metering import events
-from metering.ledger import LedgerWriter
+from metering.ledger_writer import LedgerWriter
 
 
 class Traffic:

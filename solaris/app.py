@@ -11,11 +11,13 @@ import datetime as dt
 import logging
 import zoneinfo
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import redis.asyncio as aioredis
 from aiohttp import web
 
 from admin import routes as admin_routes
+from admin.wire.feed import FEED_SHAPES
 from proxy import routes as proxy_routes
 from runtime.appkeys import PG, REDIS, SETTINGS
 from runtime.health import health_view, live_view, ready_view
@@ -59,12 +61,13 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     await client.aclose()
 
 
-def create_app(settings: Settings) -> web.Application:
-    """Build the app for `settings`; the database and Redis URLs must already be final."""
+def create_app(settings: Settings, *, metrics_dir: Path | None = None) -> web.Application:
+    """Build the app for `settings`; the database and Redis URLs must already be final.
+    `metrics_dir`: the folder worker processes share their metrics in (`solaris.server`)."""
     app = web.Application(client_max_size=settings.max_body_bytes, handler_args={"max_field_size": 16384})
     app[SETTINGS] = settings
     app.cleanup_ctx.extend([postgres_ctx, redis_ctx])
-    add_lifetimes(app)
+    add_lifetimes(app, FEED_SHAPES, metrics_dir)
     app.router.add_get("/health", health_view)
     app.router.add_get("/health/live", live_view)
     app.router.add_get("/health/ready", ready_view)

@@ -44,8 +44,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         settings = settings.replace(workers=args.workers)
     with engines_for(settings) as final:
         asyncio.run(_prepare(final))
-        server.serve(final)
-    return 0
+        return server.serve(final)
 
 
 async def _prepare(settings: Settings) -> None:

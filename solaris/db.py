@@ -77,11 +77,16 @@ async def migrate(conn: asyncpg.Connection, folder: Path = MIGRATIONS_DIR) -> li
 
 
 async def ensure_usage_partitions(conn: asyncpg.Connection, today: dt.date, months_ahead: int = 2) -> None:
-    """Create this month's and the next months' token_usage partitions if they are missing."""
+    """Create this month's and the next months' token_usage partitions if they are missing.
+
+    Under the migration lock: workers starting together each checked "missing" and created the
+    same partition, and all but one died with DuplicateTableError."""
     month = today.replace(day=1)
-    for _ in range(months_ahead + 1):
-        await conn.execute("SELECT ensure_token_usage_partition($1)", month)
-        month = (month + dt.timedelta(days=32)).replace(day=1)
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK_ID)
+        for _ in range(months_ahead + 1):
+            await conn.execute("SELECT ensure_token_usage_partition($1)", month)
+            month = (month + dt.timedelta(days=32)).replace(day=1)
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:

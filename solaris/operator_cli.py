@@ -16,18 +16,20 @@ from typing import Any
 
 import asyncpg
 
+from admin.wire.users import user_update_event
 from metering import audit, events
 from metering.audit import Actor
 from metering.invalidation import Invalidator
 from metering.keys import ApiKeyService
-from metering.ledger import LedgerWriter
+from metering.ledger_writer import LedgerWriter
 from metering.period import PeriodClock
 from metering.policy import PolicySource
 from metering.quota import QuotaEngine
 from metering.redis_mux import RedisMux
-from metering.system_settings import SettingsStore, default_system_settings
+from metering.settings_store import SettingsStore
+from metering.system_settings import default_system_settings
 from metering.user_rules import UserValidationError
-from metering.users import UserConflict, UserNotFound, UserService
+from metering.users import User, UserChanges, UserConflict, UserNotFound, UserService
 from runtime.settings import Settings
 from solaris import db
 from solaris.app import redis_client
@@ -59,7 +61,7 @@ async def open_operator(settings: Settings) -> AsyncIterator[Operator]:
         quota = QuotaEngine(redis, mux)
         users = UserService(
             pool, quota, PeriodClock(settings.timezone), PolicySource(system),
-            on_change=events.publisher(redis),
+            announce=events.publisher(redis, "user_update", user_update_event),
         )  # fmt: skip
         keys = ApiKeyService(pool, settings.service_key)
         writer = LedgerWriter(redis, pool, consumer=f"cli-{os.getpid()}", timezone=settings.timezone)
@@ -85,10 +87,10 @@ def _run(settings: Settings, work: Callable[[Operator], Awaitable[int]]) -> int:
     return int(run_async(settings, with_operator))
 
 
-def _user_line(user: dict[str, Any]) -> str:
+def _user_line(user: User) -> str:
     return (
-        f"{user['id']:>6}  {user['email']:<36} {user['status']:<10} {user['plan']:<10} "
-        f"{user['currentUsage']:>12,} / {user['monthlyLimit'] + user['additionalTokens']:,}"
+        f"{user.id:>6}  {user.email:<36} {user.effective_status:<10} {user.plan:<10} "
+        f"{user.used:>12,} / {user.total_limit:,}"
     )
 
 
@@ -109,21 +111,16 @@ def cmd_users_list(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_users_create(settings: Settings, args: argparse.Namespace) -> int:
     async def work(operator: Operator) -> int:
-        data: dict[str, Any] = {"email": args.email}
-        if args.name:
-            data["name"] = args.name
-        if args.plan:
-            data["plan"] = args.plan
-        if args.limit is not None:
-            data["monthlyLimit"] = args.limit
-        user = await operator.users.create(data, Actor.cli())
+        given: dict[str, Any] = {"name": args.name or None, "plan": args.plan, "monthly_limit": args.limit}
+        changes = UserChanges(email=args.email, **{name: value for name, value in given.items() if value is not None})
+        user = await operator.users.create(changes, Actor.cli())
         print(_user_line(user))
         return 0
 
     return _run(settings, work)
 
 
-def _by_email(change: Callable[[Operator, int, argparse.Namespace], Awaitable[dict[str, Any]]]) -> Callable[..., int]:
+def _by_email(change: Callable[[Operator, int, argparse.Namespace], Awaitable[User]]) -> Callable[..., int]:
     def command(settings: Settings, args: argparse.Namespace) -> int:
         async def work(operator: Operator) -> int:
             user_id = await operator.users.find_by_email(args.email)
@@ -135,7 +132,7 @@ def _by_email(change: Callable[[Operator, int, argparse.Namespace], Awaitable[di
     return command
 
 
-cmd_set_limit = _by_email(lambda s, uid, a: s.users.update(uid, {"monthlyLimit": a.tokens}, Actor.cli()))
+cmd_set_limit = _by_email(lambda s, uid, a: s.users.update(uid, UserChanges(monthly_limit=a.tokens), Actor.cli()))
 cmd_add_tokens = _by_email(lambda s, uid, a: s.users.add_tokens(uid, a.tokens, a.reason, Actor.cli()))
 cmd_reset_usage = _by_email(lambda s, uid, a: s.users.reset_usage(uid, Actor.cli()))
 cmd_suspend = _by_email(lambda s, uid, a: s.users.set_status(uid, "suspended", Actor.cli()))
@@ -158,8 +155,8 @@ def cmd_keys_create(settings: Settings, args: argparse.Namespace) -> int:
             actor,
             "key.create",
             "api_key",
-            record["id"],
-            {"prefix": record["prefix"], "kind": record["kind"]},
+            record.id,
+            {"prefix": record.prefix, "kind": record.kind},
         )
         print(key)  # alone on stdout, so scripts can capture it
         return 0
@@ -174,10 +171,8 @@ def cmd_keys_revoke(settings: Settings, args: argparse.Namespace) -> int:
             raise CommandError(f"no active key with prefix or id {args.prefix!r}")
         await operator.invalidator.invalidate("keys")
         for key in revoked:
-            await audit.record(
-                operator.pool, Actor.cli(), "key.revoke", "api_key", key["id"], {"prefix": key["prefix"]}
-            )
-            print(f"revoked {key['prefix']}")
+            await audit.record(operator.pool, Actor.cli(), "key.revoke", "api_key", key.id, {"prefix": key.prefix})
+            print(f"revoked {key.prefix}")
         return 0
 
     return _run(settings, work)

@@ -1,20 +1,19 @@
-"""Run the app: one process, or N worker processes sharing the port (SO_REUSEPORT)."""
+"""Run the app: one process, or N worker processes sharing the port (SO_REUSEPORT), supervised."""
 
 from __future__ import annotations
 
+import functools
 import gc
 import logging
-import multiprocessing
-import os
-import signal
-import sys
-from typing import Any
+from pathlib import Path
 
 from aiohttp import web
 
 from metering import tokenizer
+from runtime.appkeys import WORKERS
 from runtime.settings import Settings
 from solaris.app import create_app
+from solaris.workers import WorkerBoard, WorkerPool, fresh_metrics_dir, share_metrics
 
 log = logging.getLogger(__name__)
 
@@ -35,9 +34,15 @@ async def _freeze_startup_objects(app: web.Application) -> None:
     gc.freeze()
 
 
-def run_worker(settings: Settings, reuse_port: bool) -> None:
+def run_worker(
+    settings: Settings, reuse_port: bool, board: WorkerBoard | None = None, metrics_dir: Path | None = None
+) -> None:
     _install_uvloop()
-    app = create_app(settings)
+    if metrics_dir is not None:
+        share_metrics(metrics_dir)
+    app = create_app(settings, metrics_dir=metrics_dir)
+    if board is not None:
+        app[WORKERS] = board.snapshot
     app.on_startup.append(_freeze_startup_objects)
     web.run_app(
         app,
@@ -51,7 +56,8 @@ def run_worker(settings: Settings, reuse_port: bool) -> None:
     )
 
 
-def serve(settings: Settings) -> None:
+def serve(settings: Settings) -> int:
+    """Run the server until it is stopped; the exit status (non-zero when workers kept dying)."""
     log.info(
         "serving on http://%s:%s with %d worker(s); upstream %s",
         settings.host,
@@ -62,22 +68,7 @@ def serve(settings: Settings) -> None:
     tokenizer.preload()
     if settings.workers == 1:
         run_worker(settings, reuse_port=False)
-        return
-    context: Any = multiprocessing.get_context("spawn" if sys.platform == "darwin" else "fork")
-    workers = [
-        context.Process(target=run_worker, args=(settings, True), name=f"solaris-worker-{i}", daemon=False)
-        for i in range(settings.workers)
-    ]
-    for worker in workers:
-        worker.start()
-
-    def forward(signum: int, _frame: object) -> None:
-        for worker in workers:
-            if worker.pid is not None and worker.is_alive():
-                os.kill(worker.pid, signum)
-
-    signal.signal(signal.SIGINT, forward)
-    signal.signal(signal.SIGTERM, forward)
-    for worker in workers:
-        worker.join()
-    log.info("all workers stopped")
+        return 0
+    metrics_dir = fresh_metrics_dir(settings.data_dir)
+    pool = WorkerPool(settings.workers, functools.partial(run_worker, settings, True), metrics_dir=metrics_dir)
+    return pool.run()

@@ -24,12 +24,12 @@ from aiohttp.test_utils import TestServer
 from metering.alerts import AlertService
 from metering.invalidation import Invalidator
 from metering.keys import ApiKeyService
-from metering.ledger import LedgerWriter
+from metering.ledger_writer import LedgerWriter
 from metering.period import PeriodClock
 from metering.policy import PolicySource
 from metering.prices import PriceBook
 from metering.quota import QuotaEngine
-from metering.system_settings import SettingsStore
+from metering.settings_store import SettingsStore
 from metering.users import UserService
 from runtime import appkeys
 from runtime.metrics import Metrics

@@ -36,7 +36,7 @@ async def test_patch_applies_at_once_is_audited_and_announced(api: AdminApi) -> 
     assert reply.status == 200, reply.body
     assert reply.data["defaultMonthlyLimit"] == 250_000
     assert api.gateway.system.current.default_monthly_limit == 250_000
-    assert api.gateway.policy().default_limit == 250_000
+    assert api.gateway.policy().default_monthly_limit == 250_000
     [entry] = await api.audit_entries("settings.update")
     assert entry["details"]["before"]["alertThreshold80"] == 80
     assert entry["details"]["after"]["alertThreshold80"] == 75

@@ -12,13 +12,15 @@ import pytest
 import redis.asyncio as aioredis
 from aiosmtpd.controller import Controller
 
+from admin.wire.records import alert_to_api
 from metering import events
 from metering.alert_recovery import AlertRecovery
-from metering.alerts import MAX_ATTEMPTS, AlertService, alert_to_api, retry_delay
+from metering.alerts import MAX_ATTEMPTS, AlertService, alert_from_row, retry_delay
 from metering.mailer import Mailer
 from metering.quota import QuotaEngine, RateLimit, Thresholds
 from metering.redis_mux import RedisMux
-from metering.system_settings import SettingsStore, default_system_settings
+from metering.settings_store import SettingsStore
+from metering.system_settings import default_system_settings
 from tests.conftest import Gateway
 from tests.test_mailer import Inbox, free_port
 
@@ -53,14 +55,15 @@ def smtp() -> Iterator[SmtpServer]:
 @pytest.fixture
 async def settings_store(db_pool: asyncpg.Pool, redis_client: aioredis.Redis, smtp: SmtpServer) -> SettingsStore:
     store = SettingsStore(db_pool, redis_client, default_system_settings("http://litellm.test:4000"))
-    smtp_settings = {"smtpHost": "127.0.0.1", "smtpPort": smtp.port, "useTls": False}
-    await store.update({"emailSettings": smtp_settings}, actor="test")
+    smtp_settings = {"email.smtp_host": "127.0.0.1", "email.smtp_port": smtp.port, "email.use_tls": False}
+    await store.update(smtp_settings, actor="test")
     return store
 
 
 @pytest.fixture
 def service(db_pool: asyncpg.Pool, redis_client: aioredis.Redis, settings_store: SettingsStore) -> AlertService:
-    return AlertService(db_pool, redis_client, settings_store, Mailer(timeout=5), "pt-BR")
+    announce = events.publisher(redis_client, "alert", alert_to_api)
+    return AlertService(db_pool, settings_store, Mailer(timeout=5), "pt-BR", announce=announce)
 
 
 async def _user(db_pool: asyncpg.Pool, email: str, *, language: str | None = None, notify: bool = True) -> int:
@@ -131,7 +134,7 @@ async def test_alert_event_is_published(
         await pubsub.aclose()
     event = orjson.loads(message["data"])
     assert event["type"] == "alert"
-    assert event["data"] == alert_to_api(await _alert(db_pool, alert_id or 0))
+    assert event["data"] == alert_to_api(alert_from_row(await _alert(db_pool, alert_id or 0)))
     assert set(event["data"]) == {
         "id", "userId", "type", "title", "message", "severity", "status",
         "sentAt", "acknowledgedAt", "metadata", "createdAt",
@@ -199,7 +202,7 @@ async def test_no_email_when_smtp_is_not_configured(
     db_pool: asyncpg.Pool, service: AlertService, settings_store: SettingsStore, smtp: SmtpServer
 ) -> None:
     smtp.start()
-    await settings_store.update({"emailSettings": {"smtpHost": ""}}, actor="test")
+    await settings_store.update({"email.smtp_host": ""}, actor="test")
     alert_id = await service.raise_threshold(await _user(db_pool, "a@x.io"), "usage_80", PERIOD, 8, 10) or 0
     assert await service.dispatch_once() == 1
     assert smtp.inbox.envelopes == []
@@ -212,7 +215,7 @@ async def test_concurrent_dispatchers_send_each_alert_once(
     db_pool: asyncpg.Pool, redis_client: aioredis.Redis, settings_store: SettingsStore, smtp: SmtpServer
 ) -> None:
     smtp.start()
-    services = [AlertService(db_pool, redis_client, settings_store, Mailer(), "pt-BR") for _ in range(3)]
+    services = [AlertService(db_pool, settings_store, Mailer(), "pt-BR") for _ in range(3)]
     for n in range(6):
         user = await _user(db_pool, f"user{n}@example.com")
         await services[0].raise_threshold(user, "usage_80", PERIOD, 80, 100)
@@ -225,7 +228,7 @@ async def test_running_dispatcher_sends_soon_after_an_alert_is_raised(
     db_pool: asyncpg.Pool, redis_client: aioredis.Redis, settings_store: SettingsStore, smtp: SmtpServer
 ) -> None:
     smtp.start()
-    service = AlertService(db_pool, redis_client, settings_store, Mailer(), "pt-BR", poll_seconds=60)
+    service = AlertService(db_pool, settings_store, Mailer(), "pt-BR", poll_seconds=60)
     stop = asyncio.Event()
     loop = asyncio.create_task(service.run_dispatcher(stop))
     try:
@@ -246,9 +249,9 @@ async def test_acknowledge(db_pool: asyncpg.Pool, service: AlertService) -> None
     alert_id = await service.raise_threshold(user, "usage_80", PERIOD, 80, 100) or 0
     acknowledged = await service.acknowledge(alert_id)
     assert acknowledged is not None
-    assert acknowledged["status"] == "acknowledged" and acknowledged["acknowledgedAt"] is not None
+    assert acknowledged.status == "acknowledged" and acknowledged.acknowledged_at is not None
     again = await service.acknowledge(alert_id)
-    assert again is not None and again["acknowledgedAt"] == acknowledged["acknowledgedAt"]
+    assert again is not None and again.acknowledged_at == acknowledged.acknowledged_at
     assert await service.acknowledge(999_999) is None
 
 

@@ -67,3 +67,17 @@ async def test_deleting_an_end_user_is_refused_while_usage_exists(db_pool: async
         pass
     else:
         raise AssertionError("a hard delete of a user with history must fail")
+
+
+async def test_processes_that_start_together_create_the_partitions_once(database_url: str) -> None:
+    """Workers starting at once on a fresh database raced to create this month's partition and
+    one died with DuplicateTableError (issue 15)."""
+    conns = [await asyncpg.connect(database_url) for _ in range(8)]
+    try:
+        month = dt.date(2031, 1, 1)  # no other test makes partitions that far ahead
+        await asyncio.gather(*(db.ensure_usage_partitions(conn, month) for conn in conns))
+        name = f"token_usage_{month:%Y_%m}"
+        assert await conns[0].fetchval("SELECT count(*) FROM pg_class WHERE relname = $1", name) == 1
+    finally:
+        for conn in conns:
+            await conn.close()

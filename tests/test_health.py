@@ -76,3 +76,15 @@ async def test_real_time_metrics_are_published_to_the_feed(gateway: Gateway) -> 
                 seen = orjson.loads(message["data"])["data"]
     await pubsub.aclose()
     assert set(seen) >= {"requestsPerSecond", "tokensPerSecond", "activeStreams", "ledgerBacklog"}
+
+
+async def test_health_lists_every_background_task_running(gateway: Gateway) -> None:
+    async with aiohttp.ClientSession() as session, session.get(f"{gateway.url}/health") as response:
+        tasks = (await response.json())["backgroundTasks"]
+    expected = {
+        "settings-listener", "calibration", "invalidation-listener", "alert-dispatcher", "alert-recovery",
+        "ledger-writer", "heartbeat", "sweeper", "usage-buffer", "redis-recovery", "ledger-backlog",
+        "price-refresh", "metrics-sampler", "dependency-probe", "real-time-metrics", "memory-trim",
+    }  # fmt: skip
+    assert set(tasks) == expected
+    assert all(task["state"] == "running" and task["restarts"] == 0 for task in tasks.values())

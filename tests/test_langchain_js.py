@@ -108,9 +108,9 @@ async def test_langchain_does_not_retry_a_quota_refusal(gateway: Gateway, upstre
 
 
 async def test_langchain_waits_out_a_rate_limit_and_gets_through(gateway: Gateway, upstream: FakeUpstream) -> None:
-    # One request per 3 s: slower than Node starts the second call (at 60 a minute the bucket had
-    # refilled by then on a busy machine, and nothing was refused).
-    await gateway.system.update({"securitySettings": {"rateLimitPerMinute": 20, "rateLimitBurst": 1}}, "test")
+    # One request per 5 s: the bucket is still empty when the second call comes, however long Node
+    # takes to start on a busy machine (at 60 a minute it refilled in time and no 429 was seen).
+    await gateway.system.update({"security.rate_limit_per_minute": 12, "security.rate_limit_burst": 1}, "test")
     assert (await langchain_invoke(gateway, "lia@example.com", max_retries=2))["ok"] is True
     rated = gateway.metrics.quota_decisions.labels("rate")
     before = float(rated._value.get())

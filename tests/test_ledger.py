@@ -13,8 +13,10 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 
+from admin.wire.records import usage_update_event
 from metering import events as feed
-from metering.ledger import FEED_EVENTS_PER_BATCH, GROUP, STREAM, LedgerWriter, UsageEvent, append_command
+from metering.ledger import GROUP, STREAM, UsageEvent, append_command
+from metering.ledger_writer import FEED_EVENTS_PER_BATCH, LedgerWriter
 
 TIMEZONE = "America/Sao_Paulo"
 
@@ -45,6 +47,7 @@ async def append(redis: aioredis.Redis, events: list[UsageEvent]) -> None:
 
 
 def make_writer(redis: aioredis.Redis, pool: asyncpg.Pool, **options: object) -> LedgerWriter:
+    options.setdefault("feed_data", usage_update_event)
     return LedgerWriter(redis, pool, consumer="test", timezone=TIMEZONE, **options)  # type: ignore[arg-type]
 
 

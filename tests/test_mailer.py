@@ -72,7 +72,7 @@ def _body(message: EmailMessage, subtype: str) -> str:
 THRESHOLD: dict[str, Any] = {
     "percent": 80,
     "used": 80_000,
-    "limit": 100_000,
+    "total_limit": 100_000,
     "reset_date": dt.date(2025, 9, 1),
 }
 

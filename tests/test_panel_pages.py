@@ -116,7 +116,7 @@ async def test_a_viewer_sees_no_buttons_that_need_write_permissions(panel: Panel
     assert f"/admin/users/{user['id']}/tokens" not in body and "/delete" not in body
     resp, _ = await panel.post(f"/admin/users/{user['id']}/tokens", role="viewer", data={"amount": "100"})
     assert resp.status == 403
-    assert (await panel.api.gateway.users.get(user["id"]))["additionalTokens"] == 0
+    assert (await panel.api.gateway.users.get(user["id"])).extra_tokens == 0
 
 
 async def test_creating_a_user_with_bad_input_keeps_what_was_typed(panel: Panel) -> None:
@@ -137,13 +137,13 @@ async def test_creating_a_user_and_adding_tokens_goes_through_the_user_service(p
     resp, _ = await panel.post(f"/admin/users/{user_id}/tokens", data={"amount": "250", "reason": "bonus"})
     assert resp.status == 303
     user = await panel.api.gateway.users.get(user_id)
-    assert user["monthlyLimit"] == 1000 and user["additionalTokens"] == 250
+    assert user.monthly_limit == 1000 and user.extra_tokens == 250
     assert [e["details"]["reason"] for e in await panel.api.audit_entries("user.tokens.add")] == ["bonus"]
 
 
 async def test_a_blank_smtp_password_keeps_the_saved_one(panel: Panel) -> None:
     services = panel.api.gateway
-    await services.system.update({"emailSettings": {"smtpPassword": "s3cret", "smtpHost": "mail.example.com"}}, "t")
+    await services.system.update({"email.smtp_host": "mail.example.com"}, "t", password="s3cret")
     _, body = await panel.get("/admin/settings")
     assert "s3cret" not in body
     form = dict(re.findall(r'<input id="s-[^"]+" name="([^"]+)" value="([^"]*)"', body))

@@ -15,6 +15,7 @@ import orjson
 import pytest
 
 from metering.audit import Actor
+from metering.users import UserChanges
 from tests.conftest import SERVICE_KEY, Gateway
 from tests.fake_upstream import FakeUpstream
 
@@ -35,7 +36,7 @@ async def post(gateway: Gateway, path: str, body: Any, headers: dict[str, str]) 
 
 async def over_the_limit(gateway: Gateway, upstream: FakeUpstream, email: str) -> None:
     """A user who has spent 36 tokens of 30, on a chat request; the upstream and ledger then forgotten."""
-    await gateway.users.create({"email": email, "monthlyLimit": 30}, ACTOR)
+    await gateway.users.create(UserChanges(email=email, monthly_limit=30), ACTOR)
     chat = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Olá"}]}
     status, _ = await post(gateway, "/v1/chat/completions", chat, {**SERVICE, "X-Solaris-User": email})
     assert status == 200
@@ -69,10 +70,10 @@ async def test_the_body_names_the_user_of_a_native_call_who_is_refused_over_the_
 
 
 async def test_the_body_names_the_user_of_a_native_call_who_is_then_charged(gateway: Gateway) -> None:
-    user_id = await gateway.users.create({"email": "bia@example.com", "monthlyLimit": 10_000}, ACTOR)
+    user = await gateway.users.create(UserChanges(email="bia@example.com", monthly_limit=10_000), ACTOR)
     status, _ = await post(gateway, "/v1/messages", {**MESSAGES, "metadata": {"user_id": "bia@example.com"}}, SERVICE)
     assert status == 200
-    assert await ledger_users(gateway) == [int(user_id["id"])]
+    assert await ledger_users(gateway) == [user.id]
 
 
 @pytest.mark.parametrize("path, body", [("/v1/messages", MESSAGES), ("/v1/responses", RESPONSES)])

@@ -18,6 +18,7 @@ import pytest
 from metering.audit import Actor
 from metering.estimate import count_text
 from metering.tokenizer import get_encoding
+from metering.users import UserChanges
 from tests.conftest import SERVICE_KEY, Gateway
 from tests.fake_upstream import ANSWER, COMPLETION_TOKENS, PROMPT_TOKENS, FakeUpstream
 
@@ -176,7 +177,9 @@ async def test_a_bad_messages_body_gets_anthropics_error_shape(gateway: Gateway,
 async def test_a_user_over_the_limit_is_refused_on_messages_in_anthropics_shape(
     gateway: Gateway, upstream: FakeUpstream
 ) -> None:
-    await gateway.users.create({"email": "ana@example.com", "monthlyLimit": 5}, Actor(admin_id=None, label="test"))
+    await gateway.users.create(
+        UserChanges(email="ana@example.com", monthly_limit=5), Actor(admin_id=None, label="test")
+    )
     status, raw, headers = await post(gateway, "/v1/messages", MESSAGES)
     body = orjson.loads(raw)
     assert status == 402 and headers["x-should-retry"] == "false"
@@ -189,7 +192,9 @@ async def test_a_user_over_the_limit_is_refused_on_messages_in_anthropics_shape(
 async def test_the_openai_sdk_is_served_metered_and_refused_on_responses(
     gateway: Gateway, upstream: FakeUpstream, stream: bool
 ) -> None:
-    await gateway.users.create({"email": "ana@example.com", "monthlyLimit": 30}, Actor(admin_id=None, label="test"))
+    await gateway.users.create(
+        UserChanges(email="ana@example.com", monthly_limit=30), Actor(admin_id=None, label="test")
+    )
     client = gateway.client(user=None, max_retries=2)  # the user named only by the body, as LibreChat does
     if stream:
         events = [e async for e in await client.responses.create(**RESPONSES, user="ana@example.com", stream=True)]

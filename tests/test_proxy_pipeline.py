@@ -8,6 +8,7 @@ import aiohttp
 import openai
 import pytest
 
+from metering.users import UserChanges
 from tests.conftest import SERVICE_KEY, Gateway
 from tests.fake_upstream import ANSWER, PROMPT_TOKENS, FakeUpstream
 
@@ -77,27 +78,27 @@ async def test_first_requests_of_a_new_user_create_one_user(gateway: Gateway) ->
 
 
 async def test_personal_key_identifies_its_user(gateway: Gateway) -> None:
-    user = await gateway.users.create({"email": "dani@example.com"}, _actor())
-    key, _ = await gateway.keys.create("personal", user["id"])
+    user = await gateway.users.create(UserChanges(email="dani@example.com"), _actor())
+    key, _ = await gateway.keys.create("personal", user.id)
     await gateway.client(user=None, api_key=key).chat.completions.create(**CHAT)  # type: ignore[call-overload]
     [row] = await usage_rows(gateway)
-    assert row["user_id"] == user["id"]
+    assert row["user_id"] == user.id
 
 
 async def test_revoked_personal_key_stops_working_on_next_request(gateway: Gateway) -> None:
-    user = await gateway.users.create({"email": "eva@example.com"}, _actor())
-    key, record = await gateway.keys.create("personal", user["id"])
+    user = await gateway.users.create(UserChanges(email="eva@example.com"), _actor())
+    key, record = await gateway.keys.create("personal", user.id)
     client = gateway.client(user=None, api_key=key)
     await client.chat.completions.create(**CHAT)  # type: ignore[call-overload]
-    await gateway.keys.revoke(record["prefix"])
+    await gateway.keys.revoke(record.prefix)
     await gateway.invalidator.invalidate("keys")
     with pytest.raises(openai.AuthenticationError):
         await client.chat.completions.create(**CHAT)  # type: ignore[call-overload]
 
 
 async def test_suspended_user_is_refused_with_403_and_a_clear_message(gateway: Gateway, upstream: FakeUpstream) -> None:
-    user = await gateway.users.create({"email": "fabi@example.com"}, _actor())
-    await gateway.users.set_status(user["id"], "suspended", _actor())
+    user = await gateway.users.create(UserChanges(email="fabi@example.com"), _actor())
+    await gateway.users.set_status(user.id, "suspended", _actor())
     with pytest.raises(openai.PermissionDeniedError) as caught:
         await gateway.client(user="fabi@example.com").chat.completions.create(**CHAT)  # type: ignore[call-overload]
     assert "suspensa" in caught.value.message
@@ -105,9 +106,9 @@ async def test_suspended_user_is_refused_with_403_and_a_clear_message(gateway: G
 
 
 async def test_reactivated_user_is_served_on_the_next_request(gateway: Gateway) -> None:
-    user = await gateway.users.create({"email": "gil@example.com"}, _actor())
-    await gateway.users.set_status(user["id"], "suspended", _actor())
-    await gateway.users.set_status(user["id"], "active", _actor())
+    user = await gateway.users.create(UserChanges(email="gil@example.com"), _actor())
+    await gateway.users.set_status(user.id, "suspended", _actor())
+    await gateway.users.set_status(user.id, "active", _actor())
     reply = await gateway.client(user="gil@example.com").chat.completions.create(**CHAT)  # type: ignore[call-overload]
     assert reply.choices[0].message.content == ANSWER
 
@@ -178,7 +179,7 @@ async def test_every_answer_carries_the_token_ratelimit_headers(gateway: Gateway
     response = await gateway.post("/v1/chat/completions", CHAT)
     limit = int(response.headers["x-ratelimit-limit-tokens"])
     remaining = int(response.headers["x-ratelimit-remaining-tokens"])
-    assert limit == gateway.policy().default_limit
+    assert limit == gateway.policy().default_monthly_limit
     assert remaining == limit - (PROMPT_TOKENS + 15)
     assert response.headers["x-ratelimit-reset-tokens"].endswith("s")
 
@@ -242,7 +243,7 @@ async def test_unreachable_upstream_is_a_502_and_is_recorded(gateway: Gateway, u
 
 
 async def test_connection_refused_upstream_is_a_502_and_is_recorded(gateway: Gateway) -> None:
-    await gateway.system.update({"litellmSettings": {"baseUrl": "http://127.0.0.1:9", "maxRetries": 1}}, "test")
+    await gateway.system.update({"litellm.base_url": "http://127.0.0.1:9", "litellm.max_retries": 1}, "test")
     response = await gateway.post("/v1/chat/completions", CHAT)
     assert response.status == 502
     [row] = await usage_rows(gateway)
@@ -313,7 +314,7 @@ async def test_without_auto_provisioning_unknown_users_get_403(gateway_with, ups
     with pytest.raises(openai.PermissionDeniedError) as caught:
         await gateway.client(user="stranger@example.com").chat.completions.create(**CHAT)
     assert caught.value.code == "user_not_provisioned"
-    await gateway.users.create({"email": "known@example.com"}, _actor())
+    await gateway.users.create(UserChanges(email="known@example.com"), _actor())
     reply = await gateway.client(user="known@example.com").chat.completions.create(**CHAT)
     assert reply.choices[0].message.content == ANSWER
     assert len(upstream.requests) == 1

@@ -11,7 +11,9 @@ import pytest
 
 from metering.audit import Actor
 from metering.estimate import estimate_chat
+from metering.quota import cfg_key
 from metering.tokenizer import get_encoding
+from metering.users import UserChanges
 from proxy import wording
 from tests.conftest import Gateway
 from tests.fake_upstream import ANSWER, FakeUpstream
@@ -21,8 +23,8 @@ MESSAGES = [{"role": "user", "content": "Olá, tudo bem?"}]
 
 
 async def make_user(gateway: Gateway, email: str, limit: int, **extra: Any) -> int:
-    user = await gateway.users.create({"email": email, "monthlyLimit": limit, **extra}, ACTOR)
-    return int(user["id"])
+    user = await gateway.users.create(UserChanges(email=email, monthly_limit=limit, **extra), ACTOR)
+    return user.id
 
 
 async def ask(gateway: Gateway, email: str, **kwargs: Any) -> Any:
@@ -79,7 +81,7 @@ def test_refusal_texts_are_one_short_line_of_prose(lang: str) -> None:
 
 
 async def test_rate_limit_refuses_with_retry_after(gateway: Gateway, upstream: FakeUpstream) -> None:
-    await gateway.system.update({"securitySettings": {"rateLimitPerMinute": 1, "rateLimitBurst": 1}}, "test")
+    await gateway.system.update({"security.rate_limit_per_minute": 1, "security.rate_limit_burst": 1}, "test")
     await ask(gateway, "carla@example.com")
     with pytest.raises(openai.RateLimitError) as caught:
         await ask(gateway, "carla@example.com")
@@ -99,7 +101,7 @@ async def test_concurrent_requests_near_the_limit_never_overspend(gateway: Gatew
     per_request = prompt + 15
     limit = per_request * 40 + 7
     user_id = await make_user(gateway, "dora@example.com", limit)
-    await gateway.system.update({"securitySettings": {"rateLimitPerMinute": 0}}, "test")
+    await gateway.system.update({"security.rate_limit_per_minute": 0}, "test")
     client = gateway.client(user="dora@example.com")
 
     async def one() -> bool:
@@ -127,7 +129,7 @@ async def test_overspend_is_bounded_by_requests_in_flight(gateway: Gateway, upst
     upstream.behaviour.delay = 0.2  # every request is in flight at once
     upstream.behaviour.prompt_tokens, upstream.behaviour.completion_tokens = 10, 200
     user_id = await make_user(gateway, "edu@example.com", 1000)
-    await gateway.system.update({"securitySettings": {"rateLimitPerMinute": 0}}, "test")
+    await gateway.system.update({"security.rate_limit_per_minute": 0}, "test")
     client = gateway.client(user="edu@example.com")
     results = await asyncio.gather(
         *(client.chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=MESSAGES, max_tokens=20)  # type: ignore[arg-type]
@@ -183,6 +185,18 @@ async def test_reset_usage_keeps_the_ledger_and_rebuild_agrees(gateway: Gateway)
     live = await gateway.quota.snapshot(user_id, gateway.clock.current().name)
     rebuilt = await gateway.users.rebuild_counters(user_id)
     assert live.used == rebuilt.used == 36
+
+
+async def test_a_user_cached_before_the_limit_field_was_renamed_is_reloaded(gateway: Gateway) -> None:
+    user_id = await make_user(gateway, "joa@example.com", 1000)
+    await gateway.users.add_tokens(user_id, 500, "bonus", ACTOR)
+    key = cfg_key(user_id)
+    await gateway.redis.hdel(key, "monthly_limit")
+    await gateway.redis.hset(key, "limit", 1000)  # as the gateway cached it before the rename
+    await ask(gateway, "joa@example.com")
+    assert await gateway.redis.hmget(key, ["monthly_limit", "limit"]) == [b"1000", None]
+    quota = await gateway.quota.snapshot(user_id, gateway.clock.current().name)
+    assert (quota.total_limit, quota.used) == (1500, 36)
 
 
 async def _settle_alerts(gateway: Gateway) -> None:

@@ -124,7 +124,7 @@ async def test_upstream_reset_mid_stream_is_recorded(gateway: Gateway, upstream:
 
 
 async def test_upstream_timeout_becomes_a_502_and_is_recorded(gateway: Gateway, upstream: FakeUpstream) -> None:
-    await gateway.system.update({"litellmSettings": {"timeout": 0.3, "maxRetries": 1}}, "test")
+    await gateway.system.update({"litellm.timeout": 0.3, "litellm.max_retries": 1}, "test")
     upstream.behaviour.delay = 1.0
     response = await gateway.post("/v1/chat/completions", CHAT)
     body = await response.json()
@@ -136,7 +136,7 @@ async def test_upstream_timeout_becomes_a_502_and_is_recorded(gateway: Gateway, 
 async def test_a_garbled_upstream_answer_is_retried_then_a_recorded_502(
     gateway: Gateway, upstream: FakeUpstream
 ) -> None:
-    await gateway.system.update({"litellmSettings": {"maxRetries": 1}}, "test")
+    await gateway.system.update({"litellm.max_retries": 1}, "test")
     upstream.behaviour.garble_times = 1
     answer = await gateway.client().chat.completions.create(**CHAT)  # type: ignore[call-overload]
     assert answer.choices[0].message.content  # the retry got a proper answer

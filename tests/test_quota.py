@@ -17,6 +17,7 @@ from metering.quota import (
     cfg_key,
     inflight_key,
     rate_key,
+    total_limit,
     use_key,
 )
 from metering.redis_mux import RedisMux
@@ -49,14 +50,14 @@ async def busy_engine(redis_client: aioredis.Redis, redis_url: str) -> AsyncIter
 
 async def make_user(
     engine: QuotaEngine,
-    limit: int = 1000,
+    monthly_limit: int = 1000,
     *,
     user_id: int = USER,
     status: str = "active",
     alert80: float | None = None,
     alert95: float | None = None,
 ) -> None:
-    await engine.set_user_config(user_id, status=status, monthly_limit=limit, alert80=alert80, alert95=alert95)
+    await engine.set_user_config(user_id, status=status, monthly_limit=monthly_limit, alert80=alert80, alert95=alert95)
 
 
 async def admit(
@@ -95,7 +96,7 @@ async def test_admit_reserves_prompt_and_allowance(engine: QuotaEngine) -> None:
     await make_user(engine)
     admission = await admit(engine, "r1", prompt=100, allowance=200)
     assert admission.admitted
-    assert (admission.reservation, admission.reserved, admission.used, admission.limit) == (300, 300, 0, 1000)
+    assert (admission.reservation, admission.reserved, admission.used, admission.total_limit) == (300, 300, 0, 1000)
 
 
 async def test_settle_swaps_reservation_for_actual_usage(engine: QuotaEngine) -> None:
@@ -109,7 +110,7 @@ async def test_settle_swaps_reservation_for_actual_usage(engine: QuotaEngine) ->
 
 async def test_reservation_is_clamped_to_the_room_left(engine: QuotaEngine) -> None:
     await make_user(engine, 1000)
-    await engine.rebuild(USER, PERIOD, used=700, extra=0, thresholds=DEFAULTS)
+    await engine.rebuild(USER, PERIOD, used=700, extra_tokens=0, thresholds=DEFAULTS)
     admission = await admit(engine, "r1", prompt=100, allowance=500)
     assert admission.reservation == 300
     assert admission.remaining == 0
@@ -200,7 +201,7 @@ async def test_zero_burst_means_a_bucket_of_per_minute(engine: QuotaEngine) -> N
 
 async def test_concurrent_admits_never_reserve_beyond_the_cap(busy_engine: QuotaEngine) -> None:
     await make_user(busy_engine, 10_000)
-    await busy_engine.rebuild(USER, PERIOD, used=8_000, extra=0, thresholds=DEFAULTS)
+    await busy_engine.rebuild(USER, PERIOD, used=8_000, extra_tokens=0, thresholds=DEFAULTS)
     results = await asyncio.gather(*(admit(busy_engine, f"r{i}", prompt=30, allowance=50) for i in range(200)))
     admitted = [a for a in results if a.admitted]
     assert sum(a.reservation for a in admitted) <= 2_000
@@ -259,7 +260,7 @@ async def test_add_extra_unblocks_a_blocked_user(engine: QuotaEngine) -> None:
     assert "blocked" in (await settle(engine, "r1", 1000)).crossed
     assert (await admit(engine, "r2")).decision == "quota"
     snap = await engine.add_extra(USER, PERIOD, 500, DEFAULTS)
-    assert (snap.extra, snap.total, snap.blocked) == (500, 1500, False)
+    assert (snap.extra_tokens, snap.total_limit, snap.blocked) == (500, 1500, False)
     assert (await admit(engine, "r3")).admitted
 
 
@@ -290,7 +291,7 @@ async def test_reset_usage_clears_flags_and_used_but_keeps_reserved(engine: Quot
 
 async def test_rebuild_marks_passed_thresholds_without_firing_them(engine: QuotaEngine) -> None:
     await make_user(engine, 1000)
-    snap = await engine.rebuild(USER, PERIOD, used=960, extra=0, thresholds=DEFAULTS)
+    snap = await engine.rebuild(USER, PERIOD, used=960, extra_tokens=0, thresholds=DEFAULTS)
     assert (snap.used, snap.alert80, snap.alert95, snap.blocked) == (960, True, True, False)
     await admit(engine, "r1", prompt=10, allowance=10)
     assert (await settle(engine, "r1", 40)).crossed == ("blocked",)
@@ -299,8 +300,8 @@ async def test_rebuild_marks_passed_thresholds_without_firing_them(engine: Quota
 async def test_rebuild_keeps_in_flight_reservations(engine: QuotaEngine) -> None:
     await make_user(engine, 1000)
     await admit(engine, "r1", prompt=10, allowance=10)
-    snap = await engine.rebuild(USER, PERIOD, used=100, extra=50, thresholds=DEFAULTS)
-    assert (snap.used, snap.extra, snap.reserved) == (100, 50, 20)
+    snap = await engine.rebuild(USER, PERIOD, used=100, extra_tokens=50, thresholds=DEFAULTS)
+    assert (snap.used, snap.extra_tokens, snap.reserved) == (100, 50, 20)
 
 
 async def test_settle_of_a_settled_request_is_a_no_op(engine: QuotaEngine) -> None:
@@ -381,7 +382,7 @@ async def test_snapshots_read_many_users_at_once(engine: QuotaEngine) -> None:
     await make_user(engine, 500, user_id=1)
     await admit(engine, "r1", prompt=10, allowance=10, user_id=1)
     snaps = await engine.snapshots([1, 2], PERIOD)
-    assert (snaps[1].status, snaps[1].limit, snaps[1].reserved) == ("active", 500, 20)
+    assert (snaps[1].status, snaps[1].monthly_limit, snaps[1].reserved) == ("active", 500, 20)
     assert (snaps[2].status, snaps[2].used) == (None, 0)
 
 
@@ -395,3 +396,42 @@ async def test_zero_token_reservation_settles_and_releases(engine: QuotaEngine) 
         assert admission.admitted and admission.reservation == 0
     assert (await engine.settle(7, "2026-11", "a", actual_tokens=5, thresholds=Thresholds())).used == 5
     assert await engine.release(7, "2026-11", "b") is True
+
+
+# -- configs cached before the monthly limit's field was renamed from `limit` -------------------
+
+
+async def cache_as_before_the_rename(redis: aioredis.Redis, monthly_limit: int) -> None:
+    await redis.hset(cfg_key(USER), mapping={"status": "active", "limit": monthly_limit, "t80": "", "t95": ""})
+
+
+async def test_a_config_cached_before_the_rename_is_an_unknown_user(
+    engine: QuotaEngine, redis_client: aioredis.Redis
+) -> None:
+    await cache_as_before_the_rename(redis_client, 1000)
+    assert (await admit(engine, "r1")).decision == "unknown_user"
+    assert await redis_client.hlen(inflight_key(USER)) == 0
+
+
+async def test_caching_the_user_again_replaces_the_old_field(engine: QuotaEngine, redis_client: aioredis.Redis) -> None:
+    await cache_as_before_the_rename(redis_client, 1000)
+    await make_user(engine, 2000)
+    assert await redis_client.hget(cfg_key(USER), "limit") is None
+    admission = await admit(engine, "r1")
+    assert admission.admitted and admission.total_limit == 2000
+
+
+async def test_a_request_admitted_before_the_rename_settles_against_the_old_limit(
+    engine: QuotaEngine, redis_client: aioredis.Redis
+) -> None:
+    await make_user(engine, 1000)
+    assert (await admit(engine, "r1", prompt=100, allowance=100)).admitted
+    await redis_client.hdel(cfg_key(USER), "monthly_limit")
+    await redis_client.hset(cfg_key(USER), "limit", 1000)
+    settlement = await settle(engine, "r1", 500)
+    assert (settlement.total_limit, settlement.crossed) == (1000, ())
+    assert (await engine.snapshot(USER, PERIOD)).monthly_limit == 1000
+
+
+def test_total_limit_is_the_monthly_limit_plus_the_extra_tokens() -> None:
+    assert total_limit(100_000, 2_500) == 102_500

@@ -1,4 +1,5 @@
-"""System settings: validated partial patches, a write-only SMTP password, and every process in step."""
+"""System settings: validated partial patches (the seed's, through `admin.wire.settings`), a write-only
+SMTP password, and every process in step."""
 
 from __future__ import annotations
 
@@ -10,15 +11,11 @@ import asyncpg
 import pytest
 import redis.asyncio as aioredis
 
-from metering.system_settings import (
-    SETTINGS_CHANNEL,
-    SettingsStore,
-    SettingsValidationError,
-    SystemSettings,
-    apply_patch,
-    default_system_settings,
-    to_api,
-)
+from admin.wire.common import InputError
+from admin.wire.settings import settings_patch, settings_to_api
+from metering.settings_rules import apply_changes
+from metering.settings_store import SETTINGS_CHANNEL, SettingsStore
+from metering.system_settings import SettingsValidationError, SystemSettings, default_system_settings
 
 DEFAULTS = default_system_settings("http://litellm.test:4000/")
 
@@ -35,8 +32,24 @@ async def _eventually(condition: Callable[[], bool], seconds: float = 5.0) -> bo
     return condition()
 
 
+def to_api(settings: SystemSettings) -> dict[str, Any]:
+    return settings_to_api(settings)
+
+
+def apply_patch(current: SystemSettings, patch: dict[str, Any]) -> SystemSettings:
+    """A patch in the seed's shape, parsed by the admin and applied by the core."""
+    parsed = settings_patch(current, patch)
+    return apply_changes(current, parsed.changes, password=parsed.password)
+
+
+async def update(store: SettingsStore, patch: dict[str, Any], actor: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    parsed = settings_patch(store.current, patch)
+    before, after = await store.update(parsed.changes, actor, password=parsed.password)
+    return to_api(before), to_api(after)
+
+
 def _errors(current: SystemSettings, patch: dict[str, Any]) -> dict[str, str]:
-    with pytest.raises(SettingsValidationError) as caught:
+    with pytest.raises(InputError) as caught:
         apply_patch(current, patch)
     return caught.value.details
 
@@ -146,11 +159,16 @@ async def test_defaults_are_returned_when_nothing_was_saved(
     assert await _store(db_pool, redis_client).load() == DEFAULTS
 
 
+def test_a_rule_across_fields_names_them_as_the_seed_does() -> None:
+    errors = _errors(DEFAULTS, {"defaultMonthlyLimit": 5000, "alertThreshold95": 10})
+    assert errors == {"alertThreshold95": "alertThreshold80 must be lower than alertThreshold95"}
+
+
 async def test_invalid_patch_saves_nothing(db_pool: asyncpg.Pool, redis_client: aioredis.Redis) -> None:
     store = _store(db_pool, redis_client)
     with pytest.raises(SettingsValidationError) as caught:
-        await store.update({"defaultMonthlyLimit": 5000, "alertThreshold95": 10}, actor="admin@example.com")
-    assert caught.value.details == {"alertThreshold95": "alertThreshold80 must be lower than alertThreshold95"}
+        await store.update({"default_monthly_limit": 5000, "alert_threshold95": 10}, actor="admin@example.com")
+    assert caught.value.details == {"alert_threshold95": "alert_threshold80 must be lower than alert_threshold95"}
     assert await db_pool.fetchval("SELECT count(*) FROM system_settings") == 0
     assert store.current == DEFAULTS
 
@@ -159,8 +177,8 @@ async def test_nested_partial_update_keeps_the_other_fields(
     db_pool: asyncpg.Pool, redis_client: aioredis.Redis
 ) -> None:
     store = _store(db_pool, redis_client)
-    await store.update({"emailSettings": {"smtpHost": "smtp.example.com", "fromName": "Solaris"}}, actor="a")
-    before, after = await store.update({"emailSettings": {"smtpPort": 2525}}, actor="admin@example.com")
+    await update(store, {"emailSettings": {"smtpHost": "smtp.example.com", "fromName": "Solaris"}}, actor="a")
+    before, after = await update(store, {"emailSettings": {"smtpPort": 2525}}, actor="admin@example.com")
     assert before["emailSettings"]["smtpPort"] == 587
     assert after["emailSettings"] == {
         **before["emailSettings"],
@@ -179,16 +197,16 @@ async def test_nested_partial_update_keeps_the_other_fields(
 
 async def test_smtp_password_is_write_only(db_pool: asyncpg.Pool, redis_client: aioredis.Redis) -> None:
     store = _store(db_pool, redis_client)
-    before, after = await store.update({"emailSettings": {"smtpPassword": "s3cret!"}}, actor="a")
+    before, after = await update(store, {"emailSettings": {"smtpPassword": "s3cret!"}}, actor="a")
     assert before["emailSettings"]["smtpPasswordSet"] is False
     assert after["emailSettings"]["smtpPasswordSet"] is True
     assert "s3cret!" not in repr(after) and "smtpPassword" not in after["emailSettings"]
     assert "s3cret!" not in repr(store.current)
     assert await store.smtp_password() == "s3cret!"
-    await store.update({"emailSettings": {"smtpPort": 25}}, actor="a")
+    await update(store, {"emailSettings": {"smtpPort": 25}}, actor="a")
     assert await store.smtp_password() == "s3cret!"
     assert to_api(await _store(db_pool, redis_client).load())["emailSettings"]["smtpPasswordSet"] is True
-    _, cleared = await store.update({"emailSettings": {"smtpPassword": ""}}, actor="a")
+    _, cleared = await update(store, {"emailSettings": {"smtpPassword": ""}}, actor="a")
     assert cleared["emailSettings"]["smtpPasswordSet"] is False
     assert await store.smtp_password() == ""
 
@@ -201,7 +219,7 @@ async def test_another_process_reloads_after_the_change_is_announced(
     try:
         await asyncio.wait_for(elsewhere.subscribed.wait(), timeout=5)
         assert (await redis_client.pubsub_numsub(SETTINGS_CHANNEL))[0][1] == 1
-        await here.update({"defaultMonthlyLimit": 250_000}, actor="a")
+        await here.update({"default_monthly_limit": 250_000}, actor="a")
         assert await _eventually(lambda: elsewhere.current.default_monthly_limit == 250_000)
     finally:
         listener.cancel()

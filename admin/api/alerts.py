@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import math
 import secrets
-from typing import Any
 
 from aiohttp import web
 
 from admin import schemas
 from admin.http import Ctx, Query, json_body, not_found, ok, paginated, path_id, validation_error
 from admin.route_table import Param, Route
+from admin.wire.records import alert_to_api
 from metering import audit, listings
+from metering.alerts import Alert
+from metering.users import User
 
 ALERT_TYPES = tuple(schemas.ALERT_TYPES)
 USAGE_TYPES = ("usage_80", "usage_95", "blocked")
@@ -35,14 +37,14 @@ async def list_alerts(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     alerts, total = await listings.list_alerts(
         ctx.pool, user_id=user_id, alert_type=alert_type, status=status, page=page, limit=limit
     )
-    return paginated(alerts, page, limit, total)
+    return paginated([alert_to_api(a) for a in alerts], page, limit, total)
 
 
 async def acknowledge(request: web.Request, ctx: Ctx) -> web.StreamResponse:
-    return ok(await acknowledge_alert(ctx, path_id(request)), "Alert acknowledged")
+    return ok(alert_to_api(await acknowledge_alert(ctx, path_id(request))), "Alert acknowledged")
 
 
-async def acknowledge_alert(ctx: Ctx, alert_id: int) -> dict[str, Any]:
+async def acknowledge_alert(ctx: Ctx, alert_id: int) -> Alert:
     """Acknowledge, audit and announce one alert (the API and the panel both call this)."""
     before = await listings.get_alert(ctx.pool, alert_id)
     if before is None:
@@ -55,9 +57,9 @@ async def acknowledge_alert(ctx: Ctx, alert_id: int) -> dict[str, Any]:
         "alert.acknowledge",
         "alert",
         alert_id,
-        {"before": {"status": before["status"]}, "after": {"status": alert["status"]}},
+        {"before": {"status": before.status}, "after": {"status": alert.status}},
     )
-    await ctx.publish("alert", alert)
+    await ctx.publish("alert", alert_to_api(alert))
     return alert
 
 
@@ -72,9 +74,9 @@ async def send_test_alert(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     if errors:
         raise validation_error(errors)
     assert isinstance(user_id, int) and isinstance(alert_type, str)
-    await ctx.users.row(user_id)  # UserNotFound -> 404
+    user = await ctx.users.get(user_id)  # UserNotFound -> 404
     if alert_type in USAGE_TYPES:
-        alert_id = await _raise_usage_test(ctx, user_id, alert_type)
+        alert_id = await _raise_usage_test(ctx, user, alert_type)
     else:
         alert_id = await ctx.alerts.raise_system(
             alert_type,  # type: ignore[arg-type]
@@ -86,20 +88,19 @@ async def send_test_alert(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     assert alert_id is not None
     await ctx.pool.execute(MARK_TEST, alert_id)
     await audit.record(ctx.pool, ctx.actor, "alert.test", "alert", alert_id, {"userId": user_id, "type": alert_type})
-    return ok(await listings.get_alert(ctx.pool, alert_id), "Test alert raised", status=201)
+    alert = await listings.get_alert(ctx.pool, alert_id)
+    assert alert is not None
+    return ok(alert_to_api(alert), "Test alert raised", status=201)
 
 
-async def _raise_usage_test(ctx: Ctx, user_id: int, alert_type: str) -> int | None:
+async def _raise_usage_test(ctx: Ctx, user: User, alert_type: str) -> int | None:
     system = ctx.system.current
-    quota = await ctx.quota.snapshot(user_id, ctx.clock.current().name)
-    row = await ctx.users.row(user_id)
-    limit = int(row["monthly_limit"]) + quota.extra
     percent = {"usage_80": system.alert_threshold80, "usage_95": system.alert_threshold95}.get(
         alert_type, system.block_threshold
     )
-    used = math.ceil(limit * percent / 100)
+    used = math.ceil(user.total_limit * percent / 100)
     period = f"test-{secrets.token_hex(6)}"
-    return await ctx.alerts.raise_threshold(user_id, alert_type, period, used, limit)  # type: ignore[arg-type]
+    return await ctx.alerts.raise_threshold(user.id, alert_type, period, used, user.total_limit)  # type: ignore[arg-type]
 
 
 ROUTES = [

@@ -9,7 +9,10 @@ from aiohttp import web
 from admin import schemas
 from admin.http import Ctx, Query, not_found, ok, paginated, path_id, validation_error
 from admin.route_table import Param, Route
+from admin.wire.analytics import dashboard_to_api, user_analytics_to_api
+from admin.wire.records import usage_to_api
 from metering import analytics
+from metering import usage_history as history
 from runtime.health import system_health
 
 PERIOD = Param(
@@ -29,25 +32,25 @@ def _days(request: web.Request, ctx: Ctx) -> analytics.DayRange:
 async def dashboard(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     days = _days(request, ctx)
     health = await system_health(ctx.root)
-    return ok(await analytics.dashboard(ctx.pool, days, ctx.timezone, health))
+    return ok(dashboard_to_api(await analytics.dashboard(ctx.pool, days, ctx.timezone, health)))
 
 
 async def user_analytics(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     user_id = path_id(request)
     days = _days(request, ctx)
     try:
-        return ok(await analytics.user_analytics(ctx.pool, user_id, days))
+        return ok(user_analytics_to_api(await analytics.user_analytics(ctx.pool, user_id, days)))
     except analytics.UnknownUser:
         raise not_found("user") from None
 
 
-def usage_filter(query: Query) -> analytics.UsageFilter:
+def usage_filter(query: Query) -> history.UsageFilter:
     """With the query's (the gateway's) time zone, so that a dated listing's total is summed from
     the daily rollups instead of counted row by row."""
     user_id = query.integer("userId")
     model = query.text("model", max_length=256)
     start, end = query.date_range()
-    return analytics.UsageFilter(user_id=user_id, model=model, start=start, end=end, timezone=query.timezone)
+    return history.UsageFilter(user_id=user_id, model=model, start=start, end=end, timezone=query.timezone)
 
 
 async def usage_history(request: web.Request, ctx: Ctx) -> web.StreamResponse:
@@ -55,8 +58,8 @@ async def usage_history(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     page, limit = query.page()
     where = usage_filter(query)
     query.check()
-    rows, total = await analytics.usage_history(ctx.pool, where, page=page, limit=limit)
-    return paginated(rows, page, limit, total)
+    records, total = await history.usage_page(ctx.pool, where, page=page, limit=limit)
+    return paginated([usage_to_api(r) for r in records], page, limit, total)
 
 
 DATE = {"type": "string", "example": "2025-08-01"}

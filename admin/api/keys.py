@@ -10,10 +10,9 @@ from aiohttp import web
 from admin import schemas
 from admin.http import Ctx, Query, json_body, not_found, ok, path_id, validation_error
 from admin.route_table import Param, Route
+from admin.wire.records import key_to_api
 from metering import audit
-from metering.keys import KeyKind, key_to_api
-
-SELECT_KEY = "SELECT id, prefix, kind, user_id, name, created_at, last_used_at, revoked_at FROM api_keys WHERE id = $1"
+from metering.keys import KeyKind
 
 
 def _name(body: dict[str, Any]) -> str:
@@ -29,7 +28,7 @@ async def issue_key(ctx: Ctx, kind: KeyKind, user_id: int | None, name: str) -> 
     """Issue, audit and announce a key; the result carries the key itself (shown once)."""
     key, record = await ctx.keys.create(kind, user_id, name=name, created_by=ctx.actor.label)
     shown = key_to_api(record)
-    await audit.record(ctx.pool, ctx.actor, "key.create", "api_key", record["id"], {"after": shown})
+    await audit.record(ctx.pool, ctx.actor, "key.create", "api_key", record.id, {"after": shown})
     if user_id is not None:
         await ctx.publish("user_update", {"action": "key_issued", "userId": user_id, "key": shown})
     return {**shown, "key": key}
@@ -46,7 +45,7 @@ async def list_keys(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     kind = query.text("kind", choices=("service", "personal"))
     query.check()
     keys = await ctx.keys.list(user_id)
-    return ok([k for k in keys if kind is None or k["kind"] == kind])
+    return ok([key_to_api(k) for k in keys if kind is None or k.kind == kind])
 
 
 async def issue_service_key(request: web.Request, ctx: Ctx) -> web.StreamResponse:
@@ -60,12 +59,14 @@ async def revoke_key(request: web.Request, ctx: Ctx) -> web.StreamResponse:
 
 async def revoke(ctx: Ctx, key_id: int) -> dict[str, Any]:
     """Revoke, audit and announce one key (the API and the panel both call this)."""
-    before = await ctx.pool.fetchrow(SELECT_KEY, key_id)
+    before = await ctx.keys.get(key_id)
     if before is None:
         raise not_found("key")
     await ctx.keys.revoke(str(key_id))
     await ctx.invalidate("keys")
-    after = key_to_api(await ctx.pool.fetchrow(SELECT_KEY, key_id))
+    revoked = await ctx.keys.get(key_id)
+    assert revoked is not None
+    after = key_to_api(revoked)
     await audit.record(
         ctx.pool, ctx.actor, "key.revoke", "api_key", key_id, {"before": key_to_api(before), "after": after}
     )
@@ -76,15 +77,15 @@ async def revoke(ctx: Ctx, key_id: int) -> dict[str, Any]:
 
 async def list_user_keys(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     user_id = path_id(request)
-    await ctx.users.row(user_id)
-    return ok(await ctx.keys.list(user_id))
+    await ctx.users.require(user_id)
+    return ok([key_to_api(k) for k in await ctx.keys.list(user_id)])
 
 
 async def issue_user_key(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     user_id = path_id(request)
     body = await json_body(request, required=False)
     name = _name(body)
-    await ctx.users.row(user_id)
+    await ctx.users.require(user_id)
     return await _issue(ctx, "personal", user_id, name)
 
 

@@ -16,6 +16,7 @@ from admin import schemas
 from admin.api.analytics import USAGE_QUERY, usage_filter
 from admin.http import Ctx, Query, paginated
 from admin.route_table import Param, Route
+from admin.wire.records import AUDIT_FIELDS, USAGE_FIELDS, audit_to_api, usage_to_api
 from metering import audit, exports, listings
 from runtime.net import REQUEST_ID
 
@@ -38,7 +39,7 @@ async def list_audit(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     where = audit_filter(query)
     query.check()
     entries, total = await listings.list_audit(ctx.pool, where, page=page, limit=limit)
-    return paginated(entries, page, limit, total)
+    return paginated([audit_to_api(e) for e in entries], page, limit, total)
 
 
 async def stream(
@@ -80,7 +81,9 @@ async def export_audit(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     await audit.record(
         ctx.pool, ctx.actor, "logs.export", "audit_log", None, {"format": fmt, "filters": dict(request.query)}
     )
-    return await stream(request, exports.audit_export(ctx.pool, where, fmt), "audit-log", fmt)
+    return await stream(
+        request, exports.audit_export(ctx.pool, where, fmt, audit_to_api, AUDIT_FIELDS), "audit-log", fmt
+    )
 
 
 async def export_usage(request: web.Request, ctx: Ctx) -> web.StreamResponse:
@@ -96,7 +99,9 @@ async def export_usage(request: web.Request, ctx: Ctx) -> web.StreamResponse:
         None,
         {"format": fmt, "filters": dict(request.query)},
     )
-    return await stream(request, exports.usage_export(ctx.pool, where, fmt), "token-usage", fmt)
+    return await stream(
+        request, exports.usage_export(ctx.pool, where, fmt, usage_to_api, USAGE_FIELDS), "token-usage", fmt
+    )
 
 
 DATE = {"type": "string", "example": "2025-08-01"}

@@ -9,6 +9,7 @@ from aiohttp import web
 from admin import schemas
 from admin.http import AUDITED, ApiError, Ctx, not_found, ok
 from admin.route_table import Route
+from admin.wire.analytics import model_to_api
 from metering import audit
 from metering.models_info import LitellmUnreachable, ModelCatalog
 
@@ -33,7 +34,7 @@ async def current_models(ctx: Ctx, catalog: ModelCatalog) -> list[dict[str, Any]
         ctx.settings.litellm_api_key,
         max_age=litellm.health_check_interval,
     )
-    return await catalog.models(ctx.pool, ctx.prices)
+    return [model_to_api(m) for m in await catalog.models(ctx.pool, ctx.prices)]
 
 
 async def list_models(request: web.Request, ctx: Ctx) -> web.StreamResponse:
@@ -71,7 +72,7 @@ async def refresh_catalog(ctx: Ctx, catalog: ModelCatalog) -> list[dict[str, Any
         )
         request[AUDITED] = True
         raise ApiError(502, "litellm_unreachable", str(exc), {"baseUrl": litellm.base_url}) from None
-    models = await catalog.models(ctx.pool, ctx.prices)
+    models = [model_to_api(m) for m in await catalog.models(ctx.pool, ctx.prices)]
     await audit.record(
         ctx.pool,
         ctx.actor,

@@ -10,27 +10,36 @@ from aiohttp import web
 from admin import schemas
 from admin.http import AUDITED, ApiError, Ctx, json_body, ok, validation_error
 from admin.route_table import Route
+from admin.wire.common import InputError
+from admin.wire.settings import PASSWORD_PATH, api_setting_errors, settings_patch, settings_to_api
 from metering import audit
 from metering.mailer import MailError, render_email
-from metering.system_settings import PASSWORD_KEY, flatten_patch, to_api
+from metering.system_settings import SettingsValidationError
 
 _EMAIL = re.compile(r"^[^@\s<>\"(),;:]{1,64}@[^@\s<>\"(),;:]+\.[^@\s<>\"(),;:]+$")
 
 
 async def get_settings(request: web.Request, ctx: Ctx) -> web.StreamResponse:
-    return ok(to_api(ctx.system.current))
+    return ok(settings_to_api(ctx.system.current))
 
 
 async def update_settings(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     return ok(await save_settings(ctx, await json_body(request)), "Settings saved")
 
 
-async def save_settings(ctx: Ctx, patch: dict[str, Any]) -> dict[str, Any]:
-    """Saved, audited, then applied in every process (the store announces the change over Redis)."""
-    before, after = await ctx.system.update(patch, ctx.actor.label)
-    changed = sorted(flatten_patch(patch, {}))
+async def save_settings(ctx: Ctx, body: dict[str, Any]) -> dict[str, Any]:
+    """Saved, audited, then applied in every process (the store announces the change over Redis).
+
+    Any refusal is an `InputError` keyed by the seed's paths (the API's 422, the panel's form)."""
+    patch = settings_patch(ctx.system.current, body)
+    try:
+        saved = await ctx.system.update(patch.changes, ctx.actor.label, password=patch.password)
+    except SettingsValidationError as exc:  # another process changed the settings meanwhile
+        raise InputError(api_setting_errors(exc.details)) from None
+    before, after = (settings_to_api(settings) for settings in saved)
+    changed = patch.named
     details = {"changed": changed, "before": before, "after": after}
-    if f"emailSettings.{PASSWORD_KEY}" in changed:
+    if PASSWORD_PATH in changed:
         details["smtpPassword"] = "changed"  # the value itself is never written anywhere but its column
     await audit.record(ctx.pool, ctx.actor, "settings.update", "system_settings", "system", details)
     await ctx.publish("system_status", {"action": "settings_updated", "settings": after})

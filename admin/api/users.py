@@ -1,6 +1,7 @@
 """`/api/admin/users`: the seed's user management (list, get, create, update, delete, tokens, reset).
 
-The work, its audit entry and its `user_update` event are all UserService's; this is only HTTP.
+The work, its audit entry and its `user_update` event are all UserService's; this is only HTTP and
+the seed's shapes (`admin.wire.users`).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from aiohttp import web
 from admin import schemas
 from admin.http import ApiError, Ctx, Query, json_body, ok, paginated, path_id
 from admin.route_table import Param, Route
+from admin.wire.users import user_changes, user_to_api
 from metering.user_rules import PLANS, STATUSES
 
 USER_ID = r"/admin/users/{id:\d+}"
@@ -23,16 +25,16 @@ async def list_users(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     plan = query.text("plan", choices=PLANS)
     query.check()
     users, total = await ctx.users.list(page=page, limit=limit, search=search, status=status, plan=plan)
-    return paginated(users, page, limit, total)
+    return paginated([user_to_api(u) for u in users], page, limit, total)
 
 
 async def get_user(request: web.Request, ctx: Ctx) -> web.StreamResponse:
-    return ok(await ctx.users.get(path_id(request)))
+    return ok(user_to_api(await ctx.users.get(path_id(request))))
 
 
 async def create_user(request: web.Request, ctx: Ctx) -> web.StreamResponse:
-    body = await json_body(request)
-    return ok(await ctx.users.create(body, ctx.actor), "User created", status=201)
+    changes = user_changes(await json_body(request))
+    return ok(user_to_api(await ctx.users.create(changes, ctx.actor)), "User created", status=201)
 
 
 async def update_user(request: web.Request, ctx: Ctx) -> web.StreamResponse:
@@ -45,7 +47,8 @@ async def update_user(request: web.Request, ctx: Ctx) -> web.StreamResponse:
             "Setting additionalTokens needs the permission 'tokens:grant'",
             {"permission": "tokens:grant"},
         )
-    return ok(await ctx.users.update(user_id, body, ctx.actor), "User updated")
+    changes = user_changes(body)
+    return ok(user_to_api(await ctx.users.update(user_id, changes, ctx.actor)), "User updated")
 
 
 async def delete_user(request: web.Request, ctx: Ctx) -> web.StreamResponse:
@@ -56,13 +59,14 @@ async def delete_user(request: web.Request, ctx: Ctx) -> web.StreamResponse:
 async def add_tokens(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     user_id = path_id(request)
     body = await json_body(request)
-    await ctx.users.row(user_id)  # an unknown user is 404 whatever the body says
+    await ctx.users.require(user_id)  # an unknown user is 404 whatever the body says
     user = await ctx.users.add_tokens(user_id, body.get("amount"), body.get("reason"), ctx.actor)
-    return ok(user, "Tokens added")
+    return ok(user_to_api(user), "Tokens added")
 
 
 async def reset_usage(request: web.Request, ctx: Ctx) -> web.StreamResponse:
-    return ok(await ctx.users.reset_usage(path_id(request), ctx.actor), "Usage reset for this period")
+    user = await ctx.users.reset_usage(path_id(request), ctx.actor)
+    return ok(user_to_api(user), "Usage reset for this period")
 
 
 _LIST_QUERY = (

@@ -10,6 +10,7 @@ from admin import schemas
 from admin.api.alerts import acknowledge_alert
 from admin.http import Ctx
 from admin.pages.common import formatter, redirect, render
+from admin.wire.records import alert_to_api
 from metering import listings
 
 PAGE_SIZE = 20
@@ -28,7 +29,7 @@ async def list_alerts(request: web.Request, ctx: Ctx) -> web.StreamResponse:
         request,
         "admin/alerts.html",
         {
-            "alerts": alerts,
+            "alerts": [alert_to_api(a) for a in alerts],
             "total": total,
             "page": page,
             "pages": max(1, math.ceil(total / PAGE_SIZE)),

@@ -10,7 +10,10 @@ from aiohttp import web
 from admin.api.analytics import usage_filter
 from admin.http import ApiError, Ctx, Query
 from admin.pages.common import render
+from admin.wire.analytics import dashboard_to_api
+from admin.wire.records import usage_to_api
 from metering import analytics
+from metering import usage_history as history
 from runtime.health import system_health
 
 PERIODS = ("24h", "7d", "30d", "month")
@@ -24,14 +27,17 @@ async def analytics_page(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     where = usage_filter(query)
     errors = dict(query.errors)
     if errors:  # show the page with the problem next to the filter, and no filter applied
-        where = analytics.UsageFilter()
-    rows, total = await analytics.usage_history(ctx.pool, where, page=page, limit=PAGE_SIZE)
+        where = history.UsageFilter()
+    records, total = await history.usage_page(ctx.pool, where, page=page, limit=PAGE_SIZE)
+    rows = [usage_to_api(r) for r in records]
     metrics = None
     principal = ctx.principal
     assert principal is not None
     if principal.can("analytics:read"):
         days = analytics.parse_period(period, dt.datetime.now(ctx.timezone))
-        metrics = await analytics.dashboard(ctx.pool, days, ctx.timezone, await system_health(ctx.root))
+        metrics = dashboard_to_api(
+            await analytics.dashboard(ctx.pool, days, ctx.timezone, await system_health(ctx.root))
+        )
     filters = {name: request.query.get(name, "") for name in ("userId", "model", "startDate", "endDate")}
     return render(
         request,

@@ -9,6 +9,7 @@ from aiohttp import web
 
 from admin.http import Ctx, json_response
 from admin.pages.common import render
+from admin.wire.analytics import dashboard_to_api
 from metering import analytics
 from runtime.health import system_health
 
@@ -19,7 +20,7 @@ async def _metrics(request: web.Request, ctx: Ctx) -> dict[str, Any]:
     period = request.query.get("period") if request.query.get("period") in PERIODS else "30d"
     days = analytics.parse_period(period, dt.datetime.now(ctx.timezone))
     health = await system_health(ctx.root)
-    metrics = await analytics.dashboard(ctx.pool, days, ctx.timezone, health)
+    metrics = dashboard_to_api(await analytics.dashboard(ctx.pool, days, ctx.timezone, health))
     metrics["latencyMs"] = health.get("latencyMs", {})
     return metrics
 

@@ -9,6 +9,7 @@ from aiohttp import web
 from admin.api.logs import audit_filter, export_audit
 from admin.http import Ctx, Query
 from admin.pages.common import render
+from admin.wire.records import audit_to_api
 from metering import listings
 
 PAGE_SIZE = 25
@@ -21,7 +22,8 @@ async def list_logs(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     errors = dict(query.errors)
     if errors:
         where = listings.AuditFilter()
-    entries, total = await listings.list_audit(ctx.pool, where, page=page, limit=PAGE_SIZE)
+    found, total = await listings.list_audit(ctx.pool, where, page=page, limit=PAGE_SIZE)
+    entries = [audit_to_api(e) for e in found]
     filters = {name: request.query.get(name, "") for name in ("action", "resource", "userId", "startDate", "endDate")}
     return render(
         request,

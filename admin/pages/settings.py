@@ -10,7 +10,8 @@ from aiohttp import web
 from admin.api.settings import save_settings, send_test_email
 from admin.http import ApiError, Ctx
 from admin.pages.common import error_text, form_data, formatter, parse_int, parse_number, redirect, render
-from metering.system_settings import PASSWORD_KEY, SettingsValidationError, to_api
+from admin.wire.common import InputError
+from admin.wire.settings import PASSWORD_PATH, settings_to_api
 
 # (path in the seed's SystemSettings, kind, label): the form, section by section.
 SECTIONS: tuple[tuple[str, tuple[tuple[str, str, str], ...]], ...] = (
@@ -126,7 +127,7 @@ def _page(
     email_error: str = "",
     status: int = 200,
 ) -> web.Response:
-    current = to_api(ctx.system.current)
+    current = settings_to_api(ctx.system.current)
     return render(
         request,
         "admin/settings.html",
@@ -135,7 +136,7 @@ def _page(
             "values": values,
             "errors": errors,
             "password_set": bool(current["emailSettings"].get("smtpPasswordSet")),
-            "password_field": f"emailSettings.{PASSWORD_KEY}",
+            "password_field": PASSWORD_PATH,
             "email_error": email_error,
             "test_email": request.get("test_email_value", ""),
         },
@@ -145,7 +146,7 @@ def _page(
 
 
 async def settings_page(request: web.Request, ctx: Ctx) -> web.StreamResponse:
-    return _page(request, ctx, _values(to_api(ctx.system.current)), {})
+    return _page(request, ctx, _values(settings_to_api(ctx.system.current)), {})
 
 
 async def save(request: web.Request, ctx: Ctx) -> web.StreamResponse:
@@ -155,11 +156,11 @@ async def save(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     if not errors:
         try:
             await save_settings(ctx, patch)
-        except SettingsValidationError as exc:
+        except InputError as exc:
             errors = {k: error_text(fmt, v) for k, v in exc.details.items()}
         else:
             raise redirect("/admin/settings", "success", fmt.gettext("Settings saved."))
-    form[f"emailSettings.{PASSWORD_KEY}"] = ""  # never echo a password back into the page
+    form[PASSWORD_PATH] = ""  # never echo a password back into the page
     return _page(request, ctx, form, errors, status=422)
 
 
@@ -177,5 +178,5 @@ async def test_email(request: web.Request, ctx: Ctx) -> web.StreamResponse:
         else:
             message = fmt.gettext("The e-mail could not be sent: {error}", error=exc.message)
         request["test_email_value"] = address
-        return _page(request, ctx, _values(to_api(ctx.system.current)), {}, email_error=message, status=422)
+        return _page(request, ctx, _values(settings_to_api(ctx.system.current)), {}, email_error=message, status=422)
     raise redirect("/admin/settings", "success", fmt.gettext("Test e-mail sent to {email}.", email=result["email"]))

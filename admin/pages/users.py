@@ -13,11 +13,17 @@ from typing import Any
 from aiohttp import web
 
 from admin.api import keys as keys_api
+from admin.errors import conflict_field
 from admin.http import Ctx
 from admin.pages.common import error_text, form_data, formatter, parse_int, parse_number, redirect, render
+from admin.wire.analytics import user_analytics_to_api
+from admin.wire.common import InputError
+from admin.wire.records import key_to_api, usage_to_api
+from admin.wire.users import api_field_errors, user_changes, user_to_api
 from metering import analytics
+from metering import usage_history as history
 from metering.user_rules import LANGUAGES, PLANS, STATUSES, UserValidationError
-from metering.users import UserConflict, UserNotFound
+from metering.users import User, UserConflict
 
 PAGE_SIZE = 20
 FORM_FIELDS = (
@@ -95,9 +101,10 @@ def _form_to_body(form: dict[str, str], ctx: Ctx, *, creating: bool) -> tuple[di
     return body, errors
 
 
-def _form_values(user: dict[str, Any] | None) -> dict[str, str]:
-    if user is None:
+def _form_values(found: User | None) -> dict[str, str]:
+    if found is None:
         return {"plan": "basic", "status": "active", "emailNotificationsEnabled": "on"}
+    user = user_to_api(found)  # the form's fields are the API's
     values = {name: "" if user.get(name) is None else str(user[name]) for name in FORM_FIELDS}
     for name in ("customAlertThreshold80", "customAlertThreshold95"):
         if user.get(name) is not None:
@@ -107,7 +114,7 @@ def _form_values(user: dict[str, Any] | None) -> dict[str, str]:
 
 
 def _form_page(
-    request: web.Request, user: dict[str, Any] | None, values: dict[str, str], errors: dict[str, str], status: int = 200
+    request: web.Request, user: User | None, values: dict[str, str], errors: dict[str, str], status: int = 200
 ) -> web.Response:
     return render(
         request,
@@ -126,11 +133,14 @@ def _form_page(
 
 
 def _service_errors(ctx: Ctx, exc: Exception) -> dict[str, str]:
+    """A refused change as messages next to the form's fields (named as the API names them)."""
     fmt = formatter(ctx.request)
     if isinstance(exc, UserValidationError):
+        return {k: error_text(fmt, v) for k, v in api_field_errors(exc.details).items()}
+    if isinstance(exc, InputError):
         return {k: error_text(fmt, v) for k, v in exc.details.items()}
     if isinstance(exc, UserConflict):
-        return {exc.field: fmt.gettext("is already in use by another user")}
+        return {conflict_field(exc): fmt.gettext("is already in use by another user")}
     raise exc
 
 
@@ -143,12 +153,12 @@ async def create_user(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     body, errors = _form_to_body(form, ctx, creating=True)
     if not errors:
         try:
-            user = await ctx.users.create(body, ctx.actor)
-        except (UserValidationError, UserConflict) as exc:
+            user = await ctx.users.create(user_changes(body), ctx.actor)
+        except (UserValidationError, UserConflict, InputError) as exc:
             errors = _service_errors(ctx, exc)
         else:
             fmt = formatter(request)
-            raise redirect(f"/admin/users/{user['id']}", "success", fmt.gettext("User created."))
+            raise redirect(f"/admin/users/{user.id}", "success", fmt.gettext("User created."))
     return _form_page(request, None, form, errors, status=422)
 
 
@@ -164,8 +174,8 @@ async def update_user(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     body, errors = _form_to_body(form, ctx, creating=False)
     if not errors:
         try:
-            await ctx.users.update(user_id, body, ctx.actor)
-        except (UserValidationError, UserConflict) as exc:
+            await ctx.users.update(user_id, user_changes(body), ctx.actor)
+        except (UserValidationError, UserConflict, InputError) as exc:
             errors = _service_errors(ctx, exc)
         else:
             raise redirect(f"/admin/users/{user_id}", "success", formatter(request).gettext("User updated."))
@@ -191,19 +201,19 @@ async def _user_page(
     usage = None
     if principal.can("analytics:read"):
         days = analytics.parse_period("30d", dt.datetime.now(ctx.timezone))
-        usage = await analytics.user_analytics(ctx.pool, user_id, days)
+        usage = user_analytics_to_api(await analytics.user_analytics(ctx.pool, user_id, days))
     recent: list[dict[str, Any]] = []
     if principal.can("usage:read"):
-        recent, _ = await analytics.usage_history(ctx.pool, analytics.UsageFilter(user_id=user_id), page=1, limit=10)
-    keys = await ctx.keys.list(user_id) if principal.can("keys:read") else []
-    limit = int(user["monthlyLimit"]) + int(user["additionalTokens"])
+        records, _ = await history.usage_page(ctx.pool, history.UsageFilter(user_id=user_id), page=1, limit=10)
+        recent = [usage_to_api(r) for r in records]
+    keys = [key_to_api(k) for k in await ctx.keys.list(user_id)] if principal.can("keys:read") else []
+    limit = user.total_limit
     return render(
         request,
         "admin/user_detail.html",
         {
             "user": user,
-            "limit": limit,
-            "used_percent": min(100.0, 100.0 * user["currentUsage"] / limit) if limit else 0.0,
+            "used_percent": min(100.0, 100.0 * user.used / limit) if limit else 0.0,
             "usage": usage,
             "recent": recent,
             "keys": keys,
@@ -222,7 +232,7 @@ async def show_user(request: web.Request, ctx: Ctx) -> web.StreamResponse:
 
 async def add_tokens(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     user_id = _user_id(request)
-    await ctx.users.row(user_id)
+    await ctx.users.require(user_id)
     form = await form_data(request)
     fmt = formatter(request)
     errors: dict[str, str] = {}
@@ -233,7 +243,7 @@ async def add_tokens(request: web.Request, ctx: Ctx) -> web.StreamResponse:
         try:
             await ctx.users.add_tokens(user_id, amount, form.get("reason", "").strip() or None, ctx.actor)
         except UserValidationError as exc:
-            errors = {k: error_text(fmt, v) for k, v in exc.details.items()}
+            errors = {k: error_text(fmt, v) for k, v in api_field_errors(exc.details).items()}
         else:
             text = fmt.gettext("{amount} tokens added.", amount=fmt.number(amount))
             raise redirect(f"/admin/users/{user_id}", "success", text)
@@ -271,7 +281,7 @@ async def delete_user(request: web.Request, ctx: Ctx) -> web.StreamResponse:
 
 async def issue_key(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     user_id = _user_id(request)
-    await ctx.users.row(user_id)
+    await ctx.users.require(user_id)
     form = await form_data(request)
     name = form.get("name", "").strip()[:200]
     issued = await keys_api.issue_key(ctx, "personal", user_id, name)
@@ -285,6 +295,3 @@ async def revoke_key(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     key = await keys_api.revoke(ctx, int(raw))
     target = f"/admin/users/{key['userId']}" if key.get("userId") else "/admin/users"
     raise redirect(target, "success", formatter(request).gettext("Key revoked."))
-
-
-__all__ = ["UserNotFound"]

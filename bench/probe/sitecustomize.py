@@ -70,9 +70,9 @@ if os.path.basename(sys.argv[0] if sys.argv else "") == "solaris-proxy":
     if os.environ.get("SOLARIS_PROBE_NO_WRITER"):
         import asyncio
 
-        from metering import ledger
+        from metering import ledger_writer
 
-        async def _idle(self: ledger.LedgerWriter, stop: asyncio.Event | None = None) -> None:
+        async def _idle(self: ledger_writer.LedgerWriter, stop: asyncio.Event | None = None) -> None:
             await asyncio.Event().wait()
 
-        ledger.LedgerWriter.run = _idle  # type: ignore[method-assign]
+        ledger_writer.LedgerWriter.run = _idle  # type: ignore[method-assign]

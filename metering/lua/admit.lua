@@ -4,18 +4,20 @@
 -- KEYS: cfg, use, inflight, rate
 -- ARGV: request_id, prompt_tokens, completion_allowance, block_pct, per_minute, burst, now_ms,
 --       period, inflight_info, use_ttl_seconds
--- Returns {decision, used, reserved, total, cap, reservation, retry_after_ms}
-local cfg = redis.call('HMGET', KEYS[1], 'status', 'limit')
-if not cfg[1] then
+-- Returns {decision, used, reserved, total_limit, cap, reservation, retry_after_ms}
+-- A config without `monthly_limit` (never cached, or cached before the field was renamed from
+-- `limit`) is an unknown user: the caller loads the user from Postgres and tries again.
+local cfg = redis.call('HMGET', KEYS[1], 'status', 'monthly_limit')
+if not cfg[1] or (not cfg[2] and cfg[1] ~= 'deleted') then
   return {'unknown_user', 0, 0, 0, 0, 0, 0}
 end
 local use = redis.call('HMGET', KEYS[2], 'used', 'reserved', 'extra', 'blk')
 local used = tonumber(use[1]) or 0
 local reserved = tonumber(use[2]) or 0
-local total = (tonumber(cfg[2]) or 0) + (tonumber(use[3]) or 0)
-local cap = math.floor(total * tonumber(ARGV[4]) / 100)
+local total_limit = (tonumber(cfg[2]) or 0) + (tonumber(use[3]) or 0)
+local cap = math.floor(total_limit * tonumber(ARGV[4]) / 100)
 if cfg[1] ~= 'active' then
-  return {cfg[1], used, reserved, total, cap, 0, 0}
+  return {cfg[1], used, reserved, total_limit, cap, 0, 0}
 end
 
 -- Token bucket, refilled lazily from the elapsed time; a missing bucket is a full one.
@@ -35,7 +37,7 @@ if per_minute > 0 then
     tokens = math.min(capacity, tonumber(bucket[1]) + math.max(0, now - (tonumber(bucket[2]) or now)) * per_ms)
   end
   if tokens < 1 then
-    return {'rate', used, reserved, total, cap, 0, math.ceil((1 - tokens) / per_ms)}
+    return {'rate', used, reserved, total_limit, cap, 0, math.ceil((1 - tokens) / per_ms)}
   end
   left = tokens - 1
 end
@@ -44,7 +46,7 @@ end
 local prompt = tonumber(ARGV[2])
 local room = cap - used - reserved - prompt
 if room < 1 then
-  return {'quota', used, reserved, total, cap, 0, 0}
+  return {'quota', used, reserved, total_limit, cap, 0, 0}
 end
 if redis.call('HEXISTS', KEYS[3], ARGV[1]) == 1 then
   return redis.error_reply('duplicate request id ' .. ARGV[1])
@@ -62,4 +64,4 @@ if per_minute > 0 then
   redis.call('HSET', KEYS[4], 'tokens', tostring(left), 'ts', string.format('%d', stamp))
   redis.call('PEXPIRE', KEYS[4], math.ceil(capacity / per_ms) + 1000)
 end
-return {'ok', used, reserved, total, cap, reservation, 0}
+return {'ok', used, reserved, total_limit, cap, reservation, 0}

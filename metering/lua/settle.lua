@@ -2,12 +2,14 @@
 -- new total reaches for the first time this period. Atomic, so each fires exactly once.
 -- KEYS: cfg, use, inflight
 -- ARGV: request_id, actual_tokens, alert80_pct, alert95_pct, block_pct, period, use_ttl_seconds
--- Returns {found (0|1), used, total, crossed...}
+-- Returns {found (0|1), used, total_limit, crossed...}
 local entry = redis.call('HGET', KEYS[3], ARGV[1])
-local cfg = redis.call('HMGET', KEYS[1], 'limit', 't80', 't95')
+-- `limit`: the monthly limit of a config cached before the field was renamed `monthly_limit`.
+local cfg = redis.call('HMGET', KEYS[1], 'monthly_limit', 't80', 't95', 'limit')
+local monthly_limit = tonumber(cfg[1]) or tonumber(cfg[4]) or 0
 if not entry then
   local use = redis.call('HMGET', KEYS[2], 'used', 'extra')
-  return {0, tonumber(use[1]) or 0, (tonumber(cfg[1]) or 0) + (tonumber(use[2]) or 0)}
+  return {0, tonumber(use[1]) or 0, monthly_limit + (tonumber(use[2]) or 0)}
 end
 local reservation, period = string.match(entry, '^(%d+)|([^|]*)|')
 if period ~= ARGV[6] then
@@ -22,8 +24,8 @@ local used = redis.call('HINCRBY', KEYS[2], 'used', ARGV[2])
 redis.call('EXPIRE', KEYS[2], ARGV[7])
 
 local flags = redis.call('HMGET', KEYS[2], 'extra', 'a80', 'a95', 'blk')
-local total = (tonumber(cfg[1]) or 0) + (tonumber(flags[1]) or 0)
-local result = {1, used, total}
+local total_limit = monthly_limit + (tonumber(flags[1]) or 0)
+local result = {1, used, total_limit}
 local function fire(is_set, reached, flag, event)
   if (not is_set) and reached then
     redis.call('HSET', KEYS[2], flag, 1)
@@ -34,8 +36,8 @@ end
 if used > 0 then
   local t80 = tonumber(cfg[2]) or tonumber(ARGV[3])
   local t95 = tonumber(cfg[3]) or tonumber(ARGV[4])
-  fire(flags[2], used * 100 >= t80 * total, 'a80', 'usage_80')
-  fire(flags[3], used * 100 >= t95 * total, 'a95', 'usage_95')
-  fire(flags[4], used >= math.floor(total * tonumber(ARGV[5]) / 100), 'blk', 'blocked')
+  fire(flags[2], used * 100 >= t80 * total_limit, 'a80', 'usage_80')
+  fire(flags[3], used * 100 >= t95 * total_limit, 'a95', 'usage_95')
+  fire(flags[4], used >= math.floor(total_limit * tonumber(ARGV[5]) / 100), 'blk', 'blocked')
 end
 return result
