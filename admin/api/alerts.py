@@ -24,7 +24,6 @@ from metering.users import User
 
 ALERT_TYPES = tuple(schemas.ALERT_TYPES)
 USAGE_TYPES = ("usage_80", "usage_95", "blocked")
-MARK_TEST = "UPDATE alerts SET metadata = metadata || '{\"test\": true}'::jsonb WHERE id = $1"
 
 
 async def list_alerts(request: web.Request, ctx: Ctx) -> web.StreamResponse:
@@ -86,7 +85,6 @@ async def send_test_alert(request: web.Request, ctx: Ctx) -> web.StreamResponse:
             severity="info",
         )
     assert alert_id is not None
-    await ctx.pool.execute(MARK_TEST, alert_id)
     await audit.record(ctx.pool, ctx.actor, "alert.test", "alert", alert_id, {"userId": user_id, "type": alert_type})
     alert = await listings.get_alert(ctx.pool, alert_id)
     assert alert is not None
@@ -100,7 +98,7 @@ async def _raise_usage_test(ctx: Ctx, user: User, alert_type: str) -> int | None
     )
     used = math.ceil(user.total_limit * percent / 100)
     period = f"test-{secrets.token_hex(6)}"
-    return await ctx.alerts.raise_threshold(user.id, alert_type, period, used, user.total_limit)  # type: ignore[arg-type]
+    return await ctx.alerts.raise_threshold(user.id, alert_type, period, used, user.total_limit, test=True)  # type: ignore[arg-type]
 
 
 ROUTES = [
