@@ -18,8 +18,9 @@ from proxy.relay import relay, relay_raw
 from runtime.appkeys import API_KEYS, SETTINGS, USERS
 from runtime.net import REQUEST_ID, new_request_id
 
-# Paths that spend nothing and need no end user: LibreChat lists models with the service key alone.
-FREE_PATHS = ("/v1/models", "/v1/models/*")
+# Paths that spend nothing and need no end user: LibreChat lists models with the service key alone;
+# Anthropic's token counting is free.
+FREE_PATHS = ("/v1/models", "/v1/models/*", "/v1/messages/count_tokens")
 MODELS = other("/v1/models")
 
 
@@ -72,7 +73,7 @@ async def passthrough_handler(request: web.Request) -> web.StreamResponse:
     """Any other /v1/* call: free when listed so; else it needs a user and is admitted and charged
     like the rest, on whatever usage its answer reports."""
     path = f"/v1/{request.match_info['tail']}"
-    ex = new_exchange(request, other(path))
+    ex = new_exchange(request, other(path, billed=request.method == "POST"))
     if is_free(path, request.app[SETTINGS].unmetered_paths):
         return await free_pass(ex)
     await read_any_body(ex)

@@ -57,6 +57,7 @@ class FakeUpstream:
         app.router.add_post("/v1/moderations", self.moderations)
         app.router.add_post("/v1/messages", self.messages)
         app.router.add_post("/v1/responses", self.responses)
+        app.router.add_get("/v1/responses/{id}", self.stored_response)
         return app
 
     async def _arrive(self, request: web.Request) -> dict[str, Any]:
@@ -295,6 +296,13 @@ class FakeUpstream:
                                   "output_index": 0, "content_index": 0, "delta": piece}))  # fmt: skip
         events.append((None, {"type": "response.completed", "sequence_number": len(events), "response": answer}))
         return await self._events(request, events, done=True)
+
+    async def stored_response(self, request: web.Request) -> web.StreamResponse:
+        """A stored answer, read back: it shows the usage it was billed with."""
+        self.requests.append({"path": request.path, "headers": dict(request.headers), "body": None})
+        usage = {"input_tokens": self.behaviour.prompt_tokens, "output_tokens": self.behaviour.completion_tokens}
+        return web.json_response({"id": request.match_info["id"], "object": "response", "status": "completed",
+                                  "output": [], "usage": usage})  # fmt: skip
 
 
 class _Failure(Exception):

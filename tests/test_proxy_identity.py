@@ -121,6 +121,18 @@ async def test_an_unknown_v1_path_is_charged_the_usage_its_answer_reports(gatewa
     assert row["endpoint"] == "/v1/embeddings/extra" and row["user_id"] is not None
 
 
+async def test_reading_a_stored_answer_back_is_not_billed_again(gateway: Gateway, upstream: FakeUpstream) -> None:
+    headers = {**SERVICE, "X-Solaris-User": "ana@example.com"}
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"{gateway.url}/v1/responses/resp_1", headers=headers) as r,
+    ):
+        assert r.status == 200 and (await r.json())["usage"]["input_tokens"] > 0
+    await gateway.flush_ledger()
+    [row] = await gateway.pool.fetch("SELECT endpoint, total_tokens FROM token_usage")
+    assert (row["endpoint"], row["total_tokens"]) == ("/v1/responses/resp_1", 0)
+
+
 async def test_models_are_free_and_need_no_user(gateway: Gateway, upstream: FakeUpstream) -> None:
     async with aiohttp.ClientSession() as session, session.get(f"{gateway.url}/v1/models", headers=SERVICE) as r:
         assert r.status == 200

@@ -1,7 +1,9 @@
 """Any other `/v1/*` call (moderations, audio, images, files, ...): a shape we do not model.
 
 Nothing is estimated; admission still refuses a user with no room left, and the bill is whatever
-usage the answer reports, in any vendor's shape, whole or streamed.
+usage the answer of a POST reports, in any vendor's shape, whole or streamed. Reading a stored
+object (GET /v1/responses/{id}, GET /v1/chat/completions/{id}) shows the usage of a request
+already billed: it is not billed again.
 """
 
 from __future__ import annotations
@@ -25,7 +27,16 @@ def stream_usage(event: Json) -> StreamUsage:
     return any_usage(event), True
 
 
-def other(path: str) -> Dialect:
+def no_usage(payload: Json) -> Mapping[str, Any] | None:
+    return None
+
+
+def no_stream_usage(event: Json) -> StreamUsage:
+    return None, False
+
+
+def other(path: str, *, billed: bool = True) -> Dialect:
+    """The dialect of `path`; `billed` is False for calls that only read (GET, DELETE, ...)."""
     return Dialect(
         name="other",
         path=path,
@@ -33,8 +44,8 @@ def other(path: str) -> Dialect:
         allowance=no_allowance,
         output_caps=(),
         identities=body_user,
-        whole_usage=any_usage,
+        whole_usage=any_usage if billed else no_usage,
         whole_text=no_text,
-        stream_usage=stream_usage,
+        stream_usage=stream_usage if billed else no_stream_usage,
         stream_text=no_text,
     )
