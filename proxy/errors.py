@@ -1,7 +1,9 @@
-"""Errors as OpenAI clients expect them: `{"error": {"message", "type", "code", "param"}}`.
+"""Errors as each API's clients expect them.
 
-Every refusal on `/v1` is a `ProxyError`; one middleware turns it into the response, so handlers
-just raise.
+OpenAI's shape `{"error": {"message", "type", "code", "param"}}` everywhere on `/v1`, except on
+Anthropic's `/v1/messages`: `{"type": "error", "error": {"type", "message"}}`, its type named by the
+status as Anthropic names it (`billing_error` for 402, `rate_limit_error` for 429, ...). Every
+refusal is a `ProxyError`; one wrapper per route turns it into the response, so handlers just raise.
 """
 
 from __future__ import annotations
@@ -34,15 +36,35 @@ class ProxyError(Exception):
         self.param = param
         self.headers = dict(headers or {})
 
-    def body(self) -> bytes:
+    def body(self, shape: str = "openai") -> bytes:
+        if shape == "anthropic":
+            kind = ANTHROPIC_TYPES.get(self.status, "api_error" if self.status >= 500 else "invalid_request_error")
+            return orjson.dumps({"type": "error", "error": {"type": kind, "message": self.message}})
         return orjson.dumps(
             {"error": {"message": self.message, "type": self.type, "code": self.code, "param": self.param}}
         )
 
 
-def error_response(error: ProxyError, extra_headers: Mapping[str, str] | None = None) -> web.Response:
+# `@anthropic-ai/sdk` resources/shared.d.ts, `ErrorType`, by the status Anthropic answers it with.
+ANTHROPIC_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    402: "billing_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    500: "api_error",
+    503: "overloaded_error",
+    504: "timeout_error",
+}
+
+
+def error_response(
+    error: ProxyError, extra_headers: Mapping[str, str] | None = None, shape: str = "openai"
+) -> web.Response:
     headers = {**error.headers, **(extra_headers or {})}
-    return web.Response(status=error.status, body=error.body(), content_type="application/json", headers=headers)
+    return web.Response(status=error.status, body=error.body(shape), content_type="application/json", headers=headers)
 
 
 def bad_request(message: str, param: str | None = None, code: str = "invalid_request") -> ProxyError:
@@ -64,20 +86,22 @@ def unavailable(message: str, code: str = "service_unavailable") -> ProxyError:
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def openai_errors(handler: Handler) -> Handler:
-    """Wrap a /v1 handler: `ProxyError` and aiohttp's HTTP errors become OpenAI's error shape."""
+def api_errors(handler: Handler, shape: str = "openai") -> Handler:
+    """Wrap a /v1 handler: `ProxyError` and aiohttp's HTTP errors become the API's error shape."""
 
     @functools.wraps(handler)
     async def wrapped(request: web.Request) -> web.StreamResponse:
         try:
             return await handler(request)
         except ProxyError as exc:
-            return error_response(exc, {"x-request-id": request.get(REQUEST_ID, "")})
+            return error_response(exc, {"x-request-id": request.get(REQUEST_ID, "")}, shape)
         except web.HTTPRequestEntityTooLarge as exc:
-            return error_response(ProxyError(413, exc.text or "request body too large", code="request_too_large"))
+            too_large = ProxyError(413, exc.text or "request body too large", code="request_too_large")
+            return error_response(too_large, shape=shape)
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise
-            return error_response(ProxyError(exc.status, exc.reason, code=exc.reason.lower().replace(" ", "_")))
+            error = ProxyError(exc.status, exc.reason, code=exc.reason.lower().replace(" ", "_"))
+            return error_response(error, shape=shape)
 
     return wrapped

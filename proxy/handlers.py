@@ -1,90 +1,101 @@
-"""The proxy's handlers: each runs the steps of `proxy.pipeline` and `proxy.forward` in order."""
+"""The proxy's handlers: each lists the steps it runs, in order.
+
+identify → estimate → admit → forward → (relay) settle → record, the same for every dialect.
+"""
 
 from __future__ import annotations
 
-import orjson
 from aiohttp import web
 
-from proxy import forward
-from proxy.identify import identify
-from proxy.pipeline import KINDS, Exchange, admit, estimate, read_json_body
+from proxy.admit import admit
+from proxy.dialects import Dialect, other
+from proxy.errors import Handler
+from proxy.estimate import estimate
+from proxy.exchange import Exchange, read_any_body, read_json_body
+from proxy.forward import send, upstream_body
+from proxy.identify import Caller, authenticate, identify
+from proxy.relay import relay, relay_raw
 from runtime.appkeys import API_KEYS, SETTINGS, USERS
 from runtime.net import REQUEST_ID, new_request_id
 
-# -- the handlers -------------------------------------------------------------------------------
+# Paths that spend nothing and need no end user: LibreChat lists models with the service key alone;
+# Anthropic's token counting is free.
+FREE_PATHS = ("/v1/models", "/v1/models/*", "/v1/messages/count_tokens")
+MODELS = other("/v1/models")
 
 
-def new_exchange(request: web.Request, kind: str, path: str) -> Exchange:
+def new_exchange(request: web.Request, dialect: Dialect) -> Exchange:
     # Always our own id, never the client's X-Request-ID: the ledger is idempotent on it, so a
     # repeated client id would charge the quota yet drop the usage row.
-    ex = Exchange(request=request, kind=kind, path=path, request_id=new_request_id())
+    ex = Exchange(request=request, dialect=dialect, request_id=new_request_id())
     request[REQUEST_ID] = ex.request_id
     return ex
 
 
-async def metered_handler(request: web.Request) -> web.StreamResponse:
-    """POST chat/completions, completions and embeddings, with or without the /v1 prefix."""
-    tail = request.match_info["endpoint"]
-    ex = new_exchange(request, KINDS[tail], f"/v1/{tail}")
-    app = ex.app
-    settings = app[SETTINGS]
-    await read_json_body(ex)
+async def identify_caller(ex: Exchange) -> Caller:
+    """The key, and the end user named by the header or the dialect's body fields (required)."""
+    app, settings = ex.app, ex.app[SETTINGS]
     caller = await identify(
         app[API_KEYS],
         app[USERS],
-        request.headers,
-        ex.body,
+        ex.request.headers,
+        ex.dialect.identities(ex.body) if ex.body is not None else (),
         user_header=settings.user_header,
         auto_provision=settings.auto_provision,
         language=settings.language,
     )
     ex.user_id = caller.user_id
-    await estimate(ex)
-    await admit(ex)
-    return await forward.forward_and_settle(ex)
+    return caller
+
+
+def metered_handler(dialect: Dialect) -> Handler:
+    """A POST of one dialect (chat completions, Messages, Responses, ...), with or without /v1."""
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        ex = new_exchange(request, dialect)
+        await read_json_body(ex)
+        await identify_caller(ex)
+        await estimate(ex)
+        await admit(ex)
+        call = await send(ex, upstream_body(ex))
+        return await relay(ex, call.response)
+
+    handle.__name__ = f"{dialect.name}_handler"
+    return handle
 
 
 async def models_handler(request: web.Request) -> web.StreamResponse:
-    """GET /v1/models: LibreChat lists models with the service key alone, no end user."""
-    ex = new_exchange(request, "models", "/v1/models")
-    app = ex.app
-    await identify(
-        app[API_KEYS],
-        app[USERS],
-        request.headers,
-        None,
-        user_header=app[SETTINGS].user_header,
-        auto_provision=False,
-        language=app[SETTINGS].language,
-        require_user=False,
-    )
-    return await forward.pass_through(ex, record=False)
+    """GET /v1/models: listed with the service key alone, no end user, nothing recorded."""
+    return await free_pass(new_exchange(request, MODELS))
 
 
 async def passthrough_handler(request: web.Request) -> web.StreamResponse:
-    """Any other /v1/* call: forwarded, recorded, and charged when its answer reports usage."""
-    tail = request.match_info["tail"]
-    ex = new_exchange(request, "other", f"/v1/{tail}")
-    app = ex.app
-    caller = await identify(
-        app[API_KEYS],
-        app[USERS],
-        request.headers,
-        None,
-        user_header=app[SETTINGS].user_header,
-        auto_provision=app[SETTINGS].auto_provision,
-        language=app[SETTINGS].language,
-        require_user=False,
-    )
-    ex.user_id = caller.user_id
-    ex.raw = await request.read()
-    if ex.raw and request.content_type == "application/json":
-        try:
-            body = orjson.loads(ex.raw)
-            if isinstance(body, dict) and isinstance(body.get("model"), str):
-                ex.model = body["model"][:256]
-        except orjson.JSONDecodeError:
-            pass
-    if ex.user_id is not None:
-        await admit(ex)
-    return await forward.pass_through(ex, record=True)
+    """Any other /v1/* call: free when listed so; else it needs a user and is admitted and charged
+    like the rest, on whatever usage its answer reports."""
+    path = f"/v1/{request.match_info['tail']}"
+    ex = new_exchange(request, other(path, billed=request.method == "POST"))
+    if is_free(path, request.app[SETTINGS].unmetered_paths):
+        return await free_pass(ex)
+    await read_any_body(ex)
+    await identify_caller(ex)
+    await estimate(ex)
+    await admit(ex)
+    call = await send(ex, ex.raw or None)
+    return await relay(ex, call.response)
+
+
+async def free_pass(ex: Exchange) -> web.StreamResponse:
+    await authenticate(ex.app[API_KEYS], ex.request.headers)  # a key, but no user: nothing is spent
+    ex.raw = await ex.request.read()
+    call = await send(ex, ex.raw or None, record=False)
+    try:
+        return await relay_raw(ex, call.response, record=False)
+    finally:
+        call.response.release()
+
+
+def is_free(path: str, unmetered: tuple[str, ...]) -> bool:
+    for free in (*FREE_PATHS, *unmetered):
+        if path == free or (free.endswith("*") and path.startswith(free[:-1])):
+            return True
+    return False

@@ -1,154 +1,190 @@
-"""Streams: relay server-sent events chunk by chunk, and learn the usage on the way.
+"""Steps 4 to 6 for the answer: relay it (whole, streamed, or as raw bytes), then settle and record.
 
-The proxy asks the upstream for a final usage chunk (`stream_options.include_usage`). A client that
-did not ask for it does not get it: OpenAI sends it with `choices: []`, LiteLLM with
-`choices: [{"index": 0, "delta": {}}]`; both are recognised. Whatever passes is kept by reference
-so that, when no usage arrives, the streamed text can be counted instead.
+Whatever happens once a request is forwarded (success, upstream error, client gone mid-stream),
+`proxy.record.finish` runs exactly once for it. Streams are passed on event by event, never
+buffered whole; the deadline for a stream applies to each read, not to the whole answer.
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
+from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
 import orjson
+from aiohttp import web
 
-_EVENT_END = b"\n\n"
-_DONE = b"data: [DONE]"
-
-
-def _is_usage_only(chunk: dict[str, Any]) -> bool:
-    choices = chunk.get("choices")
-    if not choices:
-        return True
-    for choice in choices:
-        if not isinstance(choice, dict):
-            return False
-        delta = choice.get("delta") or {}
-        if choice.get("finish_reason") or choice.get("text") or any(v for v in delta.values() if v):
-            return False
-    return True
+from proxy import notices, upstream
+from proxy.dialects import usage_numbers
+from proxy.dialects.chat import is_usage_only
+from proxy.errors import ProxyError
+from proxy.exchange import Exchange
+from proxy.forward import cache_hit, response_headers
+from proxy.record import finish
+from proxy.settle import Outcome
+from proxy.sse import DONE_EVENT, SseFilter
+from runtime.appkeys import TRAFFIC
 
 
-class SseFilter:
-    """Feed it upstream bytes; it returns the bytes to send on and notes usage and [DONE]."""
+async def relay(ex: Exchange, response: upstream.Response) -> web.StreamResponse:
+    """Relay the answer in the way its content type calls for; the response is released after."""
+    try:
+        if response.status == 200 and response.content_type == "text/event-stream":
+            return await relay_stream(ex, response)
+        if response.content_type == "application/json" or ex.dialect.estimator is not None:
+            return await relay_whole(ex, response)
+        return await relay_raw(ex, response)
+    finally:
+        response.release()
 
-    def __init__(self, *, hide_usage: bool) -> None:
-        self._hide_usage = hide_usage
-        self._pending = b""
-        self.usage: dict[str, Any] | None = None
-        self.done = False
-        self.payloads: list[bytes] = []  # data payloads relayed, for counting text if needed
-        self.chunk_id: str | None = None
-        self.created: int | None = None
-        self.model: str | None = None
 
-    def feed(self, data: bytes) -> bytes:
-        """Complete events go out (minus a hidden usage chunk); a partial one waits for its end."""
-        buffer = self._pending + data if self._pending else data
-        if b"\r\n" in buffer:
-            buffer = buffer.replace(b"\r\n", b"\n")
-        cut = buffer.rfind(_EVENT_END)
-        if cut < 0:
-            self._pending = buffer
-            return b""
-        complete, self._pending = buffer[: cut + 2], buffer[cut + 2 :]
-        if b'"usage"' not in complete and _DONE not in complete:
-            self._note_plain(complete)
-            return complete
-        return b"".join(self._filter_event(event) for event in complete.split(_EVENT_END) if event)
+def _whole_outcome(ex: Exchange, response: upstream.Response, data: bytes, payload: Any) -> Outcome:
+    dialect = ex.dialect
+    return Outcome(
+        response.status,
+        usage=usage_numbers(dialect.whole_usage(payload)),
+        text=lambda: "".join(dialect.whole_text(payload)),
+        error=("upstream_error", data.decode("utf-8", "replace")) if response.status >= 400 else None,
+        cached=cache_hit(response),
+    )
 
-    def flush(self) -> bytes:
-        """At the end of the upstream body: whatever partial event is left."""
-        rest, self._pending = self._pending, b""
-        return self._filter_event(rest) if rest.strip() else b""
 
-    def _note_plain(self, complete: bytes) -> None:
-        for event in complete.split(_EVENT_END):
-            if event.startswith(b"data: "):
-                self.payloads.append(event[6:])
+async def relay_whole(ex: Exchange, response: upstream.Response) -> web.StreamResponse:
+    try:
+        data = await response.read()
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        await finish(ex, Outcome(502, error=("upstream_disconnect", str(exc) or type(exc).__name__), complete=False))
+        raise ProxyError(
+            502, "The model service stopped answering.", type="server_error", code="upstream_error"
+        ) from None
+    ex.upstream_seconds = time.perf_counter() - (ex.upstream_started or ex.started)
+    payload: Any = None
+    if response.content_type == "application/json":
+        try:
+            payload = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            payload = None
+    settlement = await finish(ex, _whole_outcome(ex, response, data, payload))
+    notice = await notices.threshold_notice(ex, settlement) if response.status == 200 else None
+    if notice and isinstance(payload, dict):
+        data = notices.append_notice(payload, notice)
+    used_after = settlement.used if settlement is not None else None
+    return web.Response(status=response.status, body=data, headers=response_headers(ex, response, used_after))
 
-    def _filter_event(self, event: bytes) -> bytes:
-        out = event + _EVENT_END
-        if not event.startswith(b"data:"):
-            return out
-        payload = event[5:].strip()
-        if payload == b"[DONE]":
-            self.done = True
-            return b""  # the caller sends [DONE] after any notice of its own
-        if b'"usage"' in payload:
-            try:
-                chunk = orjson.loads(payload)
-            except orjson.JSONDecodeError:
-                return out
-            if isinstance(chunk, dict) and isinstance(chunk.get("usage"), dict):
-                self.usage = chunk["usage"]
-                self._remember_ids(chunk)
-                if self._hide_usage and _is_usage_only(chunk):
-                    return b""
-        self.payloads.append(payload)
+
+async def relay_raw(ex: Exchange, response: upstream.Response, *, record: bool = True) -> web.StreamResponse:
+    """Bytes we do not read (audio, files, ...): copied as they come; nothing in them to charge."""
+    out = web.StreamResponse(status=response.status, headers=response_headers(ex, response, None))
+    await out.prepare(ex.request)
+    complete = True
+    try:
+        async for data in response.iter_any():
+            await out.write(data)
+        await out.write_eof()
+    except (ConnectionResetError, aiohttp.ClientError, TimeoutError):
+        complete = False
+    if record:
+        await finish(ex, Outcome(response.status, complete=complete))
+    return out
+
+
+# -- streams ------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Ending:
+    """How the copying of a stream ended."""
+
+    first_chunk: float | None = None
+    client_gone: bool = False
+    error: tuple[str, str] | None = None
+
+
+async def relay_stream(ex: Exchange, response: upstream.Response) -> web.StreamResponse:
+    out = web.StreamResponse(status=response.status, headers=response_headers(ex, response, None))
+    hide = is_usage_only if ex.dialect.asks_stream_usage and not ex.wants_usage else None
+    sse = SseFilter(ex.dialect, hide=hide)
+    ending = _Ending()
+    traffic = ex.app[TRAFFIC]
+    traffic.stream_opened()
+    try:
+        await _copy(ex, response, out, sse, ending)
+    except asyncio.CancelledError:
+        # aiohttp cancels the handler when the client goes away (or on shutdown): still record.
+        response.close()
+        await asyncio.shield(_record_disconnect(ex, sse, ending))
+        raise
+    finally:
+        traffic.stream_closed()
+    ex.upstream_seconds = time.perf_counter() - (ex.upstream_started or ex.started)
+    if ending.client_gone:
+        response.close()  # stop reading: nobody is listening
+        await _record_disconnect(ex, sse, ending)
         return out
-
-    def _remember_ids(self, chunk: dict[str, Any]) -> None:
-        self.chunk_id = chunk.get("id") or self.chunk_id
-        self.created = chunk.get("created") or self.created
-        self.model = chunk.get("model") or self.model
-
-    def streamed_text(self) -> str:
-        """Content, tool-call arguments and reasoning text of every relayed chunk."""
-        parts: list[str] = []
-        for payload in self.payloads:
-            try:
-                chunk = orjson.loads(payload)
-            except orjson.JSONDecodeError:
-                continue
-            if not isinstance(chunk, dict):
-                continue
-            self._remember_ids(chunk)
-            for choice in chunk.get("choices") or ():
-                if isinstance(choice, dict):
-                    _collect_choice_text(choice, parts)
-        return "".join(parts)
+    outcome = _stream_outcome(sse, 200, ending)
+    outcome.cached = cache_hit(response)
+    settlement = await finish(ex, outcome)
+    await _end_stream(ex, out, sse, settlement)
+    return out
 
 
-def _collect_choice_text(choice: dict[str, Any], parts: list[str]) -> None:
-    if isinstance(choice.get("text"), str):
-        parts.append(choice["text"])
-    delta = choice.get("delta")
-    if not isinstance(delta, dict):
-        return
-    for key in ("content", "reasoning_content", "reasoning", "refusal"):
-        if isinstance(delta.get(key), str):
-            parts.append(delta[key])
-    for call in delta.get("tool_calls") or ():
-        function = call.get("function") if isinstance(call, dict) else None
-        if isinstance(function, dict):
-            for key in ("name", "arguments"):
-                if isinstance(function.get(key), str):
-                    parts.append(function[key])
-    function_call = delta.get("function_call")
-    if isinstance(function_call, dict) and isinstance(function_call.get("arguments"), str):
-        parts.append(function_call["arguments"])
+async def _copy(
+    ex: Exchange, response: upstream.Response, out: web.StreamResponse, sse: SseFilter, ending: _Ending
+) -> None:
+    """Pass the events on as they come, until the upstream ends, fails, or the client leaves."""
+    try:
+        await out.prepare(ex.request)
+        async for data in response.iter_any():
+            if ending.first_chunk is None:
+                ending.first_chunk = time.perf_counter()
+            chunk = sse.feed(data)
+            if chunk:
+                await out.write(chunk)
+            if sse.done:
+                break
+        else:
+            tail = sse.flush()
+            if tail:
+                await out.write(tail)
+    except (ConnectionResetError, aiohttp.ClientConnectionResetError) as exc:
+        transport = ex.request.transport
+        ending.client_gone = transport is None or transport.is_closing()
+        if not ending.client_gone:
+            ending.error = ("upstream_disconnect", str(exc) or type(exc).__name__)
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        ending.error = ("upstream_disconnect", str(exc) or type(exc).__name__)
 
 
-def notice_chunk(kind: str, text: str, *, chunk_id: str | None, created: int | None, model: str) -> bytes:
-    """A last content chunk carrying an in-chat notice, shaped like the stream's own chunks."""
-    if kind == "chat":
-        chunk: dict[str, Any] = {
-            "id": chunk_id or "solaris-notice",
-            "object": "chat.completion.chunk",
-            "created": created or 0,
-            "model": model,
-            "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": None}],
-        }
-    else:
-        chunk = {
-            "id": chunk_id or "solaris-notice",
-            "object": "text_completion",
-            "created": created or 0,
-            "model": model,
-            "choices": [{"index": 0, "text": text, "finish_reason": None, "logprobs": None}],
-        }
-    return b"data: " + orjson.dumps(chunk) + _EVENT_END
+def _stream_outcome(sse: SseFilter, status: int, ending: _Ending) -> Outcome:
+    return Outcome(
+        status,
+        usage=usage_numbers(sse.usage) if sse.usage_final else None,
+        text=sse.streamed_text,
+        error=ending.error,
+        complete=ending.error is None,
+        first_chunk=ending.first_chunk,
+    )
 
 
-DONE_EVENT = _DONE + _EVENT_END
+async def _record_disconnect(ex: Exchange, sse: SseFilter, ending: _Ending) -> None:
+    ending.error = ("client_disconnect", "client closed the stream")
+    await finish(ex, _stream_outcome(sse, 499, ending))
+
+
+async def _end_stream(ex: Exchange, out: web.StreamResponse, sse: SseFilter, settlement: Any) -> None:
+    """The stream's last bytes: an in-chat notice if one is due, `[DONE]` if the upstream sent it."""
+    try:
+        notice = await notices.threshold_notice(ex, settlement)
+        if notice:
+            await out.write(
+                notices.notice_chunk(
+                    ex.dialect.name, notice, chunk_id=sse.chunk_id, created=sse.created, model=ex.model
+                )
+            )
+        if sse.done:
+            await out.write(DONE_EVENT)
+        await out.write_eof()
+    except (ConnectionResetError, aiohttp.ClientConnectionResetError):
+        pass  # the answer was complete and recorded; only our trailing bytes were lost

@@ -37,7 +37,15 @@ HOP_BY_HOP = frozenset(
     }
 )
 # Never sent upstream: our own auth, the framing we recompute, and identity headers for us.
-_DROP_REQUEST = HOP_BY_HOP | {"host", "content-length", "authorization", "api-key", "accept-encoding", "cookie"}
+_DROP_REQUEST = HOP_BY_HOP | {
+    "host",
+    "content-length",
+    "authorization",
+    "api-key",
+    "x-api-key",
+    "accept-encoding",
+    "cookie",
+}
 # Never copied back: framing aiohttp sets itself.
 _DROP_RESPONSE = HOP_BY_HOP | {"content-length", "content-encoding", "date", "server"}
 RETRY_STATUSES = frozenset({502, 503, 504})

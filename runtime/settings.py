@@ -109,6 +109,22 @@ def _mapping(raw: str) -> tuple[tuple[str, str], ...]:
     return tuple(result.items())
 
 
+def _refusal_status(raw: str) -> int:
+    status = int(raw)
+    if status not in (402, 403, 429):
+        raise ValueError("expected 402, 403 or 429")
+    return status
+
+
+def _paths(raw: str) -> tuple[str, ...]:
+    """`/v1/files*,/v1/batches`: request paths, a trailing * matching any path that starts so."""
+    paths = tuple(filter(None, (part.strip() for part in raw.split(","))))
+    for path in paths:
+        if not path.startswith("/"):
+            raise ValueError(f"{path!r} is not a path (it must start with /)")
+    return paths
+
+
 LANGUAGES = ("pt-BR", "en")
 
 
@@ -176,6 +192,20 @@ class Settings:
     )
     inchat_notices: bool = _setting(
         "SOLARIS_INCHAT_NOTICES", True, "Append a short notice to the answer when a request crosses 80% or 95%.", _bool
+    )
+    quota_refusal_status: int = _setting(
+        "SOLARIS_QUOTA_REFUSAL_STATUS",
+        402,
+        "HTTP status of a quota refusal (402 | 403 | 429); LibreChat shows 402 and 403 as they are, "
+        "but replaces any 429 with its own 'rate limited' text.",
+        _refusal_status,
+    )
+    unmetered_paths: tuple[str, ...] = _setting(
+        "SOLARIS_UNMETERED_PATHS",
+        (),
+        "Extra /v1 paths passed through with no user and no charge (comma-separated; a trailing * "
+        "matches a prefix); /v1/models always is.",
+        _paths,
     )
     default_completion_tokens: int = _setting(
         "SOLARIS_DEFAULT_COMPLETION_TOKENS",

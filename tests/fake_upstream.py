@@ -1,7 +1,8 @@
 """A small OpenAI-compatible upstream standing in for LiteLLM (the paid provider is the one fake).
 
 It answers chat completions (whole and streamed, LiteLLM-style usage chunk), completions,
-embeddings, models, /model/info and the liveness probe, and can be told to misbehave: fail with a
+embeddings, Anthropic's Messages and OpenAI's Responses (whole and streamed, usage where LiteLLM
+puts it), models, /model/info and the liveness probe, and can be told to misbehave: fail with a
 status a number of times, stall, cut a stream, leave out usage, or stream slowly.
 """
 
@@ -35,6 +36,7 @@ class Behaviour:
     cache_hit: bool = False
     set_cookie: str | None = None  # e.g. a load balancer's sticky-session cookie
     garble_times: int = 0  # answer this many chat requests with bytes that are not HTTP
+    reasoning: str | None = None  # chat: a `reasoning` text before the answer (whole and streamed)
 
 
 @dataclass
@@ -53,6 +55,9 @@ class FakeUpstream:
         app.router.add_get("/model/info", self.model_info)
         app.router.add_get("/health/liveliness", self.liveliness)
         app.router.add_post("/v1/moderations", self.moderations)
+        app.router.add_post("/v1/messages", self.messages)
+        app.router.add_post("/v1/responses", self.responses)
+        app.router.add_get("/v1/responses/{id}", self.stored_response)
         return app
 
     async def _arrive(self, request: web.Request) -> dict[str, Any]:
@@ -90,12 +95,15 @@ class FakeUpstream:
             return web.Response()
         if body.get("stream"):
             return await self._stream(request, body, chat=True)
+        message = {"role": "assistant", "content": ANSWER}
+        if self.behaviour.reasoning:
+            message["reasoning"] = self.behaviour.reasoning
         payload: dict[str, Any] = {
             "id": "chatcmpl-fake",
             "object": "chat.completion",
             "created": int(time.time()),
             "model": body.get("model"),
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": ANSWER}, "finish_reason": "stop"}],
+            "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
         }
         if self.behaviour.include_usage:
             payload["usage"] = self._usage()
@@ -168,11 +176,13 @@ class FakeUpstream:
         b = self.behaviour
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream", **self._headers()})
         await response.prepare(request)
-        words = ANSWER.split(" ")
-        per_chunk = max(1, len(words) // b.chunks)
-        pieces = [" ".join(words[i : i + per_chunk]) + " " for i in range(0, len(words), per_chunk)]
+        pieces = self._pieces()
         base = {"id": "chatcmpl-fake", "created": int(time.time()), "model": body.get("model")}
         try:
+            if chat and b.reasoning:
+                thought = {**base, "object": "chat.completion.chunk",
+                           "choices": [{"index": 0, "delta": {"reasoning": b.reasoning}, "finish_reason": None}]}  # fmt: skip
+                await response.write(b"data: " + orjson.dumps(thought) + b"\n\n")
             for index, piece in enumerate(pieces):
                 if b.cut_stream_after is not None and index >= b.cut_stream_after:
                     assert request.transport is not None
@@ -199,6 +209,100 @@ class FakeUpstream:
             self.streams_closed_early += 1
             raise
         return response
+
+    def _pieces(self) -> list[str]:
+        """The answer in `chunks` pieces that add up to exactly the answer."""
+        words = ANSWER.split(" ")
+        per_chunk = max(1, len(words) // self.behaviour.chunks)
+        pieces = [" ".join(words[i : i + per_chunk]) + " " for i in range(0, len(words), per_chunk)]
+        pieces[-1] = pieces[-1].rstrip(" ")
+        return pieces
+
+    async def _events(
+        self, request: web.Request, events: list[tuple[str | None, dict[str, Any]]], *, done: bool = False
+    ) -> web.StreamResponse:
+        """Server-sent events, `event:` lines included when named; cut or slowed as told."""
+        b = self.behaviour
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream", **self._headers()})
+        await response.prepare(request)
+        try:
+            for index, (name, data) in enumerate(events):
+                if b.cut_stream_after is not None and index >= b.cut_stream_after:
+                    assert request.transport is not None
+                    request.transport.close()
+                    return response
+                head = f"event: {name}\n".encode() if name else b""
+                await response.write(head + b"data: " + orjson.dumps(data) + b"\n\n")
+                if b.chunk_delay:
+                    await asyncio.sleep(b.chunk_delay)
+            if done:
+                await response.write(b"data: [DONE]\n\n")
+            await response.write_eof()
+        except (ConnectionResetError, asyncio.CancelledError):
+            self.streams_closed_early += 1
+            raise
+        return response
+
+    async def messages(self, request: web.Request) -> web.StreamResponse:
+        """Anthropic's Messages; streamed as LiteLLM does it: zeros at `message_start`, the counts
+        in `message_delta`."""
+        body = await self._arrive(request)
+        b = self.behaviour
+        usage = {"input_tokens": b.prompt_tokens, "output_tokens": b.completion_tokens}
+        message: dict[str, Any] = {"id": "msg_fake", "type": "message", "role": "assistant", "model": body.get("model"),
+                                   "content": [{"type": "text", "text": ANSWER}], "stop_reason": "end_turn",
+                                   "stop_sequence": None}  # fmt: skip
+        if not body.get("stream"):
+            return web.json_response({**message, "usage": usage} if b.include_usage else message)
+        start = {**message, "content": [], "stop_reason": None}
+        if b.include_usage:
+            start["usage"] = {"input_tokens": 0, "output_tokens": 0}
+        events: list[tuple[str | None, dict[str, Any]]] = [
+            ("message_start", {"type": "message_start", "message": start}),
+            ("content_block_start", {"type": "content_block_start", "index": 0,
+                                     "content_block": {"type": "text", "text": ""}}),
+        ]  # fmt: skip
+        for piece in self._pieces():
+            delta = {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}}
+            events.append(("content_block_delta", delta))
+        end: dict[str, Any] = {"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None}}
+        if b.include_usage:
+            end["usage"] = usage
+        events += [("content_block_stop", {"type": "content_block_stop", "index": 0}), ("message_delta", end),
+                   ("message_stop", {"type": "message_stop"})]  # fmt: skip
+        return await self._events(request, events)
+
+    async def responses(self, request: web.Request) -> web.StreamResponse:
+        """OpenAI's Responses; streamed as LiteLLM does it: `data:` lines only, usage in
+        `response.completed`, then `[DONE]`."""
+        body = await self._arrive(request)
+        b = self.behaviour
+        usage = {"input_tokens": b.prompt_tokens, "output_tokens": b.completion_tokens,
+                 "total_tokens": b.prompt_tokens + b.completion_tokens,
+                 "input_tokens_details": {"cached_tokens": 0}, "output_tokens_details": {"reasoning_tokens": 0}}  # fmt: skip
+        item = {"id": "msg_fake", "type": "message", "role": "assistant", "status": "completed",
+                "content": [{"type": "output_text", "text": ANSWER, "annotations": []}]}  # fmt: skip
+        answer: dict[str, Any] = {"id": "resp_fake", "object": "response", "created_at": int(time.time()),
+                                  "model": body.get("model"), "status": "completed", "output": [item],
+                                  "usage": usage if b.include_usage else None}  # fmt: skip
+        if not body.get("stream"):
+            return web.json_response(answer)
+        events: list[tuple[str | None, dict[str, Any]]] = [
+            (None, {"type": "response.created", "sequence_number": 0,
+                    "response": {**answer, "status": "in_progress", "output": [], "usage": None}}),
+        ]  # fmt: skip
+        for n, piece in enumerate(self._pieces(), start=1):
+            events.append((None, {"type": "response.output_text.delta", "sequence_number": n, "item_id": "msg_fake",
+                                  "output_index": 0, "content_index": 0, "delta": piece}))  # fmt: skip
+        events.append((None, {"type": "response.completed", "sequence_number": len(events), "response": answer}))
+        return await self._events(request, events, done=True)
+
+    async def stored_response(self, request: web.Request) -> web.StreamResponse:
+        """A stored answer, read back: it shows the usage it was billed with."""
+        self.requests.append({"path": request.path, "headers": dict(request.headers), "body": None})
+        usage = {"input_tokens": self.behaviour.prompt_tokens, "output_tokens": self.behaviour.completion_tokens}
+        return web.json_response({"id": request.match_info["id"], "object": "response", "status": "completed",
+                                  "output": [], "usage": usage})  # fmt: skip
 
 
 class _Failure(Exception):

@@ -175,8 +175,9 @@ async def test_added_tokens_unblock_the_user_on_their_next_request(api: AdminApi
     await chat(api, "heavy@example.com")  # 36 tokens of 30: blocked from now on
     blocked = await api.get(f"/admin/users/{user['id']}")
     assert blocked.data["status"] == "blocked"
-    with pytest.raises(openai.RateLimitError):
+    with pytest.raises(openai.APIStatusError) as refused:  # a quota refusal is a 402
         await chat(api, "heavy@example.com")
+    assert refused.value.status_code == 402
 
     reply = await api.post(f"/admin/users/{user['id']}/tokens", json={"amount": 1000, "reason": "project deadline"})
     assert reply.status == 200

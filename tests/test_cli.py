@@ -106,8 +106,9 @@ async def test_cli_changes_take_effect_on_the_next_request(gateway: Gateway, sto
         await client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "oi"}])
     await asyncio.to_thread(run_cli, "users", "activate", "bia@example.com", env=store_env)
     await asyncio.to_thread(run_cli, "users", "set-limit", "bia@example.com", "40", env=store_env)
-    with pytest.raises(openai.RateLimitError):
+    with pytest.raises(openai.APIStatusError) as refused:  # a quota refusal is a 402
         await client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "oi"}])
+    assert refused.value.status_code == 402
     grant = await asyncio.to_thread(
         run_cli, "users", "add-tokens", "bia@example.com", "1000", "--reason", "teste", env=store_env
     )

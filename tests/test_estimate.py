@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 import tiktoken
 
-from metering import estimate
 from metering.estimate import (
     ESTIMATE_THREAD_NICE,
     OFFLOAD_CHARS,
@@ -28,6 +27,7 @@ from metering.estimate import (
     image_tokens,
     text_size,
 )
+from metering.estimate import offload as estimate
 from metering.tokenizer import get_encoding
 
 # The example of OpenAI's cookbook "How to count tokens with tiktoken": 129 prompt tokens on

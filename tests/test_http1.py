@@ -224,6 +224,26 @@ async def a_stream_times_out_only_when_it_stalls() -> None:
         await pool.close()
 
 
+async def an_answer_that_turns_out_a_stream_gets_a_deadline_per_read() -> None:
+    """A pass-through call does not say it streams; its `text/event-stream` answer does."""
+
+    async def events(received: Received, writer: asyncio.StreamWriter) -> bool:
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n")
+        for _ in range(6):  # 0.6 s in all, longer than the 0.3 s deadline of a whole answer
+            writer.write(chunk(b"data: x\n\n"))
+            await writer.drain()
+            await asyncio.sleep(0.1)
+        writer.write(b"0\r\n\r\n")
+        await writer.drain()
+        return True
+
+    async with RawServer(events) as server:
+        pool = Http1Pool()
+        response = await pool.request("POST", server.url, [], b"go", timeout=0.3)
+        assert await response.read() == b"data: x\n\n" * 6
+        await pool.close()
+
+
 async def a_cut_or_malformed_answer_is_a_payload_error() -> None:
     async def broken(received: Received, writer: asyncio.StreamWriter) -> bool:
         if received.body == b"cut":
@@ -374,6 +394,7 @@ SCENARIOS: list[Callable[[], Coroutine[Any, Any, None]]] = [
     a_new_connection_closed_without_an_answer_is_an_error,
     times_out_a_silent_upstream,
     a_stream_times_out_only_when_it_stalls,
+    an_answer_that_turns_out_a_stream_gets_a_deadline_per_read,
     a_cut_or_malformed_answer_is_a_payload_error,
     skips_informational_answers_and_head_bodies,
     holds_back_reading_while_the_caller_lags,

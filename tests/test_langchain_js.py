@@ -1,11 +1,13 @@
 """The client LibreChat's agents really use: LangChain's ChatOpenAI (JavaScript), through the gateway.
 
 The OpenAI SDKs obey `x-should-retry: false`, but LangChain calls them with their retries off and
-decides on its own (`@langchain/core` `utils/async_caller`): a 429 whose code is
-`insufficient_quota` ends the call as `InsufficientQuotaError`, marked not retryable; a 429 with a
-`Retry-After` of up to a minute is waited out and retried; any other 429 is thrown marked
-retryable (and LangChain before 1.0 retried it six times with backoff). The versions are the ones
-`@librechat/agents` 3.9 pins. These tests run `tests/js/invoke.mjs` with Node (packages from
+decides on its own (`@langchain/core` `utils/async_caller`): 402 is in its `STATUS_NO_RETRY` and
+thrown at once, untouched; a 429 with a `Retry-After` of up to a minute is waited out and retried;
+and `@langchain/openai` tags every 429 `MODEL_RATE_LIMIT`, which LibreChat replaces with its own
+"rate limited" text (the rule is restated below). So a quota refusal is a 402 (`insufficient_quota`
+in the body). The versions are the ones `@librechat/agents` 3.9 pins. These tests run
+`tests/js/invoke.mjs` (LangChain alone) and `tests/js/librechat_agent.mjs` (LibreChat's agents
+runtime, configured as LibreChat configures a custom endpoint) with Node (packages from
 `tests/js/package.json`, installed by `scripts/test.sh` when npm is present) and count what the
 gateway saw.
 """
@@ -49,6 +51,39 @@ async def langchain_invoke(gateway: Gateway, user: str, *, max_retries: int) -> 
     return result
 
 
+async def librechat_turn(gateway: Gateway, user: str, *, responses: bool = False) -> dict[str, Any]:
+    """One agent turn through `@librechat/agents`, as LibreChat runs it on a custom endpoint."""
+    assert NODE is not None
+    args = [f"{gateway.url}/v1", SERVICE_KEY, user, "gpt-4o-mini", *(["responses"] if responses else [])]
+    process = await asyncio.create_subprocess_exec(
+        NODE, str(JS / "librechat_agent.mjs"), *args,
+        cwd=JS, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        out, err = await asyncio.wait_for(process.communicate(), 90)
+    finally:
+        if process.returncode is None:
+            process.kill()
+    assert process.returncode == 0, err.decode()
+    result: dict[str, Any] = json.loads(out.decode().strip().splitlines()[-1])
+    return result
+
+
+# LibreChat (librechat-data-provider >= 0.8.522) replaces an error's text with its own canned copy
+# when LangChain tagged it MODEL_RATE_LIMIT or MODEL_NOT_FOUND: `lc_error_code`, or LangChain's
+# troubleshooting URL in the message. Server: packages/api/src/agents/errors.ts
+# (resolveLangChainError) used by getUserFacingRequestError in
+# api/server/controllers/agents/client.js; browser: client/src/components/Messages/Content/Error/
+# index.tsx (getLangChainErrorKey). @langchain/openai tags every 429 so, and every 404.
+REPLACED_CODES = ("MODEL_RATE_LIMIT", "MODEL_NOT_FOUND")
+
+
+def librechat_replaces(result: dict[str, Any]) -> bool:
+    code = (result.get("lcErrorCode") or "").upper()
+    message = result.get("errorMessage") or ""
+    return code in REPLACED_CODES or any(f"/errors/{c}" in message.upper() for c in REPLACED_CODES)
+
+
 def refusals(gateway: Gateway) -> float:
     return float(gateway.metrics.quota_decisions.labels("quota")._value.get())
 
@@ -64,8 +99,9 @@ async def test_langchain_does_not_retry_a_quota_refusal(gateway: Gateway, upstre
     assert (await langchain_invoke(gateway, "lia@example.com", max_retries=2))["ok"] is True  # now over 40
     before = refusals(gateway)
     result = await langchain_invoke(gateway, "lia@example.com", max_retries=2)
-    assert result["ok"] is False and result["name"] == "InsufficientQuotaError"
-    assert "limite mensal" in result["message"]  # the user sees our message, in their language
+    assert result["ok"] is False and result["name"] == "Error"  # a 402: thrown at once, untagged
+    assert result["message"].startswith("402 ") and "limite mensal" in result["message"]
+    assert "Troubleshooting URL" not in result["message"]
     assert refusals(gateway) - before == 1  # asked once: not 1 + 2 retries with backoff
     assert result["seconds"] < 5
     assert len(upstream.requests) == 1
@@ -82,3 +118,22 @@ async def test_langchain_waits_out_a_rate_limit_and_gets_through(gateway: Gatewa
     assert result["ok"] is True and result["text"] == ANSWER  # after waiting the Retry-After we sent
     assert float(rated._value.get()) - before >= 1 and 0.5 < result["seconds"] < 10
     assert len(upstream.requests) == 2
+
+
+@pytest.mark.parametrize("responses", [False, True], ids=["chat", "responses-api"])
+async def test_librechat_shows_our_refusal_text_in_the_chat_asked_once(
+    gateway: Gateway, upstream: FakeUpstream, responses: bool
+) -> None:
+    await make_user(gateway, "lia@example.com", 40)
+    served = await librechat_turn(gateway, "lia@example.com", responses=responses)  # now over 40
+    assert served["ok"] is True and served["text"].startswith(ANSWER)
+    before = refusals(gateway)
+    result = await librechat_turn(gateway, "lia@example.com", responses=responses)
+    assert result["ok"] is False and result["status"] == 402
+    assert not librechat_replaces(result)  # LibreChat keeps the text...
+    shown = result["librechatText"]
+    assert shown.startswith("An error occurred while processing the request: 402 Você atingiu seu limite mensal")
+    message = shown.split(": 402 ", 1)[1]
+    assert len(message) <= 240 and "\n" not in message and "{" not in message  # ...and shows it inline
+    assert refusals(gateway) - before == 1  # asked once
+    assert len(upstream.requests) == 1

@@ -1,9 +1,13 @@
 """End to end with the real LiteLLM proxy: the usage we record is exactly what LiteLLM reported.
 
 LiteLLM runs from its own virtualenv (`scripts/install-litellm.sh` makes `.venv-litellm`), with
-`tests/litellm_config.yaml`: a model answering with `mock_response`, so no provider is called.
-The tests are skipped, with the reason, when LiteLLM is not installed; run them with
-`pytest -m litellm`.
+`tests/litellm_config.yaml`: a model answering with `mock_response`, so no provider is called, and
+a model (`fake-chat`) served by the tests' fake provider, for Anthropic's `/v1/messages` and
+OpenAI's `/v1/responses`, which `mock_response` cannot stream (LiteLLM 1.108.7 answers a Messages
+stream with JSON and a Responses stream with a 500). LiteLLM bridges both to the provider's chat
+completions (`use_chat_completions_api`, `LITELLM_USE_CHAT_COMPLETIONS_URL_FOR_ANTHROPIC_MESSAGES`)
+and reports the provider's usage in each API's own shape. The tests are skipped, with the reason,
+when LiteLLM is not installed; run them with `pytest -m litellm`.
 
 What LiteLLM 1.108 does with a mock model (checked here, relied on by the gateway):
 - whole answers carry the fixed usage 10 prompt / 20 completion tokens;
@@ -16,31 +20,39 @@ What LiteLLM 1.108 does with a mock model (checked here, relied on by the gatewa
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
 import redis.asyncio as aioredis
+from aiohttp import web
 from aiohttp.test_utils import TestServer
 from openai.types.chat import ChatCompletionMessageParam
 
 from runtime.settings import load_settings
 from solaris.app import create_app
 from tests.conftest import SERVICE_KEY, Gateway
+from tests.fake_upstream import ANSWER, FakeUpstream
+from tests.test_langchain_js import JS, NODE
 
 ROOT = Path(__file__).resolve().parent.parent
 LITELLM = ROOT / ".venv-litellm" / "bin" / "litellm"
 CONFIG = Path(__file__).resolve().parent / "litellm_config.yaml"
 MASTER_KEY = "sk-master-test"
 MODEL = "gpt-4o-mini"
+PROVIDED = "fake-chat"  # served by the fake provider behind LiteLLM
 MOCK_TEXT = "Olá! Esta é uma resposta simulada pelo LiteLLM."
 START_TIMEOUT = 90.0  # seconds; LiteLLM 1.108 starts in about 6 s on the 2-core machine
 MESSAGES: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Oi! Pode me dizer algo curto?"}]
@@ -79,7 +91,24 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 
 @pytest.fixture(scope="session")
-def litellm_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def provider_url() -> Iterator[str]:
+    """The fake provider behind LiteLLM, for the session, on its own event loop in a thread."""
+    loop = asyncio.new_event_loop()
+    runner = web.AppRunner(FakeUpstream().app())
+    port = _free_port()
+    loop.run_until_complete(runner.setup())
+    loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", port).start())
+    thread = threading.Thread(target=loop.run_forever, name="fake-provider", daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{port}/v1"
+    asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(10)
+    loop.close()
+
+
+@pytest.fixture(scope="session")
+def litellm_url(tmp_path_factory: pytest.TempPathFactory, provider_url: str) -> Iterator[str]:
     """One LiteLLM proxy for the session (it takes seconds to start), always stopped by its pid."""
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
@@ -90,6 +119,8 @@ def litellm_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         "LITELLM_MASTER_KEY": MASTER_KEY,
         "LITELLM_TELEMETRY": "False",
         "NO_DOCS": "True",
+        "SOLARIS_TEST_PROVIDER_URL": provider_url,
+        "LITELLM_USE_CHAT_COMPLETIONS_URL_FOR_ANTHROPIC_MESSAGES": "True",
     }
     env.pop("DATABASE_URL", None)  # LiteLLM would try to use our Postgres for its own tables
     with log_path.open("wb") as log:
@@ -238,3 +269,52 @@ async def test_an_answer_from_litellms_cache_is_recorded_as_cached(litellm_gatew
     # LiteLLM bills the hit nothing (no cost header); neither do we, while the tokens still count.
     assert "x-litellm-response-cost" not in second.headers and rows[1]["total_cost"] == 0
     assert rows[0]["total_cost"] == pytest.approx(float(first.headers["x-litellm-response-cost"]), rel=1e-6)
+
+
+# -- Anthropic's Messages and OpenAI's Responses, through LiteLLM to the fake provider -------------
+
+
+async def _anthropic_sdk(gateway: Gateway, mode: str) -> dict[str, Any]:
+    """`tests/js/anthropic.mjs`: one call with `@anthropic-ai/sdk`, as LibreChat's Anthropic client."""
+    assert NODE is not None
+    process = await asyncio.create_subprocess_exec(
+        NODE, str(JS / "anthropic.mjs"), gateway.url, SERVICE_KEY, "ana@example.com", PROVIDED, mode,
+        cwd=JS, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 0, err.decode()
+    result: dict[str, Any] = json.loads(out.decode().strip().splitlines()[-1])
+    return result
+
+
+@pytest.mark.skipif(
+    NODE is None or not (JS / "node_modules" / "@anthropic-ai" / "sdk").is_dir(), reason="Node and tests/js needed"
+)
+@pytest.mark.parametrize("mode", ["plain", "stream"])
+async def test_messages_through_litellm_record_the_usage_litellm_reported(litellm_gateway: Gateway, mode: str) -> None:
+    result = await _anthropic_sdk(litellm_gateway, mode)
+    assert result["ok"] is True, result
+    assert result["text"] == ANSWER
+    usage = result["usage"]  # as the SDK read it: for a stream, message_delta's figure over message_start's
+    assert usage["input_tokens"] > 0 and usage["output_tokens"] > 0
+    [row] = await _recorded(litellm_gateway)
+    assert (row["prompt_tokens"], row["completion_tokens"]) == (usage["input_tokens"], usage["output_tokens"])
+    assert row["endpoint"] == "/v1/messages" and row["is_complete"] and row["estimated_tokens"] > 0
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+async def test_responses_through_litellm_record_the_usage_litellm_reported(
+    litellm_gateway: Gateway, stream: bool
+) -> None:
+    client = litellm_gateway.client(user=None)
+    question = {"model": PROVIDED, "input": "Oi! Pode me dizer algo curto?", "user": "ana@example.com"}
+    if stream:
+        events = [event async for event in await client.responses.create(**question, stream=True)]  # type: ignore[call-overload]
+        answer = next(e.response for e in events if e.type == "response.completed")
+    else:
+        answer = await client.responses.create(**question)  # type: ignore[call-overload]
+    assert answer.output_text == ANSWER
+    assert answer.usage is not None and answer.usage.input_tokens > 0 and answer.usage.output_tokens > 0
+    [row] = await _recorded(litellm_gateway)
+    assert (row["prompt_tokens"], row["completion_tokens"]) == (answer.usage.input_tokens, answer.usage.output_tokens)
+    assert row["endpoint"] == "/v1/responses" and row["is_complete"] and row["estimated_tokens"] > 0

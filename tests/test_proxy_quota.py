@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 from typing import Any
 
 import openai
@@ -13,6 +14,7 @@ from metering.estimate import estimate_chat
 from metering.quota import cfg_key
 from metering.tokenizer import get_encoding
 from metering.users import UserChanges
+from proxy import wording
 from tests.conftest import Gateway
 from tests.fake_upstream import ANSWER, FakeUpstream
 
@@ -38,23 +40,44 @@ async def test_request_over_the_limit_is_refused_in_the_users_language(
     await ask(gateway, "ana@example.com")  # 36 of 50
     await ask(gateway, "ana@example.com")  # 72 of 50: over, blocked from now on
     sent_before = len(upstream.requests)
-    with pytest.raises(openai.RateLimitError) as caught:
+    with pytest.raises(openai.APIStatusError) as caught:
         await ask(gateway, "ana@example.com", max_retries=2)
     error = caught.value
-    assert error.status_code == 429
-    assert error.code == "insufficient_quota" and error.type == "insufficient_quota"  # what stops LangChain retrying
+    assert error.status_code == 402  # LibreChat shows a 402's text; any 429 it replaces with its own
+    assert error.code == "insufficient_quota" and error.type == "insufficient_quota"
     assert error.response.headers["x-should-retry"] == "false"
     assert "limite mensal" in error.message and "72" in error.message
-    assert len(error.body["message"]) < 512  # type: ignore[index]
+    text = error.body["message"]  # type: ignore[index]
+    assert len(text) <= 240 and "\n" not in text and "{" not in text  # LibreChat shows it inline
     assert len(upstream.requests) == sent_before  # refused here, and the SDK did not retry
 
 
 async def test_quota_refusal_speaks_english_to_english_users(gateway: Gateway) -> None:
     await make_user(gateway, "bob@example.com", 40, language="en")
     await ask(gateway, "bob@example.com")
-    with pytest.raises(openai.RateLimitError) as caught:
+    with pytest.raises(openai.APIStatusError) as caught:
         await ask(gateway, "bob@example.com")
     assert "monthly token limit" in caught.value.message
+
+
+async def test_the_status_of_a_quota_refusal_is_a_setting(gateway_with, upstream: FakeUpstream) -> None:  # type: ignore[no-untyped-def]
+    gateway = await gateway_with(quota_refusal_status=429)
+    await make_user(gateway, "bob@example.com", 30)
+    await ask(gateway, "bob@example.com")
+    with pytest.raises(openai.RateLimitError) as caught:
+        await ask(gateway, "bob@example.com")
+    assert caught.value.code == "insufficient_quota"
+
+
+@pytest.mark.parametrize("lang", ["pt-BR", "en"])
+def test_refusal_texts_are_one_short_line_of_prose(lang: str) -> None:
+    """LibreChat shows a provider error inline only as one line of at most 240 characters, and
+    takes text holding JSON with `insufficient_quota` for a problem with the user's own key."""
+    big = 9_999_999_999
+    texts = [wording.quota_exceeded(lang, big, big, dt.datetime(2026, 12, 31))]
+    texts += [wording.text(key, lang, seconds=60) for key in ("rate", "suspended", "pending", "blocked", "unavailable")]
+    for text in texts:
+        assert len(text) <= 240 and "\n" not in text and "{" not in text, text
 
 
 async def test_rate_limit_refuses_with_retry_after(gateway: Gateway, upstream: FakeUpstream) -> None:
@@ -85,7 +108,8 @@ async def test_concurrent_requests_near_the_limit_never_overspend(gateway: Gatew
         try:
             await client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, max_tokens=15)  # type: ignore[arg-type]
             return True
-        except openai.RateLimitError:
+        except openai.APIStatusError as refused:
+            assert refused.status_code == 402
             return False
 
     outcomes = await asyncio.gather(*(one() for _ in range(200)))
@@ -144,7 +168,7 @@ async def test_streamed_answer_gets_the_notice_as_a_last_chunk(gateway: Gateway)
 async def test_granting_tokens_unblocks_on_the_next_request(gateway: Gateway) -> None:
     user_id = await make_user(gateway, "hel@example.com", 40)
     await ask(gateway, "hel@example.com")
-    with pytest.raises(openai.RateLimitError):
+    with pytest.raises(openai.APIStatusError):
         await ask(gateway, "hel@example.com")
     await gateway.users.add_tokens(user_id, 1000, "deadline", ACTOR)
     reply = await ask(gateway, "hel@example.com")

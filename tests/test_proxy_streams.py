@@ -54,6 +54,25 @@ async def test_without_reported_usage_the_streamed_text_is_counted(gateway: Gate
     assert row["prompt_tokens"] == row["estimated_tokens"]
 
 
+async def test_the_same_uncounted_answer_costs_the_same_with_and_without_stream(
+    gateway: Gateway, upstream: FakeUpstream
+) -> None:
+    """One text counter: a reasoning text (and the answer) counts the same, whole or streamed."""
+    upstream.behaviour.include_usage = False
+    upstream.behaviour.reasoning = "Pensando em uma história curta sobre o mar."
+    client = gateway.client()
+    await client.chat.completions.create(**CHAT)  # type: ignore[call-overload]
+    stream = await client.chat.completions.create(**CHAT, stream=True)  # type: ignore[call-overload]
+    [_ async for _ in stream]
+    whole, streamed = sorted(await rows(gateway), key=lambda r: r["created_at"])
+    enc = get_encoding("o200k_base")
+    assert (
+        whole["completion_tokens"]
+        == streamed["completion_tokens"]
+        == count_text(upstream.behaviour.reasoning + ANSWER, enc)
+    )
+
+
 async def test_chunks_arrive_as_the_upstream_sends_them(gateway: Gateway, upstream: FakeUpstream) -> None:
     upstream.behaviour.chunk_delay = 0.15
     client = gateway.client()

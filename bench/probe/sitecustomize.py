@@ -27,8 +27,8 @@ if os.path.basename(sys.argv[0] if sys.argv else "") == "solaris-proxy":
         import time
         from typing import Any
 
-        import proxy.forward as forward
-        import proxy.pipeline as pipeline
+        import proxy.handlers as handlers
+        import proxy.relay as relay
         import proxy.upstream as upstream
 
         _path = os.environ["SOLARIS_PROBE_STEPS"]
@@ -46,9 +46,10 @@ if os.path.basename(sys.argv[0] if sys.argv else "") == "solaris-proxy":
 
             setattr(module, name, timed)
 
-        for _module, _name in ((pipeline, "read_json_body"), (pipeline, "identify"), (pipeline, "estimate"),
-                               (pipeline, "admit"), (upstream, "send"), (forward, "finish"),
-                               (forward, "forward_and_settle")):  # fmt: skip
+        # The steps as the handlers and the relay call them (they import them by name).
+        for _module, _name in ((handlers, "read_json_body"), (handlers, "identify_caller"), (handlers, "estimate"),
+                               (handlers, "admit"), (upstream, "send"), (relay, "finish"),
+                               (handlers, "relay")):  # fmt: skip
             _timed(_module, _name)
 
         def _report() -> None:

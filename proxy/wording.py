@@ -1,14 +1,17 @@
 """What end users read in the chat, in Brazilian Portuguese (default) and English.
 
 LibreChat shows an upstream error's message as it is, so each one says what happened, the numbers,
-and what to do; quota refusals stay under 512 characters (LibreChat cuts longer text).
+and what to do. Its chat shows a provider error's text inline only when it is one line of at most
+240 characters, and takes any text holding JSON with an `insufficient_quota` code for a problem of
+the user's own API key (`client/src/components/Messages/Content/Error/`): so refusals are one
+short line of prose, never JSON.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 
-MAX_MESSAGE = 512
+MAX_MESSAGE = 240  # LibreChat's inline limit for an error's text
 
 
 def number(value: int, lang: str) -> str:

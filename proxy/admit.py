@@ -1,0 +1,86 @@
+"""Step 3, admit: reserve the estimate atomically, or refuse before anything is forwarded.
+
+A quota refusal keeps OpenAI's code `insufficient_quota` but answers `SOLARIS_QUOTA_REFUSAL_STATUS`
+(402 by default): LangChain tags every 429 `MODEL_RATE_LIMIT` and LibreChat replaces such an error
+with its own "rate limited" text, while a 402 is asked once and its message shown in the chat.
+Rate limiting stays a 429 with `Retry-After`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import redis.asyncio as aioredis
+
+from metering.quota import Admission
+from metering.recorder import Metered
+from metering.sweeper import InflightInfo
+from proxy import wording
+from proxy.errors import ProxyError, forbidden, unavailable
+from proxy.exchange import Exchange, user_language
+from runtime.appkeys import CLOCK, METRICS, POLICY, PROCESS_ID, QUOTA, RECONCILER, SETTINGS, USERS
+
+
+async def admit(ex: Exchange) -> None:
+    """Reserve the estimate atomically, or refuse; with Redis down, follow SOLARIS_REDIS_FAILURE."""
+    app = ex.app
+    assert ex.user_id is not None
+    ex.period = period = app[CLOCK].current()
+    policy = app[POLICY]()
+    info = InflightInfo(app[PROCESS_ID], ex.event(0)).encode()
+
+    async def attempt() -> Admission:
+        return await app[QUOTA].admit(
+            ex.user_id,  # type: ignore[arg-type]
+            period.name,
+            ex.request_id,
+            prompt_tokens=ex.estimate,
+            completion_allowance=ex.allowance,
+            thresholds=policy.thresholds,
+            rate=policy.rate,
+            now_ms=int(time.time() * 1000),
+            inflight_info=info,
+        )
+
+    try:
+        admission = await attempt()
+        if admission.decision == "unknown_user":  # first sight in Redis: load the user and retry
+            await app[USERS].load_into_redis(ex.user_id)
+            admission = await attempt()
+    except (aioredis.RedisError, OSError) as exc:
+        app[METRICS].quota_decisions.labels("redis_down").inc()
+        if app[SETTINGS].redis_failure == "closed":
+            raise unavailable(wording.text("unavailable", app[SETTINGS].language)) from exc
+        app[RECONCILER].note_unmetered(ex.user_id)
+        return  # fail open: served unmetered, counters rebuilt from the ledger when Redis is back
+    app[METRICS].quota_decisions.labels(admission.decision).inc()
+    ex.admission = admission
+    if admission.admitted:
+        ex.metered = Metered(ex.user_id, period.name)
+        return
+    raise await refusal(ex, admission)
+
+
+async def refusal(ex: Exchange, admission: Admission) -> ProxyError:
+    app = ex.app
+    assert ex.user_id is not None and ex.period is not None
+    lang = await user_language(ex)
+    headers = {**ex.ratelimit_headers(), "x-should-retry": "false"}
+    if admission.decision == "quota":
+        message = wording.quota_exceeded(lang, admission.used, admission.total_limit, ex.period.end)
+        status = app[SETTINGS].quota_refusal_status
+        return ProxyError(status, message, type="insufficient_quota", code="insufficient_quota", headers=headers)
+    if admission.decision == "rate":
+        seconds = max(1, math.ceil(admission.retry_after))
+        return ProxyError(
+            429,
+            wording.text("rate", lang, seconds=seconds),
+            type="requests",
+            code="rate_limit_exceeded",
+            headers={"Retry-After": str(seconds), "x-should-retry": "true"},
+        )
+    if admission.decision == "deleted":
+        app[USERS].forget_identities()
+    key = admission.decision if admission.decision in ("suspended", "pending", "blocked") else "suspended"
+    return forbidden(wording.text(key, lang), f"account_{admission.decision}")
