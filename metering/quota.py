@@ -38,109 +38,41 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, cast, get_args
+from typing import Any, cast
 
 import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
 
+from metering.quota_state import (
+    DECISIONS,
+    INFLIGHT_PATTERN,
+    REFUSAL_REASONS,
+    STATUSES,
+    USE_TTL_SECONDS,
+    Admission,
+    CrossedEvent,
+    Decision,
+    InflightEntry,
+    RateLimit,
+    Settlement,
+    Thresholds,
+    UserQuota,
+    cfg_key,
+    inflight_key,
+    rate_key,
+    total_limit,
+    use_key,
+)
 from metering.redis_mux import Command, RedisMux
 
-USE_TTL_SECONDS = 70 * 24 * 3600
-STATUSES = ("active", "suspended", "blocked", "pending", "deleted")
-Decision = Literal["ok", "quota", "rate", "suspended", "pending", "blocked", "deleted", "unknown_user"]
-DECISIONS: frozenset[str] = frozenset(get_args(Decision))
-CrossedEvent = Literal["usage_80", "usage_95", "blocked"]
-INFLIGHT_PATTERN = "sol:inflight:*"
+__all__ = [  # the engine, and the state it keeps (defined in metering.quota_state)
+    "USE_TTL_SECONDS", "Admission", "CrossedEvent", "Decision", "InflightEntry", "QuotaEngine", "RateLimit",
+    "Settlement", "Thresholds", "UserQuota", "cfg_key", "inflight_key", "rate_key", "total_limit", "use_key",
+]  # fmt: skip
+
 LUA_DIR = Path(__file__).with_name("lua")
-
-
-def total_limit(monthly_limit: int, extra_tokens: int) -> int:
-    """What a user may spend this period (the one place of the sum in Python; Lua does it alike)."""
-    return monthly_limit + extra_tokens
-
-
-def cfg_key(user_id: int) -> str:
-    return f"sol:cfg:{{u:{user_id}}}"
-
-
-def use_key(user_id: int, period: str) -> str:
-    return f"sol:use:{{u:{user_id}}}:{period}"
-
-
-def inflight_key(user_id: int) -> str:
-    return f"sol:inflight:{{u:{user_id}}}"
-
-
-def rate_key(user_id: int) -> str:
-    return f"sol:rate:{{u:{user_id}}}"
-
-
-@dataclass(frozen=True, slots=True)
-class Thresholds:
-    """System-wide percents of the total limit; per-user t80/t95 override the alerts."""
-
-    alert80: float = 80.0
-    alert95: float = 95.0
-    block: float = 100.0
-
-
-@dataclass(frozen=True, slots=True)
-class RateLimit:
-    per_minute: int = 0  # 0 = unlimited
-    burst: int = 0  # bucket capacity; 0 = per_minute
-
-
-@dataclass(frozen=True, slots=True)
-class Admission:
-    decision: Decision
-    used: int
-    reserved: int  # including this request's reservation when admitted
-    total_limit: int  # monthly limit + extra tokens, before the block percent
-    cap: int  # floor(total_limit * block / 100): where admission stops
-    reservation: int  # tokens reserved for this request, 0 when refused
-    retry_after: float  # seconds, for "rate"
-
-    @property
-    def admitted(self) -> bool:
-        return self.decision == "ok"
-
-    @property
-    def remaining(self) -> int:
-        return max(0, self.cap - self.used - self.reserved)
-
-
-@dataclass(frozen=True, slots=True)
-class Settlement:
-    found: bool  # False: already settled or released (e.g. by the sweeper), nothing charged
-    used: int
-    total_limit: int  # monthly limit + extra tokens
-    crossed: tuple[CrossedEvent, ...]  # thresholds newly reached by this settlement
-
-
-@dataclass(frozen=True, slots=True)
-class UserQuota:
-    status: str | None  # None when the user's config is not cached in Redis
-    monthly_limit: int
-    used: int
-    reserved: int
-    extra_tokens: int
-    alert80: bool  # flags: the threshold has fired this period
-    alert95: bool
-    blocked: bool
-
-    @property
-    def total_limit(self) -> int:
-        return total_limit(self.monthly_limit, self.extra_tokens)
-
-
-@dataclass(frozen=True, slots=True)
-class InflightEntry:
-    user_id: int
-    request_id: str
-    reserved: int
-    period: str
-    info: str
+USE_FIELDS = ("used", "reserved", "extra", "a80", "a95", "blk")
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,8 +169,11 @@ class QuotaEngine:
         decision = _text(raw[0])
         if decision not in DECISIONS:
             decision = "blocked"  # an unexpected cached status: refuse rather than admit
-        used, reserved, total_limit, cap, reservation, retry_ms = (int(x) for x in raw[1:7])
-        return Admission(cast(Decision, decision), used, reserved, total_limit, cap, reservation, retry_ms / 1000)
+        used, reserved, total, cap, reservation, retry_ms, blocked_now = (int(x) for x in raw[1:8])
+        return Admission(
+            cast(Decision, decision), used, reserved, total, cap, reservation, retry_ms / 1000,
+            completion_cap=max(0, reservation - prompt_tokens), blocked_now=blocked_now == 1,
+        )  # fmt: skip
 
     async def settle(
         self, user_id: int, period: str, request_id: str, *, actual_tokens: int, thresholds: Thresholds
@@ -362,7 +297,7 @@ class QuotaEngine:
         async with self._redis.pipeline(transaction=False) as pipe:
             for user_id in ids:
                 pipe.hmget(cfg_key(user_id), ["status", "monthly_limit", "limit"])
-                pipe.hmget(use_key(user_id, period), ["used", "reserved", "extra", "a80", "a95", "blk"])
+                pipe.hmget(use_key(user_id, period), [*USE_FIELDS, *(f"r:{r}" for r in REFUSAL_REASONS)])
             replies = await pipe.execute()
         return {user_id: _user_quota(replies[2 * i], replies[2 * i + 1]) for i, user_id in enumerate(ids)}
 
@@ -398,4 +333,5 @@ def _user_quota(cfg: list[Any], use: list[Any]) -> UserQuota:
     monthly_limit = _int(cfg[1] if cfg[1] is not None else cfg[2])  # cfg[2]: the field's name before the rename
     used, reserved, extra_tokens = (_int(x) for x in use[:3])
     a80, a95, blk = (x is not None for x in use[3:6])
-    return UserQuota(status, monthly_limit, used, reserved, extra_tokens, a80, a95, blk)
+    refusals = {reason: _int(count) for reason, count in zip(REFUSAL_REASONS, use[6:], strict=True) if count}
+    return UserQuota(status, monthly_limit, used, reserved, extra_tokens, a80, a95, blk, refusals)

@@ -119,8 +119,37 @@ async def test_reservation_is_clamped_to_the_room_left(engine: QuotaEngine) -> N
 async def test_second_request_over_limit_is_refused(engine: QuotaEngine) -> None:
     await make_user(engine, 300)
     assert (await admit(engine, "r1", prompt=100, allowance=500)).admitted
+    await settle(engine, "r1", 300)
     refused = await admit(engine, "r2", prompt=1, allowance=10)
     assert refused.decision == "quota" and refused.reservation == 0
+
+
+async def test_room_held_by_requests_in_flight_is_busy_not_spent(engine: QuotaEngine) -> None:
+    """A refusal must never claim the quota is spent when it is only reserved (issue 12)."""
+    await make_user(engine, 300)
+    assert (await admit(engine, "r1", prompt=100, allowance=500)).reservation == 300
+    held = await admit(engine, "r2", prompt=1, allowance=10)
+    assert (held.decision, held.used, held.reservation, held.blocked_now) == ("busy", 0, 0, False)
+    await settle(engine, "r1", 120)  # the request in flight used less than it held
+    assert (await admit(engine, "r2", prompt=1, allowance=10)).admitted
+
+
+async def test_reaching_the_cap_by_a_refusal_blocks_once_and_counts_refusals(engine: QuotaEngine) -> None:
+    await make_user(engine, 100)
+    await admit(engine, "r1", prompt=10, allowance=10)
+    assert (await settle(engine, "r1", 95)).crossed == ("usage_80", "usage_95")  # 5 left: not blocked yet
+    first, second = await admit(engine, "r2", prompt=10), await admit(engine, "r3", prompt=10)
+    assert (first.decision, first.blocked_now) == ("quota", True)  # what is left cannot hold it
+    assert (second.decision, second.blocked_now) == ("quota", False)  # the "blocked" alert fires once
+    snap = await engine.snapshot(USER, PERIOD)
+    assert snap.blocked and snap.used == 95 and snap.refusals == {"quota": 2}
+
+
+async def test_the_completion_cap_is_what_was_reserved_for_the_answer(engine: QuotaEngine) -> None:
+    await make_user(engine, 1000)
+    await engine.rebuild(USER, PERIOD, used=700, extra_tokens=0, thresholds=DEFAULTS)
+    admission = await admit(engine, "r1", prompt=100, allowance=1024)
+    assert (admission.reservation, admission.completion_cap) == (300, 200)
 
 
 async def test_prompt_that_leaves_no_room_for_a_completion_is_refused(engine: QuotaEngine) -> None:
@@ -129,14 +158,16 @@ async def test_prompt_that_leaves_no_room_for_a_completion_is_refused(engine: Qu
     assert (await admit(engine, "r2", prompt=99, allowance=10)).reservation == 100
 
 
-async def test_refused_request_changes_nothing(engine: QuotaEngine, redis_client: aioredis.Redis) -> None:
+async def test_refused_request_changes_nothing_but_its_count(engine: QuotaEngine, redis_client: aioredis.Redis) -> None:
     await make_user(engine, 300)
     rate = RateLimit(per_minute=60, burst=5)
     await admit(engine, "r1", prompt=100, allowance=500, rate=rate)
     before = await dump(redis_client)
     refused = await admit(engine, "r2", prompt=1, allowance=10, rate=rate, now_ms=10)
-    assert refused.decision == "quota"
-    assert await dump(redis_client) == before
+    assert refused.decision == "busy"
+    after = await dump(redis_client)
+    counted = after[use_key(USER, PERIOD).encode()].pop(b"r:busy")
+    assert counted == b"1" and after == before
 
 
 async def test_release_returns_the_reservation_and_charges_nothing(engine: QuotaEngine) -> None:
@@ -206,7 +237,7 @@ async def test_concurrent_admits_never_reserve_beyond_the_cap(busy_engine: Quota
     admitted = [a for a in results if a.admitted]
     assert sum(a.reservation for a in admitted) <= 2_000
     assert sum(a.reservation for a in admitted) == (await busy_engine.snapshot(USER, PERIOD)).reserved
-    assert any(a.decision == "quota" for a in results)
+    assert {a.decision for a in results} == {"ok", "busy"}  # held by the others, not spent
 
 
 async def test_over_use_is_bounded_by_in_flight_overshoot(busy_engine: QuotaEngine) -> None:

@@ -1,23 +1,33 @@
 -- Admission: status, rate bucket and quota checked, and the reservation made, in one atomic step,
 -- so concurrent requests (from any number of processes) cannot jointly overspend.
--- A refusal writes nothing: neither counters nor the rate bucket change.
+-- A refusal changes no counter a request spends: it only counts itself (`r:<reason>`) and, when
+-- the user has reached the cap, sets the block flag (once a period; the caller raises "blocked").
 -- KEYS: cfg, use, inflight, rate
 -- ARGV: request_id, prompt_tokens, completion_allowance, block_pct, per_minute, burst, now_ms,
 --       period, inflight_info, use_ttl_seconds
--- Returns {decision, used, reserved, total_limit, cap, reservation, retry_after_ms}
+-- Returns {decision, used, reserved, total_limit, cap, reservation, retry_after_ms, blocked_now}
+--   decision "quota": what is left after `used` cannot hold the prompt (the quota is spent);
+--   "busy": it could, but the user's own requests in flight hold it (wait, or retry soon).
 -- A config without `monthly_limit` (never cached, or cached before the field was renamed from
 -- `limit`) is an unknown user: the caller loads the user from Postgres and tries again.
 local cfg = redis.call('HMGET', KEYS[1], 'status', 'monthly_limit')
 if not cfg[1] or (not cfg[2] and cfg[1] ~= 'deleted') then
-  return {'unknown_user', 0, 0, 0, 0, 0, 0}
+  return {'unknown_user', 0, 0, 0, 0, 0, 0, 0}
 end
 local use = redis.call('HMGET', KEYS[2], 'used', 'reserved', 'extra', 'blk')
 local used = tonumber(use[1]) or 0
 local reserved = tonumber(use[2]) or 0
 local total_limit = (tonumber(cfg[2]) or 0) + (tonumber(use[3]) or 0)
 local cap = math.floor(total_limit * tonumber(ARGV[4]) / 100)
+
+local function refuse(decision, retry_ms, blocked_now)
+  redis.call('HINCRBY', KEYS[2], 'r:' .. decision, 1)
+  redis.call('EXPIRE', KEYS[2], ARGV[10])
+  return {decision, used, reserved, total_limit, cap, 0, retry_ms, blocked_now}
+end
+
 if cfg[1] ~= 'active' then
-  return {cfg[1], used, reserved, total_limit, cap, 0, 0}
+  return refuse(cfg[1], 0, 0)
 end
 
 -- Token bucket, refilled lazily from the elapsed time; a missing bucket is a full one.
@@ -37,16 +47,24 @@ if per_minute > 0 then
     tokens = math.min(capacity, tonumber(bucket[1]) + math.max(0, now - (tonumber(bucket[2]) or now)) * per_ms)
   end
   if tokens < 1 then
-    return {'rate', used, reserved, total_limit, cap, 0, math.ceil((1 - tokens) / per_ms)}
+    return refuse('rate', math.ceil((1 - tokens) / per_ms), 0)
   end
   left = tokens - 1
 end
 
--- Room for the prompt and at least one completion token, else the user is at the cap.
+-- Room for the prompt and at least one completion token. Without it: spent, or only held.
 local prompt = tonumber(ARGV[2])
+if cap - used - prompt < 1 then
+  local blocked_now = 0
+  if not use[4] then
+    redis.call('HSET', KEYS[2], 'blk', 1)
+    blocked_now = 1
+  end
+  return refuse('quota', 0, blocked_now)
+end
 local room = cap - used - reserved - prompt
 if room < 1 then
-  return {'quota', used, reserved, total_limit, cap, 0, 0}
+  return refuse('busy', 0, 0)
 end
 if redis.call('HEXISTS', KEYS[3], ARGV[1]) == 1 then
   return redis.error_reply('duplicate request id ' .. ARGV[1])
@@ -64,4 +82,4 @@ if per_minute > 0 then
   redis.call('HSET', KEYS[4], 'tokens', tostring(left), 'ts', string.format('%d', stamp))
   redis.call('PEXPIRE', KEYS[4], math.ceil(capacity / per_ms) + 1000)
 end
-return {'ok', used, reserved, total_limit, cap, reservation, 0}
+return {'ok', used, reserved, total_limit, cap, reservation, 0, 0}
