@@ -22,6 +22,7 @@ from aiohttp import web
 from metering import events
 from metering.alerts import AlertService
 from metering.audit import Actor
+from metering.calibration import Calibration
 from metering.events import EventType
 from metering.keys import ApiKeyService
 from metering.mailer import Mailer
@@ -33,6 +34,7 @@ from metering.users import UserService
 from runtime.appkeys import (
     ALERTS,
     API_KEYS,
+    CALIBRATION,
     CLOCK,
     INVALIDATOR,
     LITELLM_HTTP,
@@ -204,6 +206,10 @@ class Ctx:
     @property
     def mailer(self) -> Mailer:
         return self.request.config_dict[MAILER]
+
+    @property
+    def calibration(self) -> Calibration:
+        return self.request.config_dict[CALIBRATION]
 
     @property
     def prices(self) -> PriceBook:

@@ -70,6 +70,7 @@ USER = obj(
         "language": nullable({"type": "string", "enum": list(LANGUAGES)}),
         "reservedTokens": INT,
         "period": STR,
+        "refusals": {"type": "object", "additionalProperties": INT},
     },
     required=[
         "id",
@@ -261,6 +262,7 @@ MODEL_INFO = obj(
         "usage24h": obj({"requests": INT, "tokens": INT, "cost": NUM, "errors": INT, "rateLimited": INT}),
         "listedByLitellm": BOOL,
         "priceKnown": BOOL,
+        "promptCalibration": obj({"factor": NUM, "samples": INT}),
     }
 )
 

@@ -3,7 +3,8 @@
 `python -m bench.fake_upstream --port P`. Chat completions answer a fixed JSON body with usage, or,
 with `"stream": true`, a role chunk at once and then `--chunks` content chunks `--chunk-delay-ms`
 apart, LiteLLM's usage chunk when `stream_options.include_usage` is set, and `[DONE]`. It also
-answers what the gateway and LiteLLM ask for at start-up: /v1/models, /model/info, liveness.
+answers Anthropic's /v1/messages and OpenAI's /v1/responses (whole answers, with usage), and what the
+gateway and LiteLLM ask for at start-up: /v1/models, /model/info, liveness.
 """
 
 from __future__ import annotations
@@ -29,6 +30,42 @@ WHOLE = orjson.dumps(
         "choices": [{"index": 0, "message": {"role": "assistant", "content": ANSWER}, "finish_reason": "stop"}],
         "usage": USAGE,
     }
+)
+# The native APIs' whole answers, with usage in their own shapes (Anthropic Messages, OpenAI Responses).
+MESSAGE = orjson.dumps(
+    {
+        "id": "msg_bench",
+        "type": "message",
+        "role": "assistant",
+        "model": "gpt-4o-mini",
+        "content": [{"type": "text", "text": ANSWER}],
+        "stop_reason": "end_turn",
+        "stop_sequence": None,
+        "usage": {"input_tokens": PROMPT_TOKENS, "output_tokens": COMPLETION_TOKENS},
+    }  # fmt: skip
+)
+RESPONSE = orjson.dumps(
+    {
+        "id": "resp_bench",
+        "object": "response",
+        "created_at": 1_700_000_000,
+        "status": "completed",
+        "model": "gpt-4o-mini",
+        "output": [
+            {
+                "type": "message",
+                "id": "msg_bench",
+                "status": "completed",
+                "role": "assistant",
+                "content": [{"type": "output_text", "text": ANSWER, "annotations": []}],
+            }
+        ],
+        "usage": {
+            "input_tokens": PROMPT_TOKENS,
+            "output_tokens": COMPLETION_TOKENS,
+            "total_tokens": PROMPT_TOKENS + COMPLETION_TOKENS,
+        },
+    }  # fmt: skip
 )
 MODELS = orjson.dumps({"object": "list", "data": [{"id": "gpt-4o-mini", "object": "model", "owned_by": "bench"}]})
 MODEL_INFO = orjson.dumps(
@@ -73,6 +110,14 @@ def make_app(chunks: int, chunk_delay: float) -> web.Application:
         await response.write_eof()
         return response
 
+    async def messages(request: web.Request) -> web.Response:
+        await request.read()
+        return web.Response(body=MESSAGE, content_type=JSON)
+
+    async def responses(request: web.Request) -> web.Response:
+        await request.read()
+        return web.Response(body=RESPONSE, content_type=JSON)
+
     async def models(request: web.Request) -> web.Response:
         return web.Response(body=MODELS, content_type=JSON)
 
@@ -85,6 +130,8 @@ def make_app(chunks: int, chunk_delay: float) -> web.Application:
     app = web.Application(client_max_size=64 * 1024 * 1024)
     app.router.add_post("/v1/chat/completions", chat)
     app.router.add_post("/chat/completions", chat)
+    app.router.add_post("/v1/messages", messages)
+    app.router.add_post("/v1/responses", responses)
     app.router.add_get("/v1/models", models)
     app.router.add_get("/model/info", model_info)
     app.router.add_get("/health/liveliness", alive)

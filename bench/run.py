@@ -32,6 +32,12 @@ from bench.servers import BENCH_USER, LITELLM_KEY, SERVICE_KEY, Cores, Server
 
 MODEL = "gpt-4o-mini"
 SMALL = {"model": MODEL, "messages": [{"role": "user", "content": "Hello, how are you today?"}], "max_tokens": 64}
+# The same question through the native APIs the gateway meters too (LibreChat's Anthropic endpoints
+# and its Responses API path).
+NATIVE = {
+    "messages": ("/v1/messages", {**SMALL}),
+    "responses": ("/v1/responses", {"model": MODEL, "input": "Hello, how are you today?", "max_output_tokens": 64}),
+}
 HOL_TOKENS = 100_000
 AFTER_LOAD_SECONDS = 6.0
 
@@ -99,16 +105,19 @@ class Load:
     def point(
         self, target: Target, body: bytes, concurrency: int, duration: float, warmup: float, *,
         stream: bool = False, interval: float = 0.0, max_requests: int | None = None,
+        path: str = "/v1/chat/completions",
     ) -> dict[str, Any]:  # fmt: skip
         if self.use_wrk and not stream and not interval and max_requests is None:
-            return self._wrk(target, body, concurrency, duration, warmup)
-        return self.start_loadgen(target, body, concurrency, duration, warmup, interval, max_requests).result()
+            return self._wrk(target, body, concurrency, duration, warmup, path)
+        return self.start_loadgen(target, body, concurrency, duration, warmup, interval, max_requests, path).result()
 
-    def _wrk(self, target: Target, body: bytes, concurrency: int, duration: float, warmup: float) -> dict[str, Any]:
+    def _wrk(
+        self, target: Target, body: bytes, concurrency: int, duration: float, warmup: float, path: str
+    ) -> dict[str, Any]:
         body_file = self._file(".json", body)
         headers = "\n".join(f'wrk.headers["{k}"] = "{v}"' for k, v in target.headers.items())
         script = self._file(".lua", WRK_SCRIPT.format(headers=headers, body_file=body_file).encode())
-        url = f"http://127.0.0.1:{target.port}/v1/chat/completions"
+        url = f"http://127.0.0.1:{target.port}{path}"
         base = ["wrk", "-t1", f"-c{concurrency}", "--timeout", "10s", "-s", str(script)]
         if warmup:
             subprocess.run([*base, f"-d{max(1, math.ceil(warmup))}s", url], capture_output=True, check=True)
@@ -127,9 +136,9 @@ class Load:
 
     def start_loadgen(
         self, target: Target, body: bytes, concurrency: int, duration: float, warmup: float,
-        interval: float = 0.0, max_requests: int | None = None,
+        interval: float = 0.0, max_requests: int | None = None, path: str = "/v1/chat/completions",
     ) -> Running:  # fmt: skip
-        request = self._file(".http", raw_request(target.port, "/v1/chat/completions", target.headers, body))
+        request = self._file(".http", raw_request(target.port, path, target.headers, body))
         spec = {"host": "127.0.0.1", "port": target.port, "request_file": str(request), "concurrency": concurrency,
                 "duration": duration, "warmup": warmup, "interval": interval, "max_requests": max_requests}  # fmt: skip
         spec_file = self._file(".spec.json", json.dumps(spec).encode())
@@ -197,6 +206,10 @@ def measure_target(load: Load, target: Target, plan: Plan) -> dict[str, dict[str
         results["whole_c32"] = load.point(target, small, 32, plan.duration, plan.warmup)
         results["stream_c1"] = load.point(target, streamed, 1, plan.duration, plan.warmup, stream=True)
         results["stream_c8"] = load.point(target, streamed, 8, plan.duration, plan.warmup, stream=True)
+        for api, (path, native) in NATIVE.items():
+            body = orjson.dumps(native)
+            results[f"{api}_c1"] = load.point(target, body, 1, plan.duration, plan.warmup, path=path)
+            results[f"{api}_c32"] = load.point(target, body, 32, plan.duration, plan.warmup, path=path)
     if target.server is not None:
         target.rss["load"] = mb(sampler.peak)
         time.sleep(AFTER_LOAD_SECONDS)  # the gateway trims its heap 2-4 s after a busy stretch
@@ -360,6 +373,20 @@ def tables(report: dict[str, Any]) -> str:
                 f"{fmt(p['ttfb_p50_ms'] - d['ttfb_p50_ms'], 3)} | {fmt(p['p50_ms'], 3)} | "
                 f"{fmt(p['p50_ms'] - d['p50_ms'], 3)} |"
             )
+    out.append("\nThe native APIs, whole answers (Anthropic Messages, OpenAI Responses), beside chat's\n")
+    out.append("| target | API | conc. | req/s | p50 ms | p99 ms | added p50 ms | added p99 ms | req/s vs chat |")
+    out.append("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    for name, r in res.items():
+        for api in NATIVE:
+            for conc in (1, 32):
+                p, d, chat = r.get(f"{api}_c{conc}"), direct.get(f"{api}_c{conc}"), r[f"whole_c{conc}"]
+                if p is None or d is None:
+                    continue
+                out.append(
+                    f"| {name} | {api} | {conc} | {p['rps']:.0f} | {fmt(p['p50_ms'], 3)} | {fmt(p['p99_ms'], 3)} | "
+                    f"{fmt(p['p50_ms'] - d['p50_ms'], 3)} | {fmt(p['p99_ms'] - d['p99_ms'], 3)} | "
+                    f"{ratio(p['rps'], chat['rps'])} |"
+                )
     hol = report.get("hol") or {}
     if hol:
         out.append(f"\nHead-of-line blocking: small requests at concurrency 4, alone and while one "

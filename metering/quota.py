@@ -28,9 +28,25 @@ period: when it was admitted, ``used`` plus the reservations of the requests the
     used at the end of the period <= cap + sum over the requests in flight at the last admission
                                           of max(0, actual - reservation)
 
-Over-use comes only from in-flight requests whose actual usage exceeds their reservation: an
-estimate error on the prompt, or a completion longer than the allowance clamped to the room left.
-(Admin actions that change the counters, such as `reset_usage` or `rebuild`, start a new bound.)
+Over-use comes only from in-flight requests whose actual usage exceeds their reservation, and the
+proxy closes both ways that could happen (issue 12):
+
+- the prompt part of a reservation is our estimate scaled by how the model's provider counts
+  (`metering.calibration`: a high quantile of its reported counts over our estimates), so only the
+  calibration's error on the requests in flight remains;
+- when the room left clamps the completion allowance, the clamped figure is sent upstream as the
+  answer's cap (`max_completion_tokens` / `max_tokens` / `max_output_tokens`), so an upstream that
+  honours it cannot outgrow the reservation.
+
+Hence, with a calibrated model, ``used <= cap + sum of (calibrated prompt error)`` over the requests
+in flight at the last admission: a few percent of the prompts in flight. Measured
+(`tests/test_proxy_limit.py`): an upstream counting twice tiktoken's prompt tokens, 200 simultaneous
+requests of one user at a 2,000-token limit, with and without ``max_tokens``: at most 2,040 used.
+
+A refusal says "quota" only when the prompt does not fit in ``cap - used`` (the quota is spent), and
+"busy" when it would but the user's own requests in flight hold the room; the proxy waits for those
+(`metering.admission`) before refusing as busy (retryable). (Admin actions that change the
+counters, such as `reset_usage` or `rebuild`, start a new bound.)
 """
 
 from __future__ import annotations

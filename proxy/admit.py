@@ -1,5 +1,11 @@
 """Step 3, admit: reserve the estimate atomically, or refuse before anything is forwarded.
 
+The reservation is the prompt as the model's provider counts it (the calibrated estimate) plus the
+completion allowance, clamped to the room left. When what stops a request is only what the user's
+own requests in flight hold ("busy"), admission waits for them (`SOLARIS_ADMISSION_WAIT`) and, if
+they still hold it, refuses with a retryable 429 that says so, never "limit reached". A refusal at
+the cap blocks the user and raises the `blocked` alert once a period, as a request crossing 100%.
+
 A quota refusal keeps OpenAI's code `insufficient_quota` but answers `SOLARIS_QUOTA_REFUSAL_STATUS`
 (402 by default): LangChain tags every 429 `MODEL_RATE_LIMIT` and LibreChat replaces such an error
 with its own "rate limited" text, while a 402 is asked once and its message shown in the chat.
@@ -13,13 +19,16 @@ import time
 
 import redis.asyncio as aioredis
 
+from metering.admission import admit_patiently
 from metering.quota import Admission
 from metering.recorder import Metered
 from metering.sweeper import InflightInfo
 from proxy import wording
 from proxy.errors import ProxyError, forbidden, unavailable
 from proxy.exchange import Exchange, user_language
-from runtime.appkeys import CLOCK, METRICS, POLICY, PROCESS_ID, QUOTA, RECONCILER, SETTINGS, USERS
+from runtime.appkeys import ALERTS, CLOCK, METRICS, POLICY, PROCESS_ID, QUOTA, RECONCILER, SETTINGS, USERS
+
+BUSY_RETRY_SECONDS = 2  # the user's requests in flight settle within an answer's time
 
 
 async def admit(ex: Exchange) -> None:
@@ -35,7 +44,7 @@ async def admit(ex: Exchange) -> None:
             ex.user_id,  # type: ignore[arg-type]
             period.name,
             ex.request_id,
-            prompt_tokens=ex.estimate,
+            prompt_tokens=ex.reserved_prompt,
             completion_allowance=ex.allowance,
             thresholds=policy.thresholds,
             rate=policy.rate,
@@ -48,6 +57,8 @@ async def admit(ex: Exchange) -> None:
         if admission.decision == "unknown_user":  # first sight in Redis: load the user and retry
             await app[USERS].load_into_redis(ex.user_id)
             admission = await attempt()
+        if admission.decision == "busy":
+            admission = await admit_patiently(attempt, app[SETTINGS].admission_wait)
     except (aioredis.RedisError, OSError) as exc:
         app[METRICS].quota_decisions.labels("redis_down").inc()
         if app[SETTINGS].redis_failure == "closed":
@@ -59,6 +70,9 @@ async def admit(ex: Exchange) -> None:
     if admission.admitted:
         ex.metered = Metered(ex.user_id, period.name)
         return
+    if admission.blocked_now:  # this refusal found the user at the cap first: as a request crossing 100%
+        app[METRICS].alerts.labels("blocked").inc()
+        app[ALERTS].raise_threshold_later(ex.user_id, "blocked", period.name, admission.used, admission.total_limit)
     raise await refusal(ex, admission)
 
 
@@ -71,6 +85,14 @@ async def refusal(ex: Exchange, admission: Admission) -> ProxyError:
         message = wording.quota_exceeded(lang, admission.used, admission.total_limit, ex.period.end)
         status = app[SETTINGS].quota_refusal_status
         return ProxyError(status, message, type="insufficient_quota", code="insufficient_quota", headers=headers)
+    if admission.decision == "busy":
+        return ProxyError(
+            429,
+            wording.text("busy", lang, seconds=BUSY_RETRY_SECONDS),
+            type="requests",
+            code="requests_in_flight",
+            headers={"Retry-After": str(BUSY_RETRY_SECONDS), "x-should-retry": "true"},
+        )
     if admission.decision == "rate":
         seconds = max(1, math.ceil(admission.retry_after))
         return ProxyError(

@@ -1,7 +1,8 @@
 """Step 2, estimate: the prompt tokens of the request and the completion tokens to reserve.
 
 The dialect knows its shape; this step picks the model's encoding, keeps big bodies off the event
-loop, and turns a body of the wrong shape into a 400. `ex.estimate + ex.allowance` is the figure
+loop, and turns a body of the wrong shape into a 400. The estimate is then calibrated to how the
+model's provider counts (`metering.calibration`): `ex.reserved_prompt + ex.allowance` is the figure
 admission reserves.
 """
 
@@ -11,7 +12,7 @@ from metering.estimate import EstimateError, encoding_for_model, estimate_async
 from metering.tokenizer import get_encoding
 from proxy.errors import bad_request
 from proxy.exchange import Exchange
-from runtime.appkeys import SETTINGS
+from runtime.appkeys import CALIBRATION, SETTINGS
 
 
 async def estimate(ex: Exchange) -> None:
@@ -25,3 +26,4 @@ async def estimate(ex: Exchange) -> None:
         ex.allowance = dialect.allowance(body, settings.default_completion_tokens)
     except EstimateError as exc:
         raise bad_request(str(exc)) from None
+    ex.reserved_prompt = ex.app[CALIBRATION].reserve(ex.model, ex.estimate)

@@ -38,8 +38,11 @@ class Exchange:
     raw: bytes = b""
     model: str = "unknown"
     user_id: int | None = None
-    estimate: int = 0
+    estimate: int = 0  # our count of the prompt (tiktoken)
+    reserved_prompt: int = 0  # the estimate calibrated to the model's provider: what admission reserves
     allowance: int = 0
+    output_cap: int | None = None  # the answer's cap sent upstream, when admission granted less than asked
+    completion_tokens: int = 0  # what the answer cost, once recorded
     period: Period | None = None
     metered: Metered | None = None
     admission: Admission | None = None
@@ -78,8 +81,8 @@ class Exchange:
             method=self.request.method,
             status_code=status_code,
             created_at=self.created_at,
-            prompt_tokens=self.estimate,
-            total_tokens=self.estimate,
+            prompt_tokens=self.reserved_prompt,
+            total_tokens=self.reserved_prompt,
             estimated_tokens=self.estimate,
             session_id=session_id[:200] if session_id else None,
             user_agent=(headers.get("User-Agent") or "")[:300] or None,

@@ -14,6 +14,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from proxy import upstream
+from proxy.dialects import with_output_cap
 from proxy.errors import ProxyError
 from proxy.exchange import Exchange
 from proxy.record import finish
@@ -23,17 +24,33 @@ from runtime.appkeys import METRICS, SETTINGS, SYSTEM
 
 
 def upstream_body(ex: Exchange) -> bytes:
-    """The body to send: as received, except that OpenAI streams always ask for a usage chunk."""
+    """The body to send: as received, except that OpenAI streams always ask for a usage chunk, and
+    an answer admission could not grant all it asked for is capped at what was granted."""
     body = ex.body
-    if body is None or not ex.stream or not ex.dialect.asks_stream_usage:
+    if body is None:
         return ex.raw
-    options = body.get("stream_options")
-    ex.wants_usage = isinstance(options, dict) and options.get("include_usage") is True
-    if ex.wants_usage:
-        return ex.raw
-    return orjson.dumps(
-        {**body, "stream_options": {**(options if isinstance(options, dict) else {}), "include_usage": True}}
-    )
+    changed = False
+    cap = granted_cap(ex)
+    if cap is not None:
+        body, changed, ex.output_cap = with_output_cap(body, ex.dialect, cap), True, cap
+    if ex.stream and ex.dialect.asks_stream_usage:
+        options = body.get("stream_options")
+        ex.wants_usage = isinstance(options, dict) and options.get("include_usage") is True
+        if not ex.wants_usage:
+            usage_on = {**(options if isinstance(options, dict) else {}), "include_usage": True}
+            body, changed = {**body, "stream_options": usage_on}, True
+    return orjson.dumps(body) if changed else ex.raw
+
+
+def granted_cap(ex: Exchange) -> int | None:
+    """The per-answer cap to send when admission reserved less completion than asked for (the room
+    left was smaller): the answer then cannot outgrow its reservation. None when nothing was cut."""
+    admission = ex.admission
+    if admission is None or not ex.dialect.output_caps or admission.completion_cap >= ex.allowance:
+        return None
+    choices = ex.body.get("n") if ex.body is not None else None
+    per_answer = admission.completion_cap // (choices if isinstance(choices, int) and choices > 1 else 1)
+    return max(1, per_answer)
 
 
 async def send(ex: Exchange, body: bytes | None, *, record: bool = True) -> upstream.UpstreamCall:

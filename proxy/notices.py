@@ -1,4 +1,5 @@
-"""In-chat notices: a short line after the answer of a request that crossed 80% or 95% of the limit.
+"""In-chat notices: a short line after the answer of a request that crossed 80% or 95% of the limit,
+or whose answer was limited to what was left of it.
 
 Only for the OpenAI dialects LibreChat shows as chat text (chat and legacy completions), appended
 to the whole answer's text or sent as one last content chunk of a stream.
@@ -19,14 +20,19 @@ NOTICE_THRESHOLDS = {"usage_95": 95, "usage_80": 80}
 
 
 async def threshold_notice(ex: Exchange, settlement: Settlement | None) -> str | None:
-    """The notice for a request that crossed 80% or 95%, in the user's language."""
+    """The notice for a request that crossed 80% or 95%, or whose answer was cut at what was left of
+    the limit (`ex.output_cap`), in the user's language."""
     if settlement is None or not ex.dialect.notices or not ex.app[SETTINGS].inchat_notices:
         return None
     percent = next((p for crossed, p in NOTICE_THRESHOLDS.items() if crossed in settlement.crossed), None)
-    if percent is None:
+    cut = ex.output_cap is not None and ex.completion_tokens >= ex.output_cap
+    if percent is None and not cut:
         return None
     assert ex.period is not None
-    lang = await user_language(ex)  # Postgres is asked only on this rare path
+    lang = await user_language(ex)  # Postgres is asked only on these rare paths
+    if cut and ex.output_cap is not None:
+        return wording.capped_notice(lang, ex.output_cap, ex.period.end)
+    assert percent is not None
     return wording.threshold_notice(lang, percent, settlement.used, settlement.total_limit, ex.period.end)
 
 

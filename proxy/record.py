@@ -13,7 +13,7 @@ from metering.ledger import UsageEvent
 from metering.quota import Settlement
 from proxy.exchange import Exchange
 from proxy.settle import Bill, Outcome, bill
-from runtime.appkeys import FAILURES, METRICS, POLICY, PRICES, RECORDER, SETTINGS, TRAFFIC
+from runtime.appkeys import CALIBRATION, FAILURES, METRICS, POLICY, PRICES, RECORDER, SETTINGS, TRAFFIC
 
 MAX_ERROR_TEXT = 1000
 
@@ -23,6 +23,7 @@ async def finish(ex: Exchange, outcome: Outcome) -> Settlement | None:
     app = ex.app
     now = time.perf_counter()
     charged = bill(ex, outcome)
+    ex.completion_tokens = charged.completion
     event = usage_event(ex, outcome, charged, now)
     app[TRAFFIC].count(event.total_tokens)
     unreachable = outcome.error is not None and outcome.error[0] == "upstream_unavailable"
@@ -47,6 +48,8 @@ def usage_event(ex: Exchange, outcome: Outcome, charged: Bill, now: float) -> Us
     if charged.reported and charged.prompt > 0 and ex.estimate:
         event.estimation_accuracy = max(0.0, 1 - abs(ex.estimate - charged.prompt) / charged.prompt)
         app[METRICS].estimation_error.observe((ex.estimate - charged.prompt) / charged.prompt)
+        if not outcome.cached:  # how this model's provider counts, for the next reservations
+            app[CALIBRATION].observe(ex.model, ex.estimate, charged.prompt)
     event.response_time_ms = round(total_seconds * 1000)
     event.queue_time_ms = round(((ex.upstream_started or now) - ex.started) * 1000)
     event.processing_time_ms = round(max(0.0, total_seconds - upstream_seconds) * 1000)

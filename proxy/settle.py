@@ -49,8 +49,9 @@ def bill(ex: Exchange, outcome: Outcome) -> Bill:
     if outcome.usage is not None:
         prompt, completion = outcome.usage.prompt, outcome.usage.completion
     elif outcome.status < 400 or (not outcome.complete and outcome.status != 502):
-        # Answered, or cut off mid-answer, with no reported usage: the estimate and the counted text.
-        prompt, completion = ex.estimate, count_answer(ex, outcome.text() if outcome.text else "")
+        # Answered, or cut off mid-answer, with no reported usage: the (calibrated) estimate and the
+        # counted text.
+        prompt, completion = ex.reserved_prompt, count_answer(ex, outcome.text() if outcome.text else "")
     else:  # an error answer, or the upstream never answered
         prompt, completion = 0, 0
     cost, per_token, known = ex.app[PRICES].cost(ex.model, prompt, completion)

@@ -30,6 +30,14 @@ _TEXT: dict[str, dict[str, str]] = {
             "Seu limite será renovado em {reset}. Para continuar antes disso, fale com o administrador."
         ),
         "rate": "Muitas requisições em pouco tempo. Aguarde {seconds} segundos e tente novamente.",
+        "busy": (
+            "Seus outros pedidos em andamento estão usando o saldo de tokens que resta. "
+            "Tente novamente em {seconds} segundos."
+        ),
+        "capped": (
+            "\n\n---\n⚠️ Aviso: a resposta foi limitada a {tokens} tokens, o que resta do seu limite "
+            "mensal. O limite será renovado em {reset}."
+        ),
         "suspended": "Sua conta está suspensa. Fale com o administrador.",
         "pending": "Sua conta ainda não foi ativada. Fale com o administrador.",
         "blocked": "Sua conta foi bloqueada pelo administrador.",
@@ -46,6 +54,11 @@ _TEXT: dict[str, dict[str, str]] = {
             "Your limit resets on {reset}. To continue before then, contact your administrator."
         ),
         "rate": "Too many requests in a short time. Wait {seconds} seconds and try again.",
+        "busy": "Your other requests in progress are using the tokens you have left. Try again in {seconds} seconds.",
+        "capped": (
+            "\n\n---\n⚠️ Notice: the answer was limited to {tokens} tokens, what is left of your monthly "
+            "limit. The limit resets on {reset}."
+        ),
         "suspended": "Your account is suspended. Contact your administrator.",
         "pending": "Your account is not active yet. Contact your administrator.",
         "blocked": "Your account was blocked by the administrator.",
@@ -72,3 +85,7 @@ def threshold_notice(lang: str, percent: int, used: int, limit: int, reset: dt.d
     return text(
         "notice", lang, percent=percent, used=number(used, lang), limit=number(limit, lang), reset=date(reset, lang)
     )
+
+
+def capped_notice(lang: str, tokens: int, reset: dt.datetime) -> str:
+    return text("capped", lang, tokens=number(tokens, lang), reset=date(reset, lang))

@@ -200,6 +200,13 @@ class Settings:
         "but replaces any 429 with its own 'rate limited' text.",
         _refusal_status,
     )
+    admission_wait: float = _setting(
+        "SOLARIS_ADMISSION_WAIT",
+        5.0,
+        "Seconds a request waits for the same user's requests in flight to settle when they hold the "
+        "quota left, before it is refused as busy (retryable).",
+        _non_negative_float,
+    )
     unmetered_paths: tuple[str, ...] = _setting(
         "SOLARIS_UNMETERED_PATHS",
         (),

@@ -37,6 +37,7 @@ class Behaviour:
     set_cookie: str | None = None  # e.g. a load balancer's sticky-session cookie
     garble_times: int = 0  # answer this many chat requests with bytes that are not HTTP
     reasoning: str | None = None  # chat: a `reasoning` text before the answer (whole and streamed)
+    obey_output_cap: bool = False  # chat: an answer no longer than max_completion_tokens / max_tokens
 
 
 @dataclass
@@ -71,12 +72,16 @@ class FakeUpstream:
             raise _Failure(b.fail_status)
         return body
 
-    def _usage(self) -> dict[str, int]:
+    def _usage(self, body: dict[str, Any] | None = None) -> dict[str, int]:
         b = self.behaviour
+        completion = b.completion_tokens
+        if b.obey_output_cap and body is not None:
+            caps = [body[f] for f in ("max_completion_tokens", "max_tokens") if isinstance(body.get(f), int)]
+            completion = min([completion, *caps])
         return {
             "prompt_tokens": b.prompt_tokens,
-            "completion_tokens": b.completion_tokens,
-            "total_tokens": b.prompt_tokens + b.completion_tokens,
+            "completion_tokens": completion,
+            "total_tokens": b.prompt_tokens + completion,
         }
 
     def _headers(self) -> dict[str, str]:
@@ -106,7 +111,9 @@ class FakeUpstream:
             "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
         }
         if self.behaviour.include_usage:
-            payload["usage"] = self._usage()
+            payload["usage"] = self._usage(body)
+            if payload["usage"]["completion_tokens"] < self.behaviour.completion_tokens:
+                payload["choices"][0]["finish_reason"] = "length"
         return web.json_response(payload, headers=self._headers(), dumps=lambda v: orjson.dumps(v).decode())
 
     async def completions(self, request: web.Request) -> web.StreamResponse:

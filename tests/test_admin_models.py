@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 
+import openai
+
+from runtime.appkeys import CALIBRATION
 from tests.admin_client import AdminApi, api_fixture  # noqa: F401 - the fixture
 from tests.test_admin_analytics import record, usage
 from tests.test_mailer import free_port
@@ -79,3 +83,24 @@ async def test_refresh_when_litellm_is_down_is_502_and_audited(api: AdminApi) ->
     assert reply.body["code"] == "litellm_unreachable"
     [entry] = await api.audit_entries("models.refresh")
     assert entry["success"] is False
+
+
+async def test_each_model_shows_how_its_provider_counts_prompts(api: AdminApi) -> None:
+    calibration = api.gateway.app[CALIBRATION]
+    for _ in range(10):
+        calibration.observe("gpt-4o-mini", 10, 25)  # the provider counts 2.5 tokens per estimated one
+    await calibration.sync()
+    models = {m["name"]: m for m in (await api.get("/admin/models", role="viewer")).data}
+    assert models["gpt-4o-mini"]["promptCalibration"] == {"factor": 2.5, "samples": 10}
+    assert models["gpt-4o"]["promptCalibration"] == {"factor": 1.0, "samples": 0}
+
+
+async def test_a_user_shows_the_requests_refused_this_period_by_reason(api: AdminApi) -> None:
+    user = await api.create_user(email="ines@example.com", monthlyLimit=10)
+    client = api.gateway.client(user="ines@example.com")
+    await client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "oi"}])
+    for _ in range(2):  # the first answer spent the limit: these two are refused
+        with contextlib.suppress(openai.APIStatusError):
+            await client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "oi"}])
+    shown = (await api.get(f"/admin/users/{user['id']}", role="viewer")).data
+    assert shown["refusals"] == {"quota": 2} and shown["status"] == "blocked"

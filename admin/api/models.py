@@ -34,7 +34,8 @@ async def current_models(ctx: Ctx, catalog: ModelCatalog) -> list[dict[str, Any]
         ctx.settings.litellm_api_key,
         max_age=litellm.health_check_interval,
     )
-    return [model_to_api(m) for m in await catalog.models(ctx.pool, ctx.prices)]
+    calibrations = ctx.calibration.snapshot()
+    return [model_to_api(m, calibrations.get(m.name)) for m in await catalog.models(ctx.pool, ctx.prices)]
 
 
 async def list_models(request: web.Request, ctx: Ctx) -> web.StreamResponse:

@@ -6,6 +6,7 @@ from typing import Any
 
 from admin.wire.common import iso
 from metering.analytics import Dashboard, UserUsage
+from metering.calibration import ModelCalibration
 from metering.models_info import ModelInfo
 
 
@@ -55,8 +56,10 @@ def user_analytics_to_api(usage: UserUsage) -> dict[str, Any]:
     }
 
 
-def model_to_api(model: ModelInfo) -> dict[str, Any]:
-    """The seed's ModelInfo, plus our last 24 hours (`usage24h`), `listedByLitellm` and `priceKnown`."""
+def model_to_api(model: ModelInfo, calibration: ModelCalibration | None = None) -> dict[str, Any]:
+    """The seed's ModelInfo, plus our last 24 hours (`usage24h`), `listedByLitellm`, `priceKnown`, and
+    `promptCalibration`: how the model's provider counts prompt tokens against our estimate (the
+    factor admission applies, 1 until enough requests were seen) and from how many requests."""
     usage = model.usage24h
     return {
         "name": model.name,
@@ -79,4 +82,8 @@ def model_to_api(model: ModelInfo) -> dict[str, Any]:
         },
         "listedByLitellm": model.listed_by_litellm,
         "priceKnown": model.price_known,
+        "promptCalibration": {
+            "factor": calibration.factor if calibration else 1.0,
+            "samples": calibration.samples if calibration else 0,
+        },
     }

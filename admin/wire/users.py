@@ -30,7 +30,7 @@ API_NAMES: dict[str, str] = {domain: api for api, domain in FIELDS.items()}
 
 def user_to_api(user: User) -> dict[str, Any]:
     """The seed's `User` with this period's counters, plus what the panel shows next to them
-    (`librechatId`, `language`, `reservedTokens`, `period`)."""
+    (`librechatId`, `language`, `reservedTokens`, `period`, `refusals`)."""
     return {
         "id": user.id,
         "email": user.email,
@@ -56,6 +56,8 @@ def user_to_api(user: User) -> dict[str, Any]:
         "language": user.language,
         "reservedTokens": user.reserved,
         "period": user.period,
+        # Requests refused this period, by reason (quota, busy, rate, suspended, ...).
+        "refusals": dict(user.quota.refusals),
     }
 
 
