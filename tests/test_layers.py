@@ -3,7 +3,7 @@
 `lint-imports` (run in CI, contracts in pyproject.toml) checks which package imports which and
 that no modules import each other in a circle. These tests add what it cannot express: the core
 (`metering/`) knows nothing of HTTP servers, no first-party import hides inside a function (where
-it would hide a circle from the linter's view of start-up order).
+it would hide a circle from the linter's view of start-up order), and modules stay small.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("solaris", "runtime", "admin", "proxy", "metering")
 FIRST_PARTY = frozenset(PACKAGES)
+MAX_MODULE_LINES = 400
 
 
 def modules(*packages: str) -> list[Path]:
@@ -53,3 +54,9 @@ def test_no_first_party_import_hides_inside_a_function(path: Path) -> None:
         if name.split(".")[0] in FIRST_PARTY
     ]
     assert hidden == [], f"{path.name} imports inside a function: {hidden}"
+
+
+@pytest.mark.parametrize("path", modules(*PACKAGES), ids=lambda p: str(p.relative_to(ROOT)))
+def test_modules_stay_small(path: Path) -> None:
+    lines = len(path.read_text().splitlines())
+    assert lines <= MAX_MODULE_LINES, f"{path.name} has {lines} lines: split it by what its parts do"
