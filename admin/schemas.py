@@ -186,6 +186,7 @@ USER_ANALYTICS = obj(
         "dailyUsage": array(obj({"date": STR, "tokens": INT, "requests": INT, "cost": NUM})),
         "errorRate": NUM,
         "avgResponseTime": NUM,
+        "refusalsThisPeriod": {"type": "object", "additionalProperties": INT},
     }
 )
 

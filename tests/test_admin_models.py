@@ -104,3 +104,5 @@ async def test_a_user_shows_the_requests_refused_this_period_by_reason(api: Admi
             await client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "oi"}])
     shown = (await api.get(f"/admin/users/{user['id']}", role="viewer")).data
     assert shown["refusals"] == {"quota": 2} and shown["status"] == "blocked"
+    analytics = (await api.get(f"/admin/analytics/users/{user['id']}", role="viewer")).data
+    assert analytics["refusalsThisPeriod"] == {"quota": 2}

@@ -39,9 +39,12 @@ async def user_analytics(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     user_id = path_id(request)
     days = _days(request, ctx)
     try:
-        return ok(user_analytics_to_api(await analytics.user_analytics(ctx.pool, user_id, days)))
+        usage = await analytics.user_analytics(ctx.pool, user_id, days)
     except analytics.UnknownUser:
         raise not_found("user") from None
+    quota = await ctx.quota.snapshot(user_id, ctx.clock.current().name)
+    # Refused requests are in no usage row: this period's counts, by reason, from the quota engine.
+    return ok({**user_analytics_to_api(usage), "refusalsThisPeriod": dict(quota.refusals)})
 
 
 def usage_filter(query: Query) -> history.UsageFilter:
