@@ -7,37 +7,20 @@ the SDK does not retry). Runs `tests/js/anthropic.mjs` with Node.
 
 from __future__ import annotations
 
-import asyncio
-import json
 from typing import Any
 
 import pytest
 
 from tests.conftest import SERVICE_KEY, Gateway
 from tests.fake_upstream import ANSWER, COMPLETION_TOKENS, PROMPT_TOKENS, FakeUpstream
-from tests.test_langchain_js import JS, NODE
+from tests.node import needs, run_script
 from tests.test_proxy_quota import make_user
 
-pytestmark = pytest.mark.skipif(
-    NODE is None or not (JS / "node_modules" / "@anthropic-ai" / "sdk").is_dir(),
-    reason="Node and tests/js/node_modules are needed: npm ci --prefix tests/js (scripts/test.sh does it)",
-)
+pytestmark = needs("@anthropic-ai/sdk")
 
 
 async def anthropic_call(gateway: Gateway, user: str, mode: str, *, max_retries: int = 2) -> dict[str, Any]:
-    assert NODE is not None
-    process = await asyncio.create_subprocess_exec(
-        NODE, str(JS / "anthropic.mjs"), gateway.url, SERVICE_KEY, user, "claude-sonnet-4", mode, str(max_retries),
-        cwd=JS, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    try:
-        out, err = await asyncio.wait_for(process.communicate(), 60)
-    finally:
-        if process.returncode is None:
-            process.kill()
-    assert process.returncode == 0, err.decode()
-    result: dict[str, Any] = json.loads(out.decode().strip().splitlines()[-1])
-    return result
+    return await run_script("anthropic.mjs", gateway.url, SERVICE_KEY, user, "claude-sonnet-4", mode, str(max_retries))
 
 
 @pytest.mark.parametrize("mode", ["plain", "stream"])

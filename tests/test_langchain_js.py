@@ -14,59 +14,26 @@ gateway saw.
 
 from __future__ import annotations
 
-import asyncio
-import json
-import shutil
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.conftest import SERVICE_KEY, Gateway
 from tests.fake_upstream import ANSWER, FakeUpstream
+from tests.node import needs, run_script
 from tests.test_proxy_quota import make_user
 
-JS = Path(__file__).resolve().parent / "js"
-NODE = shutil.which("node")
-
-pytestmark = pytest.mark.skipif(
-    NODE is None or not (JS / "node_modules" / "@langchain" / "openai").is_dir(),
-    reason="Node and tests/js/node_modules are needed: npm ci --prefix tests/js (scripts/test.sh does it)",
-)
+pytestmark = needs("@langchain/openai")
 
 
 async def langchain_invoke(gateway: Gateway, user: str, *, max_retries: int) -> dict[str, Any]:
-    assert NODE is not None
-    process = await asyncio.create_subprocess_exec(
-        NODE, str(JS / "invoke.mjs"), f"{gateway.url}/v1", SERVICE_KEY, user, str(max_retries),
-        cwd=JS, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    try:
-        out, err = await asyncio.wait_for(process.communicate(), 60)
-    finally:
-        if process.returncode is None:
-            process.kill()
-    assert process.returncode == 0, err.decode()
-    result: dict[str, Any] = json.loads(out.decode().strip().splitlines()[-1])
-    return result
+    return await run_script("invoke.mjs", f"{gateway.url}/v1", SERVICE_KEY, user, str(max_retries))
 
 
 async def librechat_turn(gateway: Gateway, user: str, *, responses: bool = False) -> dict[str, Any]:
     """One agent turn through `@librechat/agents`, as LibreChat runs it on a custom endpoint."""
-    assert NODE is not None
     args = [f"{gateway.url}/v1", SERVICE_KEY, user, "gpt-4o-mini", *(["responses"] if responses else [])]
-    process = await asyncio.create_subprocess_exec(
-        NODE, str(JS / "librechat_agent.mjs"), *args,
-        cwd=JS, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    try:
-        out, err = await asyncio.wait_for(process.communicate(), 90)
-    finally:
-        if process.returncode is None:
-            process.kill()
-    assert process.returncode == 0, err.decode()
-    result: dict[str, Any] = json.loads(out.decode().strip().splitlines()[-1])
-    return result
+    return await run_script("librechat_agent.mjs", *args, timeout=90)
 
 
 # LibreChat (librechat-data-provider >= 0.8.522) replaces an error's text with its own canned copy

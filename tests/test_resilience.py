@@ -97,6 +97,22 @@ async def test_redis_down_fail_open_serves_records_and_reconciles(
     await wait_for(reconciled, timeout=30)
 
 
+def serve_env(
+    database_url: str, redis_url: str, upstream: FakeUpstream, port: int, data_dir: Path, **extra: str
+) -> dict[str, str]:
+    """The environment of a `solaris-proxy serve` process on the tests' engines and fake upstream."""
+    return {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "LITELLM_BASE_URL": upstream.url,
+        "SOLARIS_SERVICE_KEY": SERVICE_KEY,
+        "SOLARIS_PORT": str(port),
+        "SOLARIS_DATA_DIR": str(data_dir),
+        **extra,
+    }
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -108,16 +124,7 @@ async def test_gateway_killed_mid_stream_leaves_a_record_settled_by_the_sweeper(
 ) -> None:
     upstream.behaviour.chunk_delay, upstream.behaviour.chunks = 0.5, 20
     port = _free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "REDIS_URL": redis_url,
-        "LITELLM_BASE_URL": upstream.url,
-        "SOLARIS_SERVICE_KEY": SERVICE_KEY,
-        "SOLARIS_PORT": str(port),
-        "SOLARIS_SWEEP_INTERVAL": "1",
-        "SOLARIS_DATA_DIR": str(tmp_path),
-    }
+    env = serve_env(database_url, redis_url, upstream, port, tmp_path, SOLARIS_SWEEP_INTERVAL="1")
     process = subprocess.Popen(  # noqa: ASYNC220 - started once, waited on with a bounded loop
         [sys.executable, "-m", "solaris.cli", "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )

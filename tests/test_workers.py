@@ -21,7 +21,7 @@ import pytest
 
 from tests.conftest import SERVICE_KEY
 from tests.fake_upstream import FakeUpstream
-from tests.test_resilience import CHAT, _free_port, wait_for
+from tests.test_resilience import CHAT, _free_port, serve_env, wait_for
 
 
 @dataclass
@@ -40,16 +40,7 @@ async def two_workers(
     upstream: FakeUpstream, database_url: str, redis_url: str, db_pool: object, tmp_path: Path
 ) -> AsyncIterator[Server]:
     port = _free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "REDIS_URL": redis_url,
-        "LITELLM_BASE_URL": upstream.url,
-        "SOLARIS_SERVICE_KEY": SERVICE_KEY,
-        "SOLARIS_PORT": str(port),
-        "SOLARIS_WORKERS": "2",
-        "SOLARIS_DATA_DIR": str(tmp_path),
-    }
+    env = serve_env(database_url, redis_url, upstream, port, tmp_path, SOLARIS_WORKERS="2")
     log = tmp_path / "server.log"
     with log.open("wb") as sink:
         process = subprocess.Popen(  # noqa: ASYNC220 - started once, stopped below by its pid
