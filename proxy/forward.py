@@ -76,6 +76,14 @@ async def send(ex: Exchange, body: bytes | None, *, record: bool = True) -> upst
             max_retries=litellm.max_retries,
             stream=ex.stream,
         )
+    except upstream.UpstreamTimedOut as exc:
+        ex.retries = exc.retries
+        app[METRICS].upstream_failures.labels("timeout").inc()
+        if record:  # the provider may have done the work: the prompt is charged, as for a cut answer
+            await finish(ex, Outcome(504, error=("upstream_timeout", str(exc)), complete=False))
+        raise ProxyError(
+            504, "The model service did not answer in time.", type="server_error", code="upstream_timeout"
+        ) from None
     except upstream.UpstreamUnavailable as exc:
         ex.retries = exc.retries
         app[METRICS].upstream_failures.labels("connection").inc()

@@ -1,7 +1,11 @@
-"""Step 4, forward: send the request to LiteLLM, retrying what is safe to retry.
+"""Step 4, forward: send the request to LiteLLM, retrying only what cannot have reached a provider.
 
-Connection failures and 502/503/504 answers are retried with backoff, because nothing has reached
-the client yet; anything else is passed through as the upstream said it.
+A failed connection, a 502/503 answer and a garbled answer are retried with backoff: nothing has
+reached the client yet, and (but for the garbled case) nothing reached a provider. A timeout is
+not: the provider may well be working on the request, and retrying it tripled the calls and the
+wait (issue 13: 3 upstream calls, 9.5 s, 0 tokens recorded for the work done). It ends the call
+as `UpstreamTimedOut`, recorded with what it is known to have cost. A 504 (LiteLLM's own
+provider timed out) is passed through as it is, like any other answer.
 """
 
 from __future__ import annotations
@@ -48,7 +52,7 @@ _DROP_REQUEST = HOP_BY_HOP | {
 }
 # Never copied back: framing aiohttp sets itself.
 _DROP_RESPONSE = HOP_BY_HOP | {"content-length", "content-encoding", "date", "server"}
-RETRY_STATUSES = frozenset({502, 503, 504})
+RETRY_STATUSES = frozenset({502, 503})
 
 
 async def upstream_pool_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -61,6 +65,14 @@ async def upstream_pool_ctx(app: web.Application) -> AsyncIterator[None]:
 
 class UpstreamUnavailable(Exception):
     """The upstream could not be reached (after retries); nothing was sent to the client."""
+
+    def __init__(self, message: str, retries: int) -> None:
+        super().__init__(message)
+        self.retries = retries
+
+
+class UpstreamTimedOut(Exception):
+    """The upstream took the request but did not answer in time; it is not sent again."""
 
     def __init__(self, message: str, retries: int) -> None:
         super().__init__(message)
@@ -126,7 +138,9 @@ async def send(
     for attempt in range(max_retries + 1):
         try:
             response = await pool.request(method, url, headers.items(), body, timeout=timeout, stream=stream)
-        except (aiohttp.ClientError, TimeoutError) as exc:  # unreachable, dropped, or garbled
+        except TimeoutError as exc:
+            raise UpstreamTimedOut(f"no answer within {timeout:g} s", attempt) from exc
+        except aiohttp.ClientError as exc:  # unreachable, dropped, or garbled
             last_error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         else:
             if response.status not in RETRY_STATUSES or attempt == max_retries:

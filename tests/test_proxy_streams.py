@@ -123,14 +123,22 @@ async def test_upstream_reset_mid_stream_is_recorded(gateway: Gateway, upstream:
     assert row["completion_tokens"] > 0
 
 
-async def test_upstream_timeout_becomes_a_502_and_is_recorded(gateway: Gateway, upstream: FakeUpstream) -> None:
-    await gateway.system.update({"litellm.timeout": 0.3, "litellm.max_retries": 1}, "test")
+async def test_an_upstream_timeout_is_not_retried_and_is_recorded_with_its_cost(
+    gateway: Gateway, upstream: FakeUpstream
+) -> None:
+    """Issue 13: a timeout was retried like a refused connection (3 calls, 9.5 s, 0 tokens)."""
+    await gateway.system.update({"litellm.timeout": 0.3, "litellm.max_retries": 2}, "test")
     upstream.behaviour.delay = 1.0
+    started = time.perf_counter()
     response = await gateway.post("/v1/chat/completions", CHAT)
     body = await response.json()
-    assert response.status == 502 and body["error"]["code"] == "upstream_unavailable"
+    assert response.status == 504 and body["error"]["code"] == "upstream_timeout"
+    assert time.perf_counter() - started < 0.9 and len(upstream.requests) == 1
     [row] = await rows(gateway)
-    assert row["status_code"] == 502 and row["retry_count"] == 1
+    assert (row["status_code"], row["retry_count"], row["error_type"], row["is_complete"]) == (
+        504, 0, "upstream_timeout", False,
+    )  # fmt: skip
+    assert row["prompt_tokens"] == row["estimated_tokens"] > 0  # what the provider was given
 
 
 async def test_a_garbled_upstream_answer_is_retried_then_a_recorded_502(

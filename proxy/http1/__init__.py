@@ -7,7 +7,8 @@ llhttp (through httptools) to parse answers, whole or streamed, chunked or not.
 
 Errors keep aiohttp's classes (`ClientConnectionError`, `ServerDisconnectedError`,
 `ClientPayloadError`) and timeouts are `TimeoutError`, so the callers' handling is the same for
-both clients. A keep-alive connection that the upstream closed while it sat idle is detected
+both clients; a failure to connect is `ConnectFailed` (a `ClientConnectionError`), the one error
+after which the request cannot have reached the upstream. A keep-alive connection that the upstream closed while it sat idle is detected
 when no byte of an answer came back, and the request is sent again once on a new connection.
 
 Its parts: `wire` (the request's bytes), `response` (an answer being read), `connection` (one
@@ -17,8 +18,8 @@ keep-alive connection, its parser and its deadlines), `pool` (the connections pe
 from __future__ import annotations
 
 from proxy.http1.connection import UpstreamConnection
-from proxy.http1.pool import Http1Pool
+from proxy.http1.pool import ConnectFailed, Http1Pool
 from proxy.http1.response import Response
 from proxy.http1.wire import Target, parse_url, request_head
 
-__all__ = ["Http1Pool", "Response", "Target", "UpstreamConnection", "parse_url", "request_head"]
+__all__ = ["ConnectFailed", "Http1Pool", "Response", "Target", "UpstreamConnection", "parse_url", "request_head"]

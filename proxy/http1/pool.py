@@ -17,6 +17,10 @@ from proxy.http1.wire import parse_url, request_head
 IDLE_SECONDS = 4.0  # below uvicorn's 5 s keep-alive, so LiteLLM rarely closes one under us
 
 
+class ConnectFailed(aiohttp.ClientConnectionError):
+    """No connection to the upstream: nothing of the request can have reached it (safe to retry)."""
+
+
 class Http1Pool:
     """Keep-alive connections per origin; connections are opened on demand, without a cap."""
 
@@ -89,8 +93,8 @@ class Http1Pool:
                     ssl=context,
                     server_hostname=host if context else None,
                 )
-        except OSError as exc:
-            raise aiohttp.ClientConnectionError(f"cannot connect to {host}:{port}: {exc}") from exc
+        except (OSError, TimeoutError) as exc:
+            raise ConnectFailed(f"cannot connect to {host}:{port}: {exc or 'timed out'}") from exc
         assert isinstance(protocol, UpstreamConnection)
         if self._closed:
             protocol.abort()
