@@ -24,7 +24,7 @@ from proxy.exchange import Exchange
 from proxy.forward import cache_hit, response_headers
 from proxy.record import finish
 from proxy.settle import Outcome
-from proxy.sse import DONE_EVENT, SseFilter
+from proxy.sse import DONE_EVENT, SseFilter, stream_error_event
 from runtime.appkeys import TRAFFIC
 
 
@@ -126,7 +126,7 @@ async def relay_stream(ex: Exchange, response: upstream.Response) -> web.StreamR
     outcome = _stream_outcome(sse, 200, ending)
     outcome.cached = cache_hit(response)
     settlement = await finish(ex, outcome)
-    await _end_stream(ex, out, sse, settlement)
+    await _end_stream(ex, out, sse, settlement, cut=ending.error is not None)
     return out
 
 
@@ -173,9 +173,15 @@ async def _record_disconnect(ex: Exchange, sse: SseFilter, ending: _Ending) -> N
     await finish(ex, _stream_outcome(sse, 499, ending))
 
 
-async def _end_stream(ex: Exchange, out: web.StreamResponse, sse: SseFilter, settlement: Any) -> None:
-    """The stream's last bytes: an in-chat notice if one is due, `[DONE]` if the upstream sent it."""
+async def _end_stream(ex: Exchange, out: web.StreamResponse, sse: SseFilter, settlement: Any, *, cut: bool) -> None:
+    """The stream's last bytes: an error event if the upstream cut or stalled it (issue 13: such a
+    stream ended silently, like a finished one), else an in-chat notice if one is due, and `[DONE]`
+    if the upstream sent it."""
     try:
+        if cut:
+            await out.write(stream_error_event(ex.dialect.name))
+            await out.write_eof()
+            return
         notice = await notices.threshold_notice(ex, settlement)
         if notice:
             await out.write(

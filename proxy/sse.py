@@ -118,3 +118,21 @@ def _data_of(event: bytes) -> bytes | None:
         return None
     end = event.find(b"\n", at + 6)
     return event[at + 6 : end if end >= 0 else len(event)].strip()
+
+
+STREAM_ERROR_MESSAGE = "The model service stopped answering before the answer was complete."
+
+
+def stream_error_event(dialect: str, message: str = STREAM_ERROR_MESSAGE) -> bytes:
+    """The last event of a stream the upstream cut or stalled, in the stream's own dialect, so the
+    client can tell a cut answer from a finished one: Anthropic's `error` event, the Responses API's
+    `error` event, and for OpenAI's chat and completions a `data:` line holding `error` (which the
+    OpenAI SDKs raise as an APIError). No `[DONE]` follows."""
+    if dialect == "messages":
+        anthropic: dict[str, Any] = {"type": "error", "error": {"type": "api_error", "message": message}}
+        return b"event: error\ndata: " + orjson.dumps(anthropic) + EVENT_END
+    if dialect == "responses":
+        responses: dict[str, Any] = {"type": "error", "code": "upstream_error", "message": message, "param": None}
+        return b"event: error\ndata: " + orjson.dumps(responses) + EVENT_END
+    error: dict[str, Any] = {"message": message, "type": "server_error", "code": "upstream_error", "param": None}
+    return b"data: " + orjson.dumps({"error": error}) + EVENT_END

@@ -119,7 +119,9 @@ async def test_a_native_stream_cut_by_the_upstream_is_recorded_incomplete_with_i
     gateway: Gateway, upstream: FakeUpstream, path: str, body: dict[str, Any]
 ) -> None:
     upstream.behaviour.cut_stream_after = 4
-    await post(gateway, path, {**body, "stream": True})
+    _, raw, _ = await post(gateway, path, {**body, "stream": True})
+    last_event = raw.decode().strip().split("\n\n")[-1]
+    assert last_event.startswith("event: error\ndata: ") and '"type":"error"' in last_event  # told, in its dialect
     [row] = await rows(gateway)
     assert row["is_complete"] is False and row["error_type"] == "upstream_disconnect"
     assert 0 < row["completion_tokens"] < ANSWER_TOKENS
