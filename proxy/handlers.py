@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from metering.keys import KeyInfo
 from proxy.admit import admit
-from proxy.dialects import Dialect, other
-from proxy.errors import Handler
+from proxy.dialects import Dialect, other, request_problem
+from proxy.errors import Handler, bad_request
 from proxy.estimate import estimate
 from proxy.exchange import Exchange, read_any_body, read_json_body
 from proxy.forward import send, upstream_body
@@ -32,7 +33,7 @@ def new_exchange(request: web.Request, dialect: Dialect) -> Exchange:
     return ex
 
 
-async def identify_caller(ex: Exchange) -> Caller:
+async def identify_caller(ex: Exchange, key: KeyInfo | None = None) -> Caller:
     """The key, and the end user named by the header or the dialect's body fields (required)."""
     app, settings = ex.app, ex.app[SETTINGS]
     caller = await identify(
@@ -43,9 +44,17 @@ async def identify_caller(ex: Exchange) -> Caller:
         user_header=settings.user_header,
         auto_provision=settings.auto_provision,
         language=settings.language,
+        key=key,
     )
     ex.user_id = caller.user_id
     return caller
+
+
+def check_request(ex: Exchange) -> None:
+    problem = request_problem(ex.body, ex.dialect) if ex.body is not None else None
+    if problem is not None:
+        param, message = problem
+        raise bad_request(message, param=param)
 
 
 def metered_handler(dialect: Dialect) -> Handler:
@@ -54,8 +63,12 @@ def metered_handler(dialect: Dialect) -> Handler:
     async def handle(request: web.Request) -> web.StreamResponse:
         ex = new_exchange(request, dialect)
         await read_json_body(ex)
-        await identify_caller(ex)
+        # The key first (a stranger's body is not examined), then the body, then the user: a
+        # request the upstream would refuse creates no user and spends nothing (issue 13).
+        key = await authenticate(request.app[API_KEYS], request.headers)
+        check_request(ex)
         await estimate(ex)
+        await identify_caller(ex, key)
         await admit(ex)
         call = await send(ex, upstream_body(ex))
         return await relay(ex, call.response)

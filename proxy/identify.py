@@ -76,8 +76,10 @@ async def identify(
     user_header: str,
     auto_provision: bool,
     language: str,
+    key: KeyInfo | None = None,
 ) -> Caller:
-    key = await authenticate(keys, headers)
+    """The caller: its key (`key` when already authenticated) and the end user it names."""
+    key = key or await authenticate(keys, headers)
     if key.kind == "personal":
         return Caller(key, key.user_id)
     email, librechat_id = claimed_identity(headers.get(user_header), claims)

@@ -7,7 +7,7 @@ stream, how its answer's text is read, and the shape of its error answers.
 
 from __future__ import annotations
 
-from proxy.dialects.base import Dialect, Usage, usage_numbers, with_output_cap
+from proxy.dialects.base import Dialect, Usage, request_problem, usage_numbers, with_output_cap
 from proxy.dialects.chat import CHAT
 from proxy.dialects.completions import COMPLETIONS
 from proxy.dialects.embeddings import EMBEDDINGS
@@ -19,4 +19,4 @@ METERED: dict[str, Dialect] = {
     d.path.removeprefix("/v1/"): d for d in (CHAT, COMPLETIONS, EMBEDDINGS, MESSAGES, RESPONSES)
 }
 
-__all__ = ["METERED", "Dialect", "Usage", "other", "usage_numbers", "with_output_cap"]
+__all__ = ["METERED", "Dialect", "Usage", "other", "request_problem", "usage_numbers", "with_output_cap"]

@@ -38,9 +38,39 @@ class Dialect:
     whole_text: Callable[[Json], Iterable[str]]  # the text of a whole answer (counted without usage)
     stream_usage: Callable[[Json], StreamUsage]  # usage in one stream event that mentions "usage"
     stream_text: Callable[[Json], Iterable[str]]  # the text of one stream event
+    required_list: str | None = None  # a body field that must be a non-empty array (chat's `messages`)
     error_shape: str = "openai"  # "openai" | "anthropic": the body of our own error answers
     asks_stream_usage: bool = False  # add `stream_options.include_usage` to streams (OpenAI's)
     notices: bool = False  # in-chat threshold notices can be appended to its answers
+
+
+MAX_OUTPUT_TOKENS = 10_000_000  # far above any model's output; past it a figure is a mistake
+MAX_CHOICES = 128
+
+
+def request_problem(body: Body, dialect: Dialect) -> tuple[str, str] | None:
+    """(parameter, what is wrong) for a body the upstream would refuse, checked before anything is
+    created or charged (issue 13: `messages` null, `max_tokens` of -5, 12.5, "100" or 2^70 were
+    forwarded and charged); None when it looks right."""
+    if dialect.required_list is not None:
+        value = body.get(dialect.required_list)
+        if not isinstance(value, list) or not value or not all(isinstance(item, dict) for item in value):
+            return dialect.required_list, f"'{dialect.required_list}' must be a non-empty array of objects."
+        if any(not isinstance(item.get("content"), str | list | None) for item in value):
+            return dialect.required_list, "A message's 'content' must be a string or an array of parts."
+    for field in dialect.output_caps:
+        value = body.get(field)
+        if value is not None and not _whole_number(value, 1, MAX_OUTPUT_TOKENS):
+            return field, f"'{field}' must be a whole number from 1 to {MAX_OUTPUT_TOKENS:,}."
+    for field in ("n", "best_of"):
+        value = body.get(field)
+        if value is not None and not _whole_number(value, 1, MAX_CHOICES):
+            return field, f"'{field}' must be a whole number from 1 to {MAX_CHOICES}."
+    return None
+
+
+def _whole_number(value: Any, low: int, high: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
 
 
 def usage_numbers(fields: Mapping[str, Any] | None) -> Usage | None:

@@ -72,6 +72,7 @@ CHAT = Dialect(
     estimator=estimate_chat,
     allowance=completion_allowance,
     output_caps=("max_completion_tokens", "max_tokens"),
+    required_list="messages",
     identities=body_user,
     whole_usage=top_level_usage,
     whole_text=whole_text,

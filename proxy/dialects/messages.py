@@ -69,6 +69,7 @@ MESSAGES = Dialect(
     estimator=estimate_messages,
     allowance=allowance,
     output_caps=("max_tokens",),
+    required_list="messages",
     identities=identities,
     whole_usage=top_level_usage,
     whole_text=whole_text,
