@@ -228,3 +228,16 @@ async def test_the_per_address_ceiling_still_stops_a_spray_across_accounts(
     reply = await api.post("/auth/login", role=None, json={"email": "viewer@solaris.test", "password": PASSWORD})
     assert reply.status == 429
     assert int(reply.headers["Retry-After"]) > 1
+
+
+async def test_a_correct_password_buys_no_extra_tries_under_the_address_ceiling(
+    api: AdminApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(auth, "MAX_FAILURES_PER_ADDRESS", 4)
+    await api.account("viewer")
+    good = {"email": "viewer@solaris.test", "password": PASSWORD}
+    for i in range(4):
+        assert (await api.post("/auth/login", role=None, json=good)).status == 200  # successes are not failures
+        body = {"email": f"nobody{i}@solaris.test", "password": "wrong-password"}
+        assert (await api.post("/auth/login", role=None, json=body)).status == 401
+    assert (await api.post("/auth/login", role=None, json=good)).status == 429
