@@ -4,8 +4,9 @@
   database leak gives no usable token. They expire after SOLARIS_SESSION_HOURS and are revoked by
   logout and by refresh. The API reads the token from `Authorization: Bearer`, the panel from its
   cookie; both call `authenticate_token`.
-- Login failures are counted in Redis per e-mail and per client address; past the limits further
-  attempts are refused (`LoginThrottled`) until the window passes, before any password is checked.
+- Login failures are counted in Redis per (e-mail, client address) pair, which then backs off
+  exponentially, and per address under a far higher ceiling; a throttled attempt is refused
+  (`LoginThrottled`, with the seconds to wait) before any password is checked.
 - Permissions are named strings. Role `admin` has them all; role `user` has the list stored on its
   account, usually one of the presets (`operator`, `viewer`).
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import math
 import secrets
 from dataclasses import dataclass
 from typing import Any
@@ -167,9 +169,48 @@ async def revoke_session(db: asyncpg.Pool | asyncpg.Connection, token_hash: byte
 
 # -- login and its throttle ---------------------------------------------------------------------
 
-MAX_FAILURES_PER_EMAIL = 5
-MAX_FAILURES_PER_ADDRESS = 20
+# Failures are counted per (account, address) pair: after FREE_FAILURES_PER_PAIR of them that pair
+# waits 1 s, then 2 s, 4 s ... up to MAX_BACKOFF_SECONDS before each further try. A lock-out per
+# address (the old rule: 20 failures, 15 minutes) let a fuzzer or anyone behind a shared NAT lock
+# every admin out (issue 13, #10); a ceiling per address stays, far above, against a spray across
+# accounts. A pair that has not failed is never slowed down.
+FREE_FAILURES_PER_PAIR = 5
+BACKOFF_BASE_SECONDS = 1
+MAX_BACKOFF_SECONDS = 300
+MAX_FAILURES_PER_ADDRESS = 500
 FAILURE_WINDOW_SECONDS = 900
+
+# KEYS[1] the pair's failures, KEYS[2] the pair's wait, KEYS[3] the address's failures (one hash
+# slot: all three carry the address as hash tag).
+# ARGV[1] window s, ARGV[2] free failures per pair, ARGV[3] base delay ms, ARGV[4] max delay ms,
+# ARGV[5] address ceiling.
+# Returns 0 to go on, or the milliseconds to wait. The attempt is counted as a failure here, before
+# the password is checked, and forgiven by RELEASE_ATTEMPT when it succeeds: one script checks and
+# counts, so concurrent tries cannot all slip past the check before any of them is counted.
+ADMIT_ATTEMPT = """
+local wait = redis.call('PTTL', KEYS[2])
+if wait > 0 then return wait end
+local address = tonumber(redis.call('GET', KEYS[3]) or '0')
+if address >= tonumber(ARGV[5]) then return math.max(redis.call('PTTL', KEYS[3]), 1) end
+redis.call('SET', KEYS[3], 0, 'EX', ARGV[1], 'NX')
+redis.call('INCR', KEYS[3])
+local failures = redis.call('INCR', KEYS[1])
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+local over = failures - tonumber(ARGV[2])
+if over >= 0 then
+  local delay = math.min(tonumber(ARGV[3]) * 2 ^ math.min(over, 30), tonumber(ARGV[4]))
+  redis.call('SET', KEYS[2], 1, 'PX', math.floor(delay))
+end
+return 0
+"""
+# KEYS as ADMIT_ATTEMPT. A correct password: the pair starts afresh and the address gets its count back.
+RELEASE_ATTEMPT = """
+redis.call('DEL', KEYS[1], KEYS[2])
+if redis.call('EXISTS', KEYS[3]) == 1 and tonumber(redis.call('GET', KEYS[3])) > 0 then
+  redis.call('DECR', KEYS[3])
+end
+return 0
+"""
 
 
 class LoginFailed(Exception):
@@ -195,43 +236,41 @@ class LoginResult:
         }
 
 
-def _failure_keys(email: str, address: str | None) -> tuple[str, str]:
-    email_key = hashlib.sha256(email.strip().lower().encode()).hexdigest()[:32]
-    return f"sol:login:fail:e:{email_key}", f"sol:login:fail:ip:{address or 'unknown'}"
+def _attempt_keys(email: str, address: str | None) -> tuple[str, str, str]:
+    account = hashlib.sha256(email.strip().lower().encode()).hexdigest()[:32]
+    tag = f"sol:login:{{{address or 'unknown'}}}"
+    return f"{tag}:fail:{account}", f"{tag}:wait:{account}", f"{tag}:fail"
 
 
-async def _check_throttle(redis: aioredis.Redis, email_key: str, ip_key: str) -> None:
-    email_fails, ip_fails = await redis.mget(email_key, ip_key)
-    blocked = [
-        key
-        for key, count, cap in (
-            (email_key, email_fails, MAX_FAILURES_PER_EMAIL),
-            (ip_key, ip_fails, MAX_FAILURES_PER_ADDRESS),
-        )
-        if count is not None and int(count) >= cap
-    ]
-    if blocked:
-        ttls = [int(await redis.ttl(key)) for key in blocked]
-        raise LoginThrottled(max(1, *ttls))
+async def _admit_attempt(redis: aioredis.Redis, keys: tuple[str, str, str]) -> None:
+    wait_ms = await redis.eval(
+        ADMIT_ATTEMPT,
+        3,
+        *keys,
+        FAILURE_WINDOW_SECONDS,
+        FREE_FAILURES_PER_PAIR,
+        BACKOFF_BASE_SECONDS * 1000,
+        MAX_BACKOFF_SECONDS * 1000,
+        MAX_FAILURES_PER_ADDRESS,
+    )
+    if int(wait_ms) > 0:
+        raise LoginThrottled(max(1, math.ceil(int(wait_ms) / 1000)))
 
 
-async def _count_failure(redis: aioredis.Redis, email_key: str, ip_key: str) -> None:
-    pipe = redis.pipeline(transaction=True)
-    for key in (email_key, ip_key):
-        pipe.set(key, 0, ex=FAILURE_WINDOW_SECONDS, nx=True)  # the window starts at the first failure
-        pipe.incr(key)
-    await pipe.execute()
+async def _release_attempt(redis: aioredis.Redis, keys: tuple[str, str, str]) -> None:
+    await redis.eval(RELEASE_ATTEMPT, 3, *keys)
 
 
 async def login(
     pool: asyncpg.Pool, redis: aioredis.Redis, email: str, password: str, *, session_hours: float, actor: Actor
 ) -> LoginResult:
     """Check the password and open a session. Every attempt is audited as `auth.login`, with its
-    outcome. Raises LoginThrottled before looking at the password when over the limits."""
-    email_key, ip_key = _failure_keys(email, actor.ip_address)
+    outcome. Raises LoginThrottled before looking at the password while the pair backs off or the
+    address is over its ceiling."""
+    keys = _attempt_keys(email, actor.ip_address)
     attempt = Actor(None, email[:254], actor.ip_address, actor.user_agent, actor.request_id)
     try:
-        await _check_throttle(redis, email_key, ip_key)
+        await _admit_attempt(redis, keys)
     except LoginThrottled as exc:
         await audit.record(
             pool,
@@ -247,7 +286,6 @@ async def login(
     row = await pool.fetchrow(SELECT_ACCOUNT, email.strip())
     good = verify_password(row["password_hash"] if row else _DUMMY_HASH, password)
     if row is None or not good or not row["is_active"]:
-        await _count_failure(redis, email_key, ip_key)
         reason = "unknown e-mail" if row is None else ("account disabled" if good else "wrong password")
         failed = Actor(row["id"] if row else None, email[:254], actor.ip_address, actor.user_agent, actor.request_id)
         await audit.record(
@@ -261,7 +299,7 @@ async def login(
             error_message=reason,
         )
         raise LoginFailed()
-    await redis.delete(email_key)
+    await _release_attempt(redis, keys)
     signed_in = Actor(row["id"], row["email"], actor.ip_address, actor.user_agent, actor.request_id)
     async with pool.acquire() as conn, conn.transaction():
         if needs_rehash(row["password_hash"]):

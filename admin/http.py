@@ -266,6 +266,10 @@ def path_id(request: web.Request, name: str = "id") -> int:
     return value
 
 
+EARLIEST_MOMENT = dt.datetime(1900, 1, 1, tzinfo=dt.UTC)
+LATEST_MOMENT = dt.datetime(9000, 1, 1, tzinfo=dt.UTC)
+
+
 class Query:
     """Reads query parameters, collecting one error per bad parameter; `check()` raises them."""
 
@@ -327,7 +331,13 @@ class Query:
         except (ValueError, OverflowError):
             self.errors[name] = "must be an ISO 8601 date (YYYY-MM-DD) or date-time"
             return None
-        return moment if moment.tzinfo else moment.replace(tzinfo=self._tz)
+        moment = moment if moment.tzinfo else moment.replace(tzinfo=self._tz)
+        if not EARLIEST_MOMENT <= moment <= LATEST_MOMENT:
+            # Years 1 and 9999 pass fromisoformat but overflow once moved to another zone (in
+            # asyncpg's encoder or in day arithmetic): a 500 mid-export before this check.
+            self.errors[name] = f"must be between {EARLIEST_MOMENT.year} and {LATEST_MOMENT.year - 1}"
+            return None
+        return moment
 
     def date_range(self) -> tuple[dt.datetime | None, dt.datetime | None]:
         start, end = self.moment("startDate"), self.moment("endDate", end=True)

@@ -90,6 +90,9 @@ def allowed_origin(request: web.Request) -> str | None:
 
 
 async def on_prepare(request: web.Request, response: web.StreamResponse) -> None:
+    # Every /api answer may hold a token or personal data: no cache (a shared proxy, the browser's
+    # back button) keeps it. An export that set its own keeps it, once.
+    response.headers.setdefault("Cache-Control", "no-store")
     if REQUEST_ID in request:
         response.headers["X-Request-ID"] = request[REQUEST_ID]
     origin = allowed_origin(request) if SYSTEM in request.config_dict else None

@@ -25,9 +25,12 @@ class UserValidationError(ValueError):
         self.details = details
 
 
-def _text(max_length: int, *, required: bool = False) -> Callable[[Any], Any]:
+def _text(max_length: int, *, required: bool = False, nullable: bool = True) -> Callable[[Any], Any]:
+    """Text of at most `max_length` characters; None clears a `nullable` field (its column allows
+    NULL), and is refused for the others rather than left to the column's NOT NULL."""
+
     def check(value: Any) -> Any:
-        if value is None and not required:
+        if value is None and nullable and not required:
             return None
         if not isinstance(value, str):
             raise ValueError("must be text")
@@ -76,19 +79,24 @@ def _whole(low: int, high: int) -> Callable[[Any], int]:
 
 
 def _percent(value: Any) -> float | None:
+    """A threshold in percent, as its column `numeric(5, 2)` will hold it: rounded to hundredths
+    first, so 5e-324 (which the column would round to 0, against its CHECK) is refused here."""
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValueError("must be a number")
-    if not 0 < value <= 100:
+    if not 0 < value <= 100:  # also refuses NaN and infinities
         raise ValueError("must be greater than 0 and at most 100")
-    return float(value)
+    rounded = round(float(value), 2)
+    if rounded <= 0:
+        raise ValueError("must be at least 0.01 (hundredths of a percent)")
+    return rounded
 
 
 def _rules(min_monthly_limit: int, max_monthly_limit: int) -> dict[str, Callable[[Any], Any]]:
     return {
         "email": _email,
-        "name": _text(200),
+        "name": _text(200, nullable=False),
         "phone": _text(40),
         "plan": _choice(PLANS),
         "monthly_limit": _whole(min_monthly_limit, max_monthly_limit),

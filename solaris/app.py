@@ -23,6 +23,7 @@ from runtime.appkeys import PG, REDIS, SETTINGS
 from runtime.health import health_view, live_view, ready_view
 from runtime.lifetimes import add_lifetimes
 from runtime.metrics import metrics_view
+from runtime.security_headers import add_security_headers
 from runtime.settings import Settings
 from solaris import db
 
@@ -74,4 +75,5 @@ def create_app(settings: Settings, *, metrics_dir: Path | None = None) -> web.Ap
     app.router.add_get("/metrics", metrics_view)
     proxy_routes.add_routes(app)
     admin_routes.add_routes(app)
+    add_security_headers(app)
     return app

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from admin import auth
 from tests.admin_client import PASSWORD, AdminApi, api_fixture  # noqa: F401 - the fixture
 
@@ -69,9 +71,9 @@ async def test_repeated_failures_for_one_email_are_throttled(api: AdminApi) -> N
     await api.account("viewer")
     body = {"email": "viewer@solaris.test", "password": "wrong-password"}
     statuses = [
-        (await api.post("/auth/login", role=None, json=body)).status for _ in range(auth.MAX_FAILURES_PER_EMAIL)
+        (await api.post("/auth/login", role=None, json=body)).status for _ in range(auth.FREE_FAILURES_PER_PAIR)
     ]
-    assert statuses == [401] * auth.MAX_FAILURES_PER_EMAIL
+    assert statuses == [401] * auth.FREE_FAILURES_PER_PAIR
     refused = await api.post("/auth/login", role=None, json={**body, "password": PASSWORD})
     assert refused.status == 429
     assert int(refused.headers["Retry-After"]) > 0
@@ -79,7 +81,10 @@ async def test_repeated_failures_for_one_email_are_throttled(api: AdminApi) -> N
     assert entries[-1]["error_message"] == "throttled"
 
 
-async def test_failures_from_one_address_are_throttled_across_emails(api: AdminApi) -> None:
+async def test_failures_from_one_address_are_throttled_across_emails(
+    api: AdminApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(auth, "MAX_FAILURES_PER_ADDRESS", 20)
     for i in range(auth.MAX_FAILURES_PER_ADDRESS):
         body = {"email": f"nobody{i}@solaris.test", "password": "wrong-password"}
         assert (await api.post("/auth/login", role=None, json=body)).status == 401
@@ -174,3 +179,65 @@ async def test_malformed_json_is_400(api: AdminApi) -> None:
     reply = await api.post("/admin/users", data=b"{not json", headers={"Content-Type": "application/json"})
     assert reply.status == 400
     assert reply.body["code"] == "invalid_json"
+
+
+async def test_a_fuzzers_failures_for_other_accounts_do_not_lock_out_an_admin_at_the_same_address(
+    api: AdminApi,
+) -> None:
+    await api.account("viewer")
+    for i in range(30):  # more than the old lock-out's 20, all from 127.0.0.1
+        body = {"email": f"fuzz{i}@solaris.test", "password": "wrong-password"}
+        assert (await api.post("/auth/login", role=None, json=body)).status in (401, 429)
+    reply = await api.post("/auth/login", role=None, json={"email": "viewer@solaris.test", "password": PASSWORD})
+    assert reply.status == 200, reply.body
+
+
+async def test_the_failing_account_and_address_pair_backs_off_exponentially(api: AdminApi) -> None:
+    await api.account("viewer")
+    body = {"email": "viewer@solaris.test", "password": "wrong-password"}
+    for _ in range(auth.FREE_FAILURES_PER_PAIR):
+        assert (await api.post("/auth/login", role=None, json=body)).status == 401
+    first = await api.post("/auth/login", role=None, json=body)
+    assert first.status == 429
+    assert first.headers["Retry-After"] == "1"
+    await api.gateway.redis.delete(*await api.gateway.redis.keys("sol:login:*:wait:*"))  # the second has passed
+    assert (await api.post("/auth/login", role=None, json=body)).status == 401
+    second = await api.post("/auth/login", role=None, json=body)
+    assert second.status == 429
+    assert second.headers["Retry-After"] == "2"
+
+
+async def test_a_correct_password_clears_the_pairs_back_off(api: AdminApi) -> None:
+    await api.account("viewer")
+    body = {"email": "viewer@solaris.test", "password": "wrong-password"}
+    for _ in range(auth.FREE_FAILURES_PER_PAIR - 1):
+        assert (await api.post("/auth/login", role=None, json=body)).status == 401
+    assert (await api.post("/auth/login", role=None, json={**body, "password": PASSWORD})).status == 200
+    for _ in range(auth.FREE_FAILURES_PER_PAIR):
+        assert (await api.post("/auth/login", role=None, json=body)).status == 401
+
+
+async def test_the_per_address_ceiling_still_stops_a_spray_across_accounts(
+    api: AdminApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(auth, "MAX_FAILURES_PER_ADDRESS", 8)  # 500 in production: too slow to spray here
+    await api.account("viewer")
+    for i in range(8):
+        body = {"email": f"nobody{i}@solaris.test", "password": "wrong-password"}
+        assert (await api.post("/auth/login", role=None, json=body)).status == 401
+    reply = await api.post("/auth/login", role=None, json={"email": "viewer@solaris.test", "password": PASSWORD})
+    assert reply.status == 429
+    assert int(reply.headers["Retry-After"]) > 1
+
+
+async def test_a_correct_password_buys_no_extra_tries_under_the_address_ceiling(
+    api: AdminApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(auth, "MAX_FAILURES_PER_ADDRESS", 4)
+    await api.account("viewer")
+    good = {"email": "viewer@solaris.test", "password": PASSWORD}
+    for i in range(4):
+        assert (await api.post("/auth/login", role=None, json=good)).status == 200  # successes are not failures
+        body = {"email": f"nobody{i}@solaris.test", "password": "wrong-password"}
+        assert (await api.post("/auth/login", role=None, json=body)).status == 401
+    assert (await api.post("/auth/login", role=None, json=good)).status == 429

@@ -218,3 +218,23 @@ async def test_nul_characters_are_refused_not_a_500(api: AdminApi) -> None:
     assert reply.status == 422
     login = await api.post("/auth/login", role=None, json={"email": "x\u0000@example.com", "password": "p"})
     assert login.status == 422
+
+
+async def test_a_threshold_that_rounds_to_zero_in_its_column_is_a_422_not_a_500(api: AdminApi) -> None:
+    user = await api.create_user()
+    reply = await api.patch(f"/admin/users/{user['id']}", json={"customAlertThreshold80": 5e-324})
+    assert reply.status == 422, reply.body
+    assert set(reply.body["details"]) == {"customAlertThreshold80"}
+    tiny = await api.post("/admin/users", json={"email": "t@example.com", "customAlertThreshold95": 0.004})
+    assert tiny.status == 422, tiny.body
+    assert set(tiny.body["details"]) == {"customAlertThreshold95"}
+
+
+async def test_a_null_name_is_a_422_not_a_500(api: AdminApi) -> None:
+    reply = await api.post("/admin/users", json={"email": "null@example.com", "name": None})
+    assert reply.status == 422, reply.body
+    assert set(reply.body["details"]) == {"name"}
+    user = await api.create_user()
+    update = await api.patch(f"/admin/users/{user['id']}", json={"name": None})
+    assert update.status == 422, update.body
+    assert set(update.body["details"]) == {"name"}
