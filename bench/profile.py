@@ -24,7 +24,7 @@ from bench import servers
 from bench.run import SMALL, Load, Target
 from bench.servers import BENCH_USER, SERVICE_KEY, Cores
 
-OURS = frozenset({"proxy", "metering", "solaris", "admin"})
+OURS = frozenset({"proxy", "metering", "solaris", "admin", "runtime"})
 FRAME = re.compile(r"^(?P<func>.*) \((?P<file>[^()]*?)(?::(?P<line>\d+))?\)$")
 
 
