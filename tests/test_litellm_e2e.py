@@ -21,7 +21,6 @@ What LiteLLM 1.108 does with a mock model (checked here, relied on by the gatewa
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import socket
@@ -45,7 +44,7 @@ from runtime.settings import load_settings
 from solaris.app import create_app
 from tests.conftest import SERVICE_KEY, Gateway
 from tests.fake_upstream import ANSWER, FakeUpstream
-from tests.test_langchain_js import JS, NODE
+from tests.node import needs, run_script
 
 ROOT = Path(__file__).resolve().parent.parent
 LITELLM = ROOT / ".venv-litellm" / "bin" / "litellm"
@@ -276,20 +275,10 @@ async def test_an_answer_from_litellms_cache_is_recorded_as_cached(litellm_gatew
 
 async def _anthropic_sdk(gateway: Gateway, mode: str) -> dict[str, Any]:
     """`tests/js/anthropic.mjs`: one call with `@anthropic-ai/sdk`, as LibreChat's Anthropic client."""
-    assert NODE is not None
-    process = await asyncio.create_subprocess_exec(
-        NODE, str(JS / "anthropic.mjs"), gateway.url, SERVICE_KEY, "ana@example.com", PROVIDED, mode,
-        cwd=JS, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    out, err = await asyncio.wait_for(process.communicate(), 60)
-    assert process.returncode == 0, err.decode()
-    result: dict[str, Any] = json.loads(out.decode().strip().splitlines()[-1])
-    return result
+    return await run_script("anthropic.mjs", gateway.url, SERVICE_KEY, "ana@example.com", PROVIDED, mode)
 
 
-@pytest.mark.skipif(
-    NODE is None or not (JS / "node_modules" / "@anthropic-ai" / "sdk").is_dir(), reason="Node and tests/js needed"
-)
+@needs("@anthropic-ai/sdk")
 @pytest.mark.parametrize("mode", ["plain", "stream"])
 async def test_messages_through_litellm_record_the_usage_litellm_reported(litellm_gateway: Gateway, mode: str) -> None:
     result = await _anthropic_sdk(litellm_gateway, mode)
