@@ -9,12 +9,15 @@ refusal is a `ProxyError`; one wrapper per route turns it into the response, so 
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Awaitable, Callable, Mapping
 
 import orjson
 from aiohttp import web
 
 from runtime.net import REQUEST_ID
+
+log = logging.getLogger(__name__)
 
 
 class ProxyError(Exception):
@@ -103,5 +106,14 @@ def api_errors(handler: Handler, shape: str = "openai") -> Handler:
                 raise
             error = ProxyError(exc.status, exc.reason, code=exc.reason.lower().replace(" ", "_"))
             return error_response(error, shape=shape)
+        except Exception:
+            # Anything unforeseen still answers in the API's own shape, with the request id to find
+            # it in the log (it was aiohttp's plain-text 500 before, issue 13).
+            request_id = request.get(REQUEST_ID, "")
+            log.exception("unexpected error in %s %s (request_id=%s)", request.method, request.path, request_id)
+            internal = ProxyError(
+                500, "The gateway failed on this request.", type="server_error", code="internal_error"
+            )
+            return error_response(internal, {"x-request-id": request_id}, shape)
 
     return wrapped

@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import asyncpg
 import orjson
 from aiohttp import web
 
@@ -17,6 +18,7 @@ from metering.ledger import UsageEvent
 from metering.period import Period, go_duration
 from metering.quota import Admission
 from metering.recorder import Metered
+from metering.user_model import UserNotFound
 from proxy.dialects import Dialect
 from proxy.errors import bad_request
 from runtime.appkeys import CLOCK, SETTINGS, USERS
@@ -140,9 +142,15 @@ async def read_any_body(ex: Exchange) -> None:
 
 
 async def user_language(ex: Exchange) -> str:
-    """The end user's language, else the gateway's default (read only on refusals and notices)."""
+    """The end user's language, else the gateway's default (read only on refusals and notices).
+
+    With Postgres away the default does: a refusal or a notice must not need it (issue 13: with
+    Postgres down, refusals became 500s and an answer that crossed 80% reached its client as one)."""
     default = ex.app[SETTINGS].language
     if ex.user_id is None:
         return default
-    row = await ex.app[USERS].row(ex.user_id)
+    try:
+        row = await ex.app[USERS].row(ex.user_id)
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, UserNotFound):
+        return default
     return str(row["language"] or default)

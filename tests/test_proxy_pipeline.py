@@ -9,6 +9,7 @@ import openai
 import pytest
 
 from metering.users import UserChanges
+from proxy import handlers
 from tests.conftest import SERVICE_KEY, Gateway
 from tests.fake_upstream import ANSWER, PROMPT_TOKENS, FakeUpstream
 
@@ -318,3 +319,18 @@ async def test_without_auto_provisioning_unknown_users_get_403(gateway_with, ups
     reply = await gateway.client(user="known@example.com").chat.completions.create(**CHAT)
     assert reply.choices[0].message.content == ANSWER
     assert len(upstream.requests) == 1
+
+
+async def test_an_unexpected_error_is_answered_in_openais_shape_with_the_request_id(
+    gateway: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def broken(ex: object) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(handlers, "estimate", broken)
+    response = await gateway.post(
+        "/v1/chat/completions", {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "oi"}]}
+    )
+    body = await response.json()
+    assert response.status == 500 and body["error"]["code"] == "internal_error"
+    assert response.headers["x-request-id"].startswith("req_")

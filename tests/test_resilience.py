@@ -15,6 +15,8 @@ import aiohttp
 import openai
 import pytest
 
+from metering.audit import Actor
+from metering.user_model import UserChanges
 from solaris.engines import Engines
 from tests.conftest import SERVICE_KEY, Gateway
 from tests.fake_upstream import COMPLETION_TOKENS, PROMPT_TOKENS, FakeUpstream
@@ -193,3 +195,28 @@ async def test_a_reservation_held_when_redis_drops_is_released_when_it_returns(
         return bool(quota.reserved == 0 and quota.used == ledger and ledger > 0)
 
     await wait_for(reconciled, timeout=30)
+
+
+async def test_refusals_and_notices_need_no_postgres(
+    gateway: Gateway, engines: Engines, upstream: FakeUpstream
+) -> None:
+    """Issue 13: with Postgres down, refusals became plain-text 500s, and an answer that crossed 80%
+    was charged and recorded as 200 while its client got a 500."""
+    await gateway.system.update({"security.rate_limit_per_minute": 0}, "test")
+    await gateway.users.create(UserChanges(email="ana@example.com", monthly_limit=60), Actor.cli())
+    await gateway.users.create(UserChanges(email="bia@example.com", monthly_limit=30), Actor.cli())
+    client_ana, client_bia = gateway.client(user="ana@example.com"), gateway.client(user="bia@example.com")
+    await client_bia.chat.completions.create(**CHAT)  # type: ignore[call-overload]  # 30 of 30: spent
+    await client_ana.chat.completions.create(**CHAT)  # type: ignore[call-overload]  # 30 of 60
+    await gateway.flush_ledger()
+    assert engines.postgres is not None
+    engines.postgres.stop()
+    try:
+        with pytest.raises(openai.APIStatusError) as refused:
+            await client_bia.chat.completions.create(**CHAT)  # type: ignore[call-overload]
+        assert refused.value.status_code == 402 and refused.value.code == "insufficient_quota"
+        assert "limite mensal" in refused.value.message  # the default language, without Postgres
+        answer = await client_ana.chat.completions.create(**CHAT)  # type: ignore[call-overload]  # 60 of 60
+        assert "Aviso" in (answer.choices[0].message.content or "")  # the 80% notice, in the default language
+    finally:
+        engines.postgres.start_again()
