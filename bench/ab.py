@@ -13,30 +13,22 @@ import argparse
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
 
 import orjson
 
 from bench import servers
 from bench.run import SMALL, Load, Target
 from bench.servers import BENCH_USER, SERVICE_KEY, Cores
-from solaris.engines import start_engines
 
 POINTS = ("whole_c1", "whole_c32", "stream_c8")
 
 
 def measure(tree: Path, cores: Cores, seconds: float, warmup: float) -> dict[str, float]:
     workdir = Path(tempfile.mkdtemp(prefix="solaris-ab-"))
-    started: list[servers.Server] = []
-    engines: Any = None
     os.environ["PYTHONPATH"] = str(tree)  # the gateway's code comes from the tree under test
+    started, engines = servers.start_gateway_alone(workdir, cores)
+    gateway = started[-1]
     try:
-        upstream = servers.start_upstream(workdir, chunks=10, chunk_delay_ms=2.0)
-        started.append(upstream)
-        engines = start_engines(workdir / "engines", "", "")
-        servers.prepare_database(engines.database_url)
-        gateway = servers.start_gateway(workdir, upstream, cores, engines.database_url, engines.redis_url)
-        started.append(gateway)
         target = Target("gateway", gateway, gateway.port, {"Authorization": f"Bearer {SERVICE_KEY}",
                                                            "X-Solaris-User": BENCH_USER})  # fmt: skip
         load = Load(workdir, use_wrk=True)
@@ -57,19 +49,17 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=6.0)
     args = parser.parse_args()
     cores = Cores.choose(True)
-    runs: dict[Path, list[dict[str, float]]] = {tree: [] for tree in args.trees}
+    runs: list[list[dict[str, float]]] = [[], []]  # by side: the same tree may be given twice
     for round_ in range(1, args.rounds + 1):
-        for tree in args.trees:
+        for side, tree in enumerate(args.trees):
             result = measure(tree.resolve(), cores, args.seconds, 1.0)
-            runs[tree].append(result)
+            runs[side].append(result)
             print(f"round {round_} {tree}: " + ", ".join(f"{p} {result[p]:.0f}/s" for p in POINTS), flush=True)
-    means = {tree: {p: sum(r[p] for r in rs) / len(rs) for p in POINTS} for tree, rs in runs.items()}
-    a, b = args.trees
-    print(f"\n| point | {a} | {b} | {b} / {a} |\n|---|---:|---:|---:|")
+    a, b = ({p: sum(r[p] for r in rs) / len(rs) for p in POINTS} for rs in runs)
+    first, second = args.trees
+    print(f"\n| point | {first} | {second} | {second} / {first} |\n|---|---:|---:|---:|")
     for point in POINTS:
-        print(
-            f"| {point} | {means[a][point]:.0f}/s | {means[b][point]:.0f}/s | {means[b][point] / means[a][point]:.2f} |"
-        )
+        print(f"| {point} | {a[point]:.0f}/s | {b[point]:.0f}/s | {b[point] / a[point]:.2f} |")
 
 
 if __name__ == "__main__":

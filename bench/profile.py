@@ -93,17 +93,9 @@ def main() -> None:
     cores = Cores.choose(True)
     cores.pin_self_to_aux()
     workdir = Path(tempfile.mkdtemp(prefix="solaris-profile-"))
-    started: list[servers.Server] = []
-    engines = None
+    started, engines = servers.start_gateway_alone(workdir, cores)
+    gateway = started[-1]
     try:
-        from solaris.engines import start_engines
-
-        upstream = servers.start_upstream(workdir, chunks=10, chunk_delay_ms=2.0)
-        started.append(upstream)
-        engines = start_engines(workdir / "engines", "", "")
-        servers.prepare_database(engines.database_url)
-        gateway = servers.start_gateway(workdir, upstream, cores, engines.database_url, engines.redis_url)
-        started.append(gateway)
         target = Target("gateway", gateway, gateway.port,
                         {"Authorization": f"Bearer {SERVICE_KEY}", "X-Solaris-User": BENCH_USER})  # fmt: skip
         load = Load(workdir, use_wrk=True)

@@ -241,3 +241,22 @@ def start_litellm(workdir: Path, upstream: Server, cores: Cores) -> tuple[Server
     args = [str(LITELLM), "--config", str(config), "--host", "127.0.0.1", "--port", str(port), "--num_workers", "1"]
     server = spawn("litellm", args, port, workdir, env=env, preexec=cores.sut_preexec())
     return server, wait_until_up(server, "/health/liveliness", 120)
+
+
+def start_gateway_alone(workdir: Path, cores: Cores) -> tuple[list[Server], Any]:
+    """The fake upstream, the embedded engines prepared as bench.run prepares them, and one
+    gateway on them: (the servers, upstream first and gateway last; the engines), for the tools
+    that measure the gateway alone (bench.profile, bench.ab). Stop them with `stop_all`."""
+    from solaris.engines import start_engines
+
+    upstream = start_upstream(workdir, chunks=10, chunk_delay_ms=2.0)
+    started = [upstream]
+    engines = None
+    try:
+        engines = start_engines(workdir / "engines", "", "")
+        prepare_database(engines.database_url)
+        started.append(start_gateway(workdir, upstream, cores, engines.database_url, engines.redis_url))
+    except BaseException:
+        stop_all(started, engines, workdir)
+        raise
+    return started, engines

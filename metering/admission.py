@@ -21,15 +21,21 @@ FIRST_PAUSE = 0.01
 MAX_PAUSE = 0.25
 
 
-async def admit_patiently(attempt: Callable[[], Awaitable[Admission]], wait: float) -> Admission:
-    """`attempt()` until it is not "busy", or `wait` seconds have passed; the last answer."""
+async def admit_patiently(
+    attempt: Callable[[], Awaitable[Admission]], wait: float, first: Admission | None = None
+) -> Admission:
+    """`attempt()` until it is not "busy", or `wait` seconds have passed; the last answer.
+    `first`: an answer already had (the caller's own first attempt), so it is not asked again."""
     deadline = time.monotonic() + wait
     pause = FIRST_PAUSE
+    admission = first
     while True:
-        admission = await attempt()
+        if admission is None:
+            admission = await attempt()
         left = deadline - time.monotonic()
         if admission.decision != "busy" or left <= 0:
             return admission
         # Jitter: the user's waiting requests must not all ask again at the same instant.
         await asyncio.sleep(min(left, pause * random.uniform(0.5, 1.5)))
         pause = min(MAX_PAUSE, pause * 2)
+        admission = None

@@ -58,7 +58,7 @@ async def admit(ex: Exchange) -> None:
             await app[USERS].load_into_redis(ex.user_id)
             admission = await attempt()
         if admission.decision == "busy":
-            admission = await admit_patiently(attempt, app[SETTINGS].admission_wait)
+            admission = await admit_patiently(attempt, app[SETTINGS].admission_wait, first=admission)
     except (aioredis.RedisError, OSError) as exc:
         app[METRICS].quota_decisions.labels("redis_down").inc()
         if app[SETTINGS].redis_failure == "closed":
@@ -86,23 +86,20 @@ async def refusal(ex: Exchange, admission: Admission) -> ProxyError:
         status = app[SETTINGS].quota_refusal_status
         return ProxyError(status, message, type="insufficient_quota", code="insufficient_quota", headers=headers)
     if admission.decision == "busy":
-        return ProxyError(
-            429,
-            wording.text("busy", lang, seconds=BUSY_RETRY_SECONDS),
-            type="requests",
-            code="requests_in_flight",
-            headers={"Retry-After": str(BUSY_RETRY_SECONDS), "x-should-retry": "true"},
+        return retry_later(
+            wording.text("busy", lang, seconds=BUSY_RETRY_SECONDS), "requests_in_flight", BUSY_RETRY_SECONDS
         )
     if admission.decision == "rate":
         seconds = max(1, math.ceil(admission.retry_after))
-        return ProxyError(
-            429,
-            wording.text("rate", lang, seconds=seconds),
-            type="requests",
-            code="rate_limit_exceeded",
-            headers={"Retry-After": str(seconds), "x-should-retry": "true"},
-        )
+        return retry_later(wording.text("rate", lang, seconds=seconds), "rate_limit_exceeded", seconds)
     if admission.decision == "deleted":
         app[USERS].forget_identities()
     key = admission.decision if admission.decision in ("suspended", "pending", "blocked") else "suspended"
     return forbidden(wording.text(key, lang), f"account_{admission.decision}")
+
+
+def retry_later(message: str, code: str, seconds: int) -> ProxyError:
+    """A retryable refusal: 429 with `Retry-After`."""
+    return ProxyError(
+        429, message, type="requests", code=code, headers={"Retry-After": str(seconds), "x-should-retry": "true"}
+    )

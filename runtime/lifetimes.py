@@ -26,7 +26,7 @@ from aiohttp import web
 from metering import events
 from metering.alert_recovery import AlertRecovery
 from metering.alerts import AlertService
-from metering.background import Supervisor, TaskSet
+from metering.background import Supervisor
 from metering.calibration import Calibration
 from metering.failures import FailureWatch
 from metering.invalidation import Invalidator
@@ -185,7 +185,6 @@ async def alerts_ctx(app: web.Application) -> AsyncIterator[None]:
     announce = events.publisher(app[REDIS], "alert", app[FEED].alert)
     alerts = app[ALERTS] = AlertService(app[PG], app[SYSTEM], mailer, settings.language, announce=announce)
     recovery = AlertRecovery(app[REDIS], alerts, app[QUOTA], app[CLOCK], owner=app[PROCESS_ID])
-    raised = TaskSet()
 
     async def raise_failure(alert_type: str, title: str, metadata: dict[str, Any], dedupe_key: str) -> None:
         severity = "critical" if alert_type == "system_error" else "error"
@@ -199,10 +198,9 @@ async def alerts_ctx(app: web.Application) -> AsyncIterator[None]:
         )
         metrics.alerts.labels(alert_type).inc()
 
-    app[FAILURES] = FailureWatch(raise_failure, raised.spawn)
+    app[FAILURES] = FailureWatch(raise_failure, alerts.raising.spawn)
     async with running(app, alert_dispatcher=alerts.run_dispatcher, alert_recovery=recovery.run):
         yield
-    await raised.close()
     await alerts.raising.close()
 
 

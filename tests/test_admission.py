@@ -52,3 +52,18 @@ async def test_a_spent_quota_is_refused_at_once(engine: QuotaEngine) -> None:
     started = time.monotonic()
     assert (await admit_patiently(lambda: admit(engine, "r2", prompt=10), wait=5)).decision == "quota"
     assert time.monotonic() - started < 0.2
+
+
+async def test_an_answer_already_had_is_not_asked_again(engine: QuotaEngine) -> None:
+    await make_user(engine, 300)
+    await admit(engine, "r1", prompt=100, allowance=500)
+    first = await admit(engine, "r2", prompt=10)
+    asked = 0
+
+    async def attempt() -> object:
+        nonlocal asked
+        asked += 1
+        return await admit(engine, "r2", prompt=10)
+
+    assert (await admit_patiently(attempt, wait=0, first=first)) is first  # type: ignore[arg-type]
+    assert asked == 0
