@@ -181,3 +181,14 @@ async def test_field_errors_with_values_are_translated_to_portuguese(panel: Pane
     form["emailSettings.smtpPort"] = "99999"
     _, body = await panel.post("/admin/settings", data=form)
     assert "deve estar entre 1 e 65535" in body
+
+
+async def test_the_panel_address_without_a_slash_redirects_to_the_panel(panel: Panel) -> None:
+    resp, _ = await panel.get("/admin", role=None)
+    assert resp.status == 308 and resp.headers["Location"] == "/admin/"
+    resp, _ = await panel.get("/admin?lang=en", role=None)
+    assert resp.status == 308 and resp.headers["Location"] == "/admin/?lang=en"
+    resp, _ = await panel.get("/admin")  # signed in: the redirect, then the dashboard
+    assert resp.status == 308
+    resp, body = await panel.get(resp.headers["Location"])
+    assert resp.status == 200 and 'data-page="dashboard"' in body
