@@ -1,17 +1,23 @@
 """The panel in a real browser (Debian's chromium driven by Playwright): the admin's day, end to end.
 
-One browser per test module run; a screenshot of each page is saved under artifacts/screenshots/.
+One chromium process per test module (started once, each test connects to it over the DevTools
+protocol with a fresh context); a screenshot of each page is saved under artifacts/screenshots/.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 import shutil
-from collections.abc import AsyncIterator
+import subprocess
+import tempfile
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
+from admin.auth import PUBLIC
+from admin.pages import ROUTES
 from tests.admin_client import PASSWORD, AdminApi, api_fixture  # noqa: F401 - fixture
 
 CHROMIUM = "/usr/bin/chromium"
@@ -20,6 +26,7 @@ ARGS = [
     "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]  # fmt: skip
+DEVTOOLS = re.compile(r"DevTools listening on (ws://\S+)")
 
 pytestmark = [
     pytest.mark.browser,
@@ -29,21 +36,67 @@ pytestmark = [
 ]
 
 
-@pytest.fixture
-async def page(api: AdminApi) -> AsyncIterator[object]:
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[str]:
+    """One headless chromium for the module; yields its DevTools WebSocket address."""
+    with tempfile.TemporaryDirectory(prefix="solaris-chromium-") as profile:
+        process = subprocess.Popen(
+            [CHROMIUM, *ARGS, "--remote-debugging-address=127.0.0.1", "--remote-debugging-port=0",
+             f"--user-data-dir={profile}", "about:blank"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        try:
+            assert process.stderr is not None
+            for _ in range(200):  # chromium prints its address within a second or two
+                line = process.stderr.readline()
+                found = DEVTOOLS.search(line)
+                if found:
+                    break
+            else:
+                raise AssertionError("chromium did not print its DevTools address")
+            yield found.group(1)
+        finally:
+            process.terminate()
+            process.wait(10)
+
+
+async def _open_tab(api: AdminApi, endpoint: str, *, width: int = 1366, height: int = 900, signed_in: bool = False):  # type: ignore[no-untyped-def]
     from playwright.async_api import async_playwright
 
     SHOTS.mkdir(parents=True, exist_ok=True)
-    async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        context = await browser.new_context(viewport={"width": 1366, "height": 900}, accept_downloads=True)
-        tab = await context.new_page()
-        errors: list[str] = []
-        tab.on("pageerror", lambda exc: errors.append(str(exc)))
-        tab.on("console", lambda msg: errors.append(msg.text) if "Content Security Policy" in msg.text else None)
-        yield tab
-        await browser.close()
-        assert not errors, errors  # no script errors, no CSP violations
+    pw = await async_playwright().start()
+    browser = await pw.chromium.connect_over_cdp(endpoint)
+    context = await browser.new_context(viewport={"width": width, "height": height}, accept_downloads=True)
+    if signed_in:
+        token = await api.token("admin")
+        host = api.gateway.url.split("//", 1)[1].split(":")[0]
+        await context.add_cookies([{"name": "solaris_session", "value": token, "domain": host, "path": "/admin"}])
+    tab = await context.new_page()
+    errors: list[str] = []
+    tab.on("pageerror", lambda exc: errors.append(str(exc)))
+    tab.on("console", lambda msg: errors.append(msg.text) if "Content Security Policy" in msg.text else None)
+    return pw, browser, context, tab, errors
+
+
+@pytest.fixture
+async def page(api: AdminApi, chromium: str) -> AsyncIterator[object]:
+    """A fresh browser context (no cookies) on the module's chromium."""
+    pw, browser, context, tab, errors = await _open_tab(api, chromium)
+    yield tab
+    await context.close()
+    await pw.stop()
+    assert not errors, errors  # no script errors, no CSP violations
+
+
+@pytest.fixture
+async def admin_tab(api: AdminApi, chromium: str) -> AsyncIterator[object]:
+    """A tab already signed in as the admin (its session cookie set directly, no login form)."""
+    await api.account("admin")
+    pw, browser, context, tab, errors = await _open_tab(api, chromium, signed_in=True)
+    yield tab
+    await context.close()
+    await pw.stop()
+    assert not errors, errors
 
 
 async def shot(tab, name: str) -> None:  # type: ignore[no-untyped-def]
@@ -152,3 +205,103 @@ async def test_an_admin_runs_the_panel_end_to_end(api: AdminApi, page) -> None: 
     await tab.get_by_role("button", name="Menu").click()
     await tab.wait_for_selector("#sidebar.open")
     await shot(tab, "10-phone-menu")
+
+
+# -- screens: every page fits a phone and a laptop ---------------------------------------------
+
+NOT_PAGES = ("/events", "/session", "/dashboard.json", "/logs/export")  # a stream, a probe, data, a download
+SCREENS = [(390, 844), (1366, 768)]
+
+
+def _route_regex(path: str) -> re.Pattern[str]:
+    """An aiohttp route pattern as a regex matching concrete paths under /admin."""
+    parts = re.split(r"(\{[^}]+\})", path)
+    body = ""
+    for part in parts:
+        if part.startswith("{"):
+            inner = part[1:-1]
+            body += f"({inner.split(':', 1)[1]})" if ":" in inner else "([^/]+)"
+        else:
+            body += re.escape(part)
+    return re.compile("/admin" + body)
+
+
+def _panel_pages() -> list[str]:
+    return [p.path for p in ROUTES if p.method == "GET" and p.permission != PUBLIC and p.path not in NOT_PAGES]
+
+
+async def _seed_a_busy_panel(api: AdminApi) -> dict[str, object]:
+    """Long names and e-mails, usage, alerts and audit entries: every table has wide content."""
+    gateway = api.gateway
+    user = await api.create_user(
+        email="maria.aparecida.dos.santos.longname@departamento-financeiro.example.com.br",
+        name="Maria Aparecida dos Santos de Oliveira Albuquerque",
+        monthlyLimit=50_000,
+        notes="Uma nota bem longa " * 10,
+    )
+    client = gateway.client(user=user["email"])
+    await client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "Olá!"}])
+    await gateway.flush_ledger()
+    await gateway.alerts.raise_system(
+        "system_error", "Falha no LiteLLM ao consultar o provedor", "Uma mensagem longa de alerta " * 6, {},
+        severity="error",
+    )  # fmt: skip
+    await api.post(f"/admin/users/{user['id']}/tokens", json={"amount": 1000, "reason": "bônus " * 20})
+    return user
+
+
+async def _concrete_paths(tab, base: str, pages: list[str]) -> list[str]:  # type: ignore[no-untyped-def]
+    """Pages without parameters as they are; each page with parameters at the first link to it
+    found on the pages without (so pages others add are walked with real ids)."""
+    plain = [p for p in pages if "{" not in p]
+    links: set[str] = set()
+    for path in plain:
+        await tab.goto(base + path)
+        hrefs = await tab.evaluate("() => Array.from(document.querySelectorAll('a[href]'), a => a.pathname)")
+        links.update(hrefs)
+    concrete = list(plain)
+    for path in pages:
+        if "{" not in path:
+            continue
+        pattern = _route_regex(path)
+        matches = sorted(href for href in links if pattern.fullmatch(href))
+        if not matches:  # a page no list links to (say, a user's edit form): one of the linked ids
+            base_pattern = _route_regex(path.rsplit("/", 1)[0])
+            parents = sorted(href for href in links if base_pattern.fullmatch(href))
+            assert parents, f"no link reaches {path}"
+            matches = [parents[0] + "/" + path.rsplit("/", 1)[1]]
+        concrete.append(matches[0][len("/admin") :])
+    return concrete
+
+
+async def test_every_panel_page_fits_a_phone_and_a_laptop_screen(api: AdminApi, admin_tab) -> None:  # type: ignore[no-untyped-def]
+    tab = admin_tab
+    await _seed_a_busy_panel(api)
+    base = api.gateway.url + "/admin"
+    paths = await _concrete_paths(tab, base, _panel_pages())
+    assert {"/", "/users", "/users/new", "/alerts", "/analytics", "/models", "/logs", "/settings"} <= set(paths)
+    assert any(re.fullmatch(r"/users/\d+", p) for p in paths) and any(p.endswith("/edit") for p in paths)
+    too_wide: list[str] = []
+    for width, height in SCREENS:
+        await tab.set_viewport_size({"width": width, "height": height})
+        for path in paths:
+            response = await tab.goto(base + path)
+            assert response is not None and response.status == 200, path
+            scroll = await tab.evaluate("() => document.documentElement.scrollWidth")
+            if scroll > width:
+                culprits = await tab.evaluate(
+                    "w => ['body', '.layout', '.main-column', 'main', '.table-card', '.table-card table', '.topbar'].map(q => document.querySelector(q))"
+                    ".filter(e => e).map(e => e.tagName + '.' + e.className + ' ' + e.scrollWidth + '/' + e.clientWidth + ' ' + getComputedStyle(e).overflowX)",
+                    width,
+                )
+                too_wide.append(f"{path} at {width}px: {scroll}px ({'; '.join(culprits)})")
+                await shot(tab, f"too-wide-{width}-{path.strip('/').replace('/', '-') or 'dashboard'}")
+            if width >= 1366:  # on a laptop every table shows whole, not cut off in its box
+                cut = await tab.evaluate(
+                    "() => Array.from(document.querySelectorAll('table'))"
+                    ".filter(t => t.parentElement.scrollWidth > t.parentElement.clientWidth + 1).length"
+                )
+                if cut:
+                    too_wide.append(f"{path} at {width}px: {cut} table(s) cut off")
+                    await shot(tab, f"cut-{width}-{path.strip('/').replace('/', '-') or 'dashboard'}")
+    assert not too_wide, too_wide
