@@ -305,3 +305,57 @@ async def test_every_panel_page_fits_a_phone_and_a_laptop_screen(api: AdminApi, 
                     too_wide.append(f"{path} at {width}px: {cut} table(s) cut off")
                     await shot(tab, f"cut-{width}-{path.strip('/').replace('/', '-') or 'dashboard'}")
     assert not too_wide, too_wide
+
+
+# -- live rows: lists and a user's page follow the feed without a reload -------------------------
+
+
+async def _number(tab, selector: str) -> int:  # type: ignore[no-untyped-def]
+    return int((await tab.locator(selector).inner_text()).replace(".", "").replace(",", "").strip())
+
+
+async def test_users_list_user_page_and_alerts_list_update_their_rows_live(api: AdminApi, admin_tab) -> None:  # type: ignore[no-untyped-def]
+    tab = admin_tab
+    gateway = api.gateway
+    base = gateway.url + "/admin"
+    user = await api.create_user(monthlyLimit=100_000)
+    row = f"#users-table tr[data-user-id='{user['id']}']"
+
+    # The users list: a request through the gateway changes the row's used figure.
+    await tab.goto(base + "/users")
+    await tab.wait_for_selector("body[data-live='1']")
+    assert await _number(tab, row + " [data-usage]") == 0
+    await tab.evaluate("() => { window.__sameDocument = true; }")
+    client = gateway.client(user="ana@example.com")
+    first = await client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "Olá!"}])
+    await gateway.flush_ledger()
+    await tab.wait_for_function(
+        "s => document.querySelector(s).textContent.trim() !== '0'", arg=row + " [data-usage]", timeout=10_000
+    )
+    assert await _number(tab, row + " [data-usage]") == first.usage.total_tokens
+    # A change to the user (through the API) changes the row too.
+    assert (await api.patch(f"/admin/users/{user['id']}", json={"name": "Ana Beatriz"})).status == 200
+    await tab.wait_for_selector(row + " >> text=Ana Beatriz", timeout=10_000)
+    assert await tab.evaluate("() => window.__sameDocument === true")  # no reload happened
+
+    # A user's page: the used card and the recent requests follow the user's traffic.
+    await tab.goto(base + f"/users/{user['id']}")
+    await tab.wait_for_selector("body[data-live='1']")
+    await tab.evaluate("() => { window.__sameDocument = true; }")
+    assert await _number(tab, "#user-usage") == first.usage.total_tokens
+    second = await client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "De novo"}])
+    await gateway.flush_ledger()
+    total = first.usage.total_tokens + second.usage.total_tokens
+    await tab.wait_for_function(
+        "n => document.querySelectorAll('#user-recent tbody tr:not(:has(.empty))').length === n", arg=2, timeout=10_000
+    )
+    assert await _number(tab, "#user-usage") == total
+    assert await tab.evaluate("() => window.__sameDocument === true")
+
+    # The alerts list: a new alert appears as a row, and its count goes up.
+    await tab.goto(base + "/alerts")
+    await tab.wait_for_selector("body[data-live='1']")
+    assert await tab.locator("#alerts-table tr[data-alert-id]").count() == 0
+    await gateway.alerts.raise_system("system_error", "Falha no LiteLLM", "Teste de alerta", {}, severity="error")
+    await tab.wait_for_selector("#alerts-table tr[data-alert-id] >> text=Falha no LiteLLM", timeout=10_000)
+    assert await _number(tab, "#alerts-count") == 1

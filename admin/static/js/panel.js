@@ -60,20 +60,23 @@
       }
     });
   }
-  Array.prototype.forEach.call(document.querySelectorAll(".auto-submit"), function (el) {
-    el.addEventListener("change", function () { el.form.submit(); });
-  });
-  Array.prototype.forEach.call(document.querySelectorAll(".confirm"), function (el) {
-    el.addEventListener("click", function (e) {
-      if (!window.confirm(el.getAttribute("data-confirm"))) e.preventDefault();
+  function arm(root) {  // the page's controls, also in a part of it re-rendered live
+    Array.prototype.forEach.call(root.querySelectorAll(".auto-submit"), function (el) {
+      el.addEventListener("change", function () { el.form.submit(); });
     });
-  });
-  Array.prototype.forEach.call(document.querySelectorAll(".copy-button"), function (el) {
-    el.addEventListener("click", function () {
-      var text = document.getElementById(el.getAttribute("data-copy")).textContent;
-      if (navigator.clipboard) navigator.clipboard.writeText(text).then(function () { toast("✓", "success"); });
+    Array.prototype.forEach.call(root.querySelectorAll(".confirm"), function (el) {
+      el.addEventListener("click", function (e) {
+        if (!window.confirm(el.getAttribute("data-confirm"))) e.preventDefault();
+      });
     });
-  });
+    Array.prototype.forEach.call(root.querySelectorAll(".copy-button"), function (el) {
+      el.addEventListener("click", function () {
+        var text = document.getElementById(el.getAttribute("data-copy")).textContent;
+        if (navigator.clipboard) navigator.clipboard.writeText(text).then(function () { toast("✓", "success"); });
+      });
+    });
+  }
+  arm(document);
 
   /* -- charts ----------------------------------------------------------------------------- */
   var charts = {};
@@ -165,8 +168,9 @@
     if (empty) empty.remove();
     var li = document.createElement("li");
     if (data.requestId) li.setAttribute("data-request", data.requestId);
-    var when = new Date(data.createdAt || Date.now()).toLocaleTimeString(LOCALE);
-    li.textContent = when + " · #" + data.userId + " · " + data.model + " · " + numberFmt.format(data.totalTokens || 0) + " " + I18N.usage.toLowerCase();
+    var when = new Date(data.createdAt || Date.now()).toLocaleTimeString(LOCALE, { timeZone: I18N.timezone });
+    var who = data.userName || data.userEmail || ("#" + data.userId);
+    li.textContent = when + " · " + who + " · " + data.model + " · " + numberFmt.format(data.totalTokens || 0) + " " + I18N.usage.toLowerCase();
     feed.insertBefore(li, feed.firstChild);
     while (feed.children.length > 12) feed.removeChild(feed.lastChild);
   }
@@ -196,6 +200,73 @@
     connectFeed();
   });
 
+  /* -- live parts of a page ------------------------------------------------------------------
+     An element with `data-live-region` (and an id) is re-rendered by the server when an event it
+     lists in `data-live-on` arrives: the page is fetched again and that element swapped for its new
+     version, so names, numbers, dates and words are exactly what a reload would show. With
+     `data-live-user`, only events about that user count; a usage event counts for a list only when
+     one of its rows (`data-user-id`) is that user's. */
+  var regionTimer = null;
+  function eventUser(data) {
+    if (!data) return null;
+    if (data.userId !== undefined && data.userId !== null) return String(data.userId);
+    if (data.user && data.user.id !== undefined) return String(data.user.id);
+    return null;
+  }
+  function regionWants(el, type, data) {
+    if ((" " + el.getAttribute("data-live-on") + " ").indexOf(" " + type + " ") < 0) return false;
+    var user = eventUser(data);
+    var only = el.getAttribute("data-live-user");
+    if (only) return user === only;
+    if (type === "usage_update") return user !== null && !!el.querySelector('[data-user-id="' + user + '"]');
+    return true;
+  }
+  function refreshRegions() {
+    if (regionTimer) return;
+    regionTimer = setTimeout(function () {
+      regionTimer = null;
+      fetch(window.location.href, { credentials: "same-origin", headers: { Accept: "text/html" } })
+        .then(function (r) { return r.ok && !r.redirected ? r.text() : null; })
+        .then(function (html) {
+          if (!html) return;
+          var fresh = new DOMParser().parseFromString(html, "text/html");
+          Array.prototype.forEach.call(document.querySelectorAll("[data-live-region]"), function (el) {
+            var next = fresh.getElementById(el.id);
+            if (!next || next.innerHTML === el.innerHTML) return;
+            var copy = document.importNode(next, true);
+            el.replaceWith(copy);
+            arm(copy);
+            copy.classList.add("live-changed");
+          });
+          document.body.setAttribute("data-regions-refreshed", String(Date.now()));
+        })
+        .catch(function () { toast(I18N.toasts.connection, "error"); });
+    }, 300);
+  }
+  function liveEvent(type, data) {
+    var wanted = Array.prototype.some.call(document.querySelectorAll("[data-live-region]"), function (el) {
+      return regionWants(el, type, data);
+    });
+    if (wanted) refreshRegions();
+  }
+
+  /* -- real-time metrics: each process reports its own traffic every few seconds ------------- */
+  var rates = {};
+  function showRates(data) {
+    var box = document.getElementById("realtime");
+    if (!box || !data) return;
+    rates[data.processId || "?"] = { at: Date.now(), r: data.requestsPerSecond || 0, t: data.tokensPerSecond || 0, s: data.activeStreams || 0 };
+    var sum = { r: 0, t: 0, s: 0 };
+    Object.keys(rates).forEach(function (id) {
+      if (Date.now() - rates[id].at > 15000) { delete rates[id]; return; }  // a process that went quiet
+      sum.r += rates[id].r; sum.t += rates[id].t; sum.s += rates[id].s;
+    });
+    var decimal = new Intl.NumberFormat(LOCALE, { maximumFractionDigits: 1 });
+    box.querySelector("[data-rate=requests]").textContent = decimal.format(sum.r);
+    box.querySelector("[data-rate=tokens]").textContent = decimal.format(sum.t);
+    box.querySelector("[data-rate=streams]").textContent = numberFmt.format(sum.s);
+  }
+
   /* -- the live feed ------------------------------------------------------------------------ */
   var live = document.getElementById("live-status");
   function setLive(on) {
@@ -224,16 +295,25 @@
       if (!msg) return;
       document.body.setAttribute("data-last-usage", msg.data.requestId || "");
       if (page === "dashboard") { addFeedItem(msg.data); refreshDashboard(); }
+      liveEvent("usage_update", msg.data);
     });
     source.addEventListener("alert", function (e) {
       var msg = parse(e);
       if (!msg || !msg.data) return;
+      liveEvent("alert", msg.data);
       if (msg.data.status === "acknowledged") return;
       toast(I18N.newAlert + ": " + (msg.data.title || msg.data.type), msg.data.severity === "critical" || msg.data.severity === "error" ? "error" : "warning");
       if (page === "dashboard") refreshDashboard();
     });
-    source.addEventListener("user_update", function () { if (page === "dashboard") refreshDashboard(); });
+    source.addEventListener("user_update", function (e) {
+      var msg = parse(e);
+      if (page === "dashboard") refreshDashboard();
+      if (msg) liveEvent("user_update", msg.data);
+    });
     source.addEventListener("system_status", function () { if (page === "dashboard") refreshDashboard(); });
-    source.addEventListener("real_time_metrics", function () { if (page === "dashboard") refreshDashboard(); });
+    source.addEventListener("real_time_metrics", function (e) {
+      var msg = parse(e);
+      if (msg) showRates(msg.data);
+    });
   }
 })();
