@@ -7,10 +7,12 @@ protocol with a fresh context); a screenshot of each page is saved under artifac
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import re
 import shutil
 import subprocess
 import tempfile
+import zoneinfo
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -60,13 +62,17 @@ def chromium() -> Iterator[str]:
             process.wait(10)
 
 
-async def _open_tab(api: AdminApi, endpoint: str, *, width: int = 1366, height: int = 900, signed_in: bool = False):  # type: ignore[no-untyped-def]
+async def _open_tab(  # type: ignore[no-untyped-def]
+    api: AdminApi, endpoint: str, *, width: int = 1366, height: int = 900, signed_in: bool = False, zone: str = "UTC"
+):
     from playwright.async_api import async_playwright
 
     SHOTS.mkdir(parents=True, exist_ok=True)
     pw = await async_playwright().start()
     browser = await pw.chromium.connect_over_cdp(endpoint)
-    context = await browser.new_context(viewport={"width": width, "height": height}, accept_downloads=True)
+    context = await browser.new_context(
+        viewport={"width": width, "height": height}, accept_downloads=True, timezone_id=zone
+    )
     if signed_in:
         token = await api.token("admin")
         host = api.gateway.url.split("//", 1)[1].split(":")[0]
@@ -92,7 +98,8 @@ async def page(api: AdminApi, chromium: str) -> AsyncIterator[object]:
 async def admin_tab(api: AdminApi, chromium: str) -> AsyncIterator[object]:
     """A tab already signed in as the admin (its session cookie set directly, no login form)."""
     await api.account("admin")
-    pw, browser, context, tab, errors = await _open_tab(api, chromium, signed_in=True)
+    # The browser's zone is far from the gateway's (America/Sao_Paulo): times must be the gateway's.
+    pw, browser, context, tab, errors = await _open_tab(api, chromium, signed_in=True, zone="Asia/Tokyo")
     yield tab
     await context.close()
     await pw.stop()
@@ -343,7 +350,9 @@ async def test_users_list_user_page_and_alerts_list_update_their_rows_live(api: 
     await tab.wait_for_selector("body[data-live='1']")
     await tab.evaluate("() => { window.__sameDocument = true; }")
     assert await _number(tab, "#user-usage") == first.usage.total_tokens
-    second = await client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "De novo"}])
+    second = await client.chat.completions.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "De novo"}]
+    )
     await gateway.flush_ledger()
     total = first.usage.total_tokens + second.usage.total_tokens
     await tab.wait_for_function(
@@ -359,3 +368,41 @@ async def test_users_list_user_page_and_alerts_list_update_their_rows_live(api: 
     await gateway.alerts.raise_system("system_error", "Falha no LiteLLM", "Teste de alerta", {}, severity="error")
     await tab.wait_for_selector("#alerts-table tr[data-alert-id] >> text=Falha no LiteLLM", timeout=10_000)
     assert await _number(tab, "#alerts-count") == 1
+
+
+# -- the dashboard: a day by hour, traffic right now, feed times in the gateway's zone -----------
+
+
+async def test_dashboard_day_by_hour_rates_now_and_feed_times_in_the_gateways_zone(api: AdminApi, admin_tab) -> None:  # type: ignore[no-untyped-def]
+    tab = admin_tab
+    gateway = api.gateway
+    zone = zoneinfo.ZoneInfo(gateway.settings.timezone)
+    await api.create_user()
+    await tab.goto(gateway.url + "/admin/?period=24h")
+    await tab.wait_for_selector("body[data-live='1']")
+    assert await tab.locator("h2", has_text="Uso por hora").count() == 1
+    client = gateway.client(user="ana@example.com")
+    reply = await client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "Olá!"}])
+    await gateway.flush_ledger()
+
+    # Requests per second and tokens per second, from the feed's real_time_metrics.
+    await tab.wait_for_function(
+        "() => document.querySelector('[data-rate=tokens]').textContent !== '0'", timeout=10_000
+    )
+    assert await tab.locator("[data-rate=requests]").inner_text() != "0"
+
+    # The feed's time is the gateway's clock time, not the browser's (Tokyo is 12 hours away).
+    await tab.wait_for_function("() => document.querySelectorAll('#feed li:not(.feed-empty)').length >= 1")
+    created = await gateway.pool.fetchval("SELECT created_at FROM token_usage")
+    shown = (await tab.locator("#feed li").first.inner_text()).split(" · ")[0]
+    assert shown == created.astimezone(zone).strftime("%H:%M:%S")
+
+    # The chart: 24 points, one per hour, the last the current hour holding the request's tokens.
+    await tab.wait_for_function("() => document.body.getAttribute('data-refreshed')")
+    chart = await tab.evaluate(
+        "() => { const c = window.solarisCharts['chart-usage'].data; return [c.labels, c.datasets[0].data]; }"
+    )
+    labels, values = chart
+    assert len(labels) == 24 and all(re.fullmatch(r"\d\d:\d\d", label) for label in labels)
+    assert labels[-1] == dt.datetime.now(zone).strftime("%H:00")
+    assert values[-1] == reply.usage.total_tokens and sum(values) == reply.usage.total_tokens

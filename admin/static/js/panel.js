@@ -94,7 +94,8 @@
     return charts[id];
   }
   function lineConfig(days, key, label, color) {
-    return { type: "line", data: { labels: days.map(function (d) { return shortDate(d.date); }),
+    // an hour's point carries its label (in the server's zone); a day's is its date
+    return { type: "line", data: { labels: days.map(function (d) { return d.label || shortDate(d.date); }),
       datasets: [{ label: label, data: days.map(function (d) { return d[key]; }), borderColor: color,
         backgroundColor: color + "33", fill: true, tension: 0.3, pointRadius: 2 }] },
       options: { plugins: { legend: { display: false } }, scales: { y: { beginAtZero: true,
@@ -113,7 +114,7 @@
   }
 
   function drawDashboard(m) {
-    makeChart("chart-usage", lineConfig(m.usageByDay, "tokens", I18N.usage, "#2563eb"));
+    makeChart("chart-usage", lineConfig(m.usageByHour || m.usageByDay, "tokens", I18N.usage, "#2563eb"));
     makeChart("chart-models", doughnutConfig(m.topModels, "model", "usage"));
     makeChart("chart-alerts", alertsConfig(m));
   }
@@ -131,7 +132,7 @@
       chart.data.datasets[0].data = config.data.datasets[0].data;
       chart.update();
     }
-    replace("chart-usage", lineConfig(m.usageByDay, "tokens", I18N.usage, "#2563eb"));
+    replace("chart-usage", lineConfig(m.usageByHour || m.usageByDay, "tokens", I18N.usage, "#2563eb"));
     replace("chart-models", doughnutConfig(m.topModels, "model", "usage"));
     replace("chart-alerts", alertsConfig(m));
     Object.keys(m.systemHealth || {}).forEach(function (part) {
