@@ -19,7 +19,7 @@ HOURS = 24
 USAGE_BY_HOUR = """
 SELECT date_trunc('hour', created_at, $3) AS hour, coalesce(sum(total_tokens), 0) AS tokens,
        coalesce(sum(total_cost), 0) AS cost, count(*) AS requests, count(DISTINCT user_id) AS users
-FROM token_usage WHERE created_at >= $1 AND created_at < $2
+FROM token_usage WHERE created_at >= $1 AND created_at < $2 AND ($4::bigint IS NULL OR user_id = $4)
 GROUP BY 1
 """
 
@@ -40,9 +40,12 @@ def _hours(now: dt.datetime, tz: zoneinfo.ZoneInfo) -> list[dt.datetime]:
     return [(current - dt.timedelta(hours=HOURS - 1 - i)).astimezone(tz) for i in range(HOURS)]
 
 
-async def usage_by_hour(pool: asyncpg.Pool, now: dt.datetime, tz: zoneinfo.ZoneInfo) -> list[HourTotals]:
+async def usage_by_hour(
+    pool: asyncpg.Pool, now: dt.datetime, tz: zoneinfo.ZoneInfo, user_id: int | None = None
+) -> list[HourTotals]:
+    """The whole system's hours, or one user's (along the ledger's (user_id, created_at) index)."""
     hours = _hours(now, tz)
-    rows = await pool.fetch(USAGE_BY_HOUR, hours[0], hours[-1] + dt.timedelta(hours=1), tz.key)
+    rows = await pool.fetch(USAGE_BY_HOUR, hours[0], hours[-1] + dt.timedelta(hours=1), tz.key, user_id)
     found = {r["hour"].astimezone(dt.UTC): r for r in rows}
     totals = []
     for hour in hours:

@@ -406,3 +406,69 @@ async def test_dashboard_day_by_hour_rates_now_and_feed_times_in_the_gateways_zo
     assert len(labels) == 24 and all(re.fullmatch(r"\d\d:\d\d", label) for label in labels)
     assert labels[-1] == dt.datetime.now(zone).strftime("%H:00")
     assert values[-1] == reply.usage.total_tokens and sum(values) == reply.usage.total_tokens
+
+
+# -- words: codes and errors read as sentences, in the panel's language ---------------------------
+
+# Codes and English that must never show on a Portuguese page.
+NOT_PORTUGUESE = ["user.update", "smtp_not_configured", "wrong password", "Test alert", "unknown", "basic"]
+
+
+async def _text(tab) -> str:  # type: ignore[no-untyped-def]
+    return str(await tab.evaluate("() => document.body.innerText"))
+
+
+async def test_the_panel_speaks_words_not_codes_in_both_languages(api: AdminApi, page, admin_tab) -> None:  # type: ignore[no-untyped-def]
+    gateway = api.gateway
+    base = gateway.url + "/admin"
+    user = await api.create_user()
+    assert (await api.patch(f"/admin/users/{user['id']}", json={"name": "Ana Beatriz"})).status == 200
+    assert (await api.post("/admin/settings/test-email", json={"email": "x@example.com"})).status == 400
+    assert (await api.post("/admin/alerts/test", json={"userId": user["id"], "type": "system_error"})).status == 201
+
+    # The login page's back-off is said in seconds, in the singular for one.
+    await page.goto(base + "/login")
+    error = ""
+    for _ in range(12):
+        await page.locator("#email").fill("admin@solaris.test")
+        await page.locator("#password").fill("not the password")
+        await page.get_by_role("button", name="Entrar").click()
+        error = await page.locator("#login-error").inner_text()
+        if "Tente novamente" in error:
+            break
+    waited = re.search(r"Tente novamente em (\d+) (segundos?)\.$", error)
+    assert waited, error
+    assert waited.group(2) == ("segundo" if waited.group(1) == "1" else "segundos")
+
+    # In Portuguese: plans, actions, failures and providers as words, on every page.
+    tab = admin_tab
+    await tab.goto(base + "/users")
+    assert await tab.locator(f"tr[data-user-id='{user['id']}'] td").nth(2).inner_text() == "Básico"
+    await tab.goto(base + "/logs")
+    text = await _text(tab)
+    for words in ("Usuário alterado", "O SMTP não está configurado", "senha incorreta", "Login"):
+        assert words in text, words
+    row = tab.locator("tbody tr", has_text="Usuário alterado")
+    await row.locator("summary").click()
+    changes = await row.locator("table.changes").inner_text()
+    assert "Antes" in changes and "Depois" in changes and "Ana Beatriz" in changes
+    await tab.goto(base + "/models")
+    assert "desconhecido" in await _text(tab)
+    await tab.goto(base + "/alerts")
+    assert "Alerta de teste" in await _text(tab)
+    for path in await _concrete_paths(tab, base, _panel_pages()):
+        await tab.goto(base + path)
+        text = await _text(tab)
+        shown = [word for word in NOT_PORTUGUESE if re.search(rf"(?<![\w.]){re.escape(word)}(?![\w])", text)]
+        assert not shown, (path, shown)
+
+    # In English: the same words, in English, and still no codes.
+    host = gateway.url.split("//", 1)[1].split(":")[0]
+    await tab.context.add_cookies([{"name": "solaris_lang", "value": "en", "domain": host, "path": "/admin"}])
+    await tab.goto(base + "/users")
+    assert await tab.locator(f"tr[data-user-id='{user['id']}'] td").nth(2).inner_text() == "Basic"
+    await tab.goto(base + "/logs")
+    text = await _text(tab)
+    for words in ("User changed", "SMTP is not configured", "wrong password", "Sign-in"):
+        assert words in text, words
+    assert "user.update" not in text and "smtp_not_configured" not in text

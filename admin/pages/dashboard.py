@@ -28,6 +28,10 @@ async def _metrics(request: web.Request, ctx: Ctx) -> dict[str, Any]:
     return metrics
 
 
+def hours_to_api(hours: list[hourly.HourTotals]) -> list[dict[str, Any]]:
+    return [hour_to_api(h) for h in hours]
+
+
 def hour_to_api(hour: hourly.HourTotals) -> dict[str, Any]:
     return {
         "hour": hour.hour.isoformat(),

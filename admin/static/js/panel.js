@@ -182,7 +182,7 @@
     if (dash) drawDashboard(dash);
     var ua = readJson("user-analytics");
     if (ua) {
-      makeChart("chart-user-daily", lineConfig(ua.dailyUsage, "tokens", I18N.usage, "#2563eb"));
+      makeChart("chart-user-daily", lineConfig(ua.hourlyUsage || ua.dailyUsage, "tokens", I18N.usage, "#2563eb"));
       makeChart("chart-user-models", doughnutConfig(ua.modelUsage, "model", "tokens"));
     }
     var an = readJson("analytics-data");
