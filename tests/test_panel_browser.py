@@ -472,3 +472,37 @@ async def test_the_panel_speaks_words_not_codes_in_both_languages(api: AdminApi,
     for words in ("User changed", "SMTP is not configured", "wrong password", "Sign-in"):
         assert words in text, words
     assert "user.update" not in text and "smtp_not_configured" not in text
+
+
+# -- a user's period, and what each model can do --------------------------------------------------
+
+
+async def test_user_page_period_selector_and_model_capabilities(api: AdminApi, admin_tab) -> None:  # type: ignore[no-untyped-def]
+    tab = admin_tab
+    gateway = api.gateway
+    base = gateway.url + "/admin"
+    user = await api.create_user()
+    client = gateway.client(user="ana@example.com")
+    reply = await client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "Olá!"}])
+    await gateway.flush_ledger()
+
+    await tab.goto(base + f"/users/{user['id']}")
+    points = "() => window.solarisCharts['chart-user-daily'].data.datasets[0].data"
+    await tab.wait_for_function("() => window.solarisCharts['chart-user-daily']")
+    assert len(await tab.evaluate(points)) == 30  # 30 days by default
+    await tab.locator("#user-period").get_by_role("link", name="24 horas").click()
+    await tab.wait_for_url("**period=24h")
+    await tab.wait_for_function("() => window.solarisCharts['chart-user-daily']")
+    hourly = await tab.evaluate(points)
+    assert len(hourly) == 24 and hourly[-1] == reply.usage.total_tokens
+    assert await tab.locator("h2", has_text="Uso por hora").count() == 1
+    assert await tab.locator("#user-period [aria-current=true]").inner_text() == "24 horas"
+    await tab.locator("#user-period").get_by_role("link", name="7 dias").click()
+    await tab.wait_for_url("**period=7d")
+    await tab.wait_for_function("() => window.solarisCharts['chart-user-daily']")
+    assert len(await tab.evaluate(points)) == 7
+
+    await tab.goto(base + "/models")
+    row = tab.locator("tbody tr", has_text="gpt-4o-mini")
+    assert await row.locator("[data-capability=vision]").inner_text() == "Imagens"
+    assert await row.locator("[data-capability=tools]").inner_text() == "Ferramentas"
