@@ -60,7 +60,24 @@
       }
     });
   }
+  // On a phone a table's rows become small cards (panel.css); each cell is labelled there with its
+  // column's heading. The first column (who or when) needs no label; a heading only for screen
+  // readers (the actions column) gives none.
+  function labelCells(root) {
+    Array.prototype.forEach.call(root.querySelectorAll("table.table"), function (table) {
+      var heads = Array.prototype.map.call(table.querySelectorAll("thead th"), function (th) {
+        return th.querySelector(".sr-only") ? "" : th.textContent.trim();
+      });
+      Array.prototype.forEach.call(table.querySelectorAll("tbody tr"), function (tr) {
+        Array.prototype.forEach.call(tr.children, function (td, i) {
+          if (i > 0 && heads[i] && !td.hasAttribute("colspan")) td.setAttribute("data-label", heads[i]);
+        });
+      });
+    });
+  }
+
   function arm(root) {  // the page's controls, also in a part of it re-rendered live
+    labelCells(root);
     Array.prototype.forEach.call(root.querySelectorAll(".auto-submit"), function (el) {
       el.addEventListener("change", function () { el.form.submit(); });
     });
