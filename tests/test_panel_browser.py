@@ -492,6 +492,7 @@ async def test_user_page_period_selector_and_model_capabilities(api: AdminApi, a
     await gateway.flush_ledger()
 
     await tab.goto(base + f"/users/{user['id']}")
+    assert await tab.locator("nav.crumbs").inner_text() == "Usuários / Ana"  # ends in the page's name
     points = "() => window.solarisCharts['chart-user-daily'].data.datasets[0].data"
     await tab.wait_for_function("() => window.solarisCharts['chart-user-daily']")
     assert len(await tab.evaluate(points)) == 30  # 30 days by default

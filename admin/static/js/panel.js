@@ -259,7 +259,7 @@
           document.body.setAttribute("data-regions-refreshed", String(Date.now()));
         })
         .catch(function () { toast(I18N.toasts.connection, "error"); });
-    }, 300);
+    }, 800);  // a burst of events costs one fetch
   }
   function liveEvent(type, data) {
     var wanted = Array.prototype.some.call(document.querySelectorAll("[data-live-region]"), function (el) {
