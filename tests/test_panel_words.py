@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from babel.messages.pofile import read_po
 
-from admin import i18n
+from admin import i18n, schemas
 from admin.pages.audit_view import action_label, details_view, failure_text
-from metering.user_rules import PLANS
+from metering.user_rules import PLANS, STATUSES
 
 ROOT = Path(__file__).resolve().parent.parent
 # _("...") in templates; fmt.gettext("...") / _("...") in the page modules (literal messages only)
@@ -75,6 +75,18 @@ def test_failures_read_as_sentences_in_the_panels_language() -> None:
     assert failure_text(_fmt("en"), stored).startswith("SMTP is not configured")
     assert failure_text(_fmt("pt-BR"), "wrong password") == "senha incorreta"
     assert failure_text(_fmt("pt-BR"), "418 teapot_error: short and stout") == "A requisição falhou (HTTP 418)."
+
+
+SEVERITIES = ("info", "warning", "error", "critical")
+MODEL_STATUSES = ("healthy", "unhealthy", "rate_limited", "unavailable")
+HEALTH = ("healthy", "degraded", "unhealthy")
+
+
+def test_every_coded_value_the_pages_show_has_a_portuguese_word() -> None:
+    fmt = _fmt("pt-BR")
+    codes = {*STATUSES, *PLANS, *schemas.ALERT_TYPES, *schemas.ALERT_STATUSES, *SEVERITIES, *MODEL_STATUSES, *HEALTH}
+    missing = sorted(code for code in codes if fmt.gettext(code) == code and code != "info")  # "info" is Portuguese too
+    assert not missing, missing
 
 
 def test_login_back_off_is_said_in_seconds_with_the_right_plural() -> None:
