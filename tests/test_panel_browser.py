@@ -412,6 +412,13 @@ async def test_dashboard_day_by_hour_rates_now_and_feed_times_in_the_gateways_zo
     assert labels[-1] == dt.datetime.now(zone).strftime("%H:00")
     assert values[-1] == reply.usage.total_tokens and sum(values) == reply.usage.total_tokens
 
+    # The analytics page's 24 hours are by hour too.
+    await tab.goto(gateway.url + "/admin/analytics?period=24h")
+    await tab.wait_for_function("() => window.solarisCharts['chart-analytics-daily']")
+    values = await tab.evaluate("() => window.solarisCharts['chart-analytics-daily'].data.datasets[0].data")
+    assert len(values) == 24 and values[-1] == reply.usage.total_tokens
+    assert await tab.locator("h2", has_text="Tokens e custo por hora").count() == 1
+
 
 # -- words: codes and errors read as sentences, in the panel's language ---------------------------
 

@@ -204,14 +204,15 @@
     }
     var an = readJson("analytics-data");
     if (an) {
-      var daily = lineConfig(an.usageByDay, "tokens", I18N.usage, "#2563eb");
-      daily.data.datasets.push({ label: I18N.cost, data: an.usageByDay.map(function (d) { return d.cost; }), borderColor: "#f59e0b",
+      var series = an.usageByHour || an.usageByDay;  // the 24-hour period by hour
+      var daily = lineConfig(series, "tokens", I18N.usage, "#2563eb");
+      daily.data.datasets.push({ label: I18N.cost, data: series.map(function (d) { return d.cost; }), borderColor: "#f59e0b",
         backgroundColor: "#f59e0b33", yAxisID: "y1", tension: 0.3, pointRadius: 2 });
       daily.options.plugins.legend.display = true;
       daily.options.scales.y1 = { beginAtZero: true, position: "right", grid: { drawOnChartArea: false } };
       makeChart("chart-analytics-daily", daily);
       makeChart("chart-analytics-models", doughnutConfig(an.topModels, "model", "usage"));
-      var users = lineConfig(an.usageByDay, "users", I18N.requests, "#10b981");
+      var users = lineConfig(series, "users", I18N.requests, "#10b981");
       users.type = "bar";
       makeChart("chart-analytics-users", users);
     }
