@@ -460,6 +460,7 @@ async def test_the_panel_speaks_words_not_codes_in_both_languages(api: AdminApi,
     text = await _text(tab)
     for words in ("Usuário alterado", "O SMTP não está configurado", "senha incorreta", "Login"):
         assert words in text, words
+    assert await tab.locator(".who-role").inner_text() == "Administrador"
     row = tab.locator("tbody tr", has_text="Usuário alterado")
     await row.locator("summary").click()
     changes = await row.locator("table.changes").inner_text()
@@ -483,6 +484,7 @@ async def test_the_panel_speaks_words_not_codes_in_both_languages(api: AdminApi,
     text = await _text(tab)
     for words in ("User changed", "SMTP is not configured", "wrong password", "Sign-in"):
         assert words in text, words
+    assert await tab.locator(".who-role").inner_text() == "Administrator"
     assert "user.update" not in text and "smtp_not_configured" not in text
 
 

@@ -3,6 +3,7 @@ translation, and codes (plans, audit actions, error codes) read as words in both
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import zoneinfo
 from pathlib import Path
@@ -11,7 +12,9 @@ import pytest
 from babel.messages.pofile import read_po
 
 from admin import i18n, schemas
+from admin.auth import Principal
 from admin.pages.audit_view import action_label, details_view, failure_text
+from admin.pages.common import role_label
 from metering.user_rules import PLANS, STATUSES
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -111,3 +114,12 @@ def test_audit_details_show_what_changed_before_and_after() -> None:
         ("additionalTokens", "0", "500"), ("monthlyLimit", "1000", "5000"), ("name", "Ana", "Ana Beatriz"),
     ]  # fmt: skip
     assert view.facts == [("reason", "bônus")]
+
+
+@pytest.mark.parametrize(
+    ("role", "permissions", "expected"),
+    [("admin", set(), "Administrador"), ("user", {"operator"}, "Operador"), ("user", {"viewer"}, "Leitura")],
+)
+def test_an_accounts_role_is_a_word(role: str, permissions: set[str], expected: str) -> None:
+    principal = Principal(1, "a@example.com", "A", role, frozenset(permissions), b"", dt.datetime.now(dt.UTC))
+    assert role_label(_fmt("pt-BR"), principal) == expected
