@@ -118,7 +118,12 @@ def test_audit_details_show_what_changed_before_and_after() -> None:
 
 @pytest.mark.parametrize(
     ("role", "permissions", "expected"),
-    [("admin", set(), "Administrador"), ("user", {"operator"}, "Operador"), ("user", {"viewer"}, "Leitura")],
+    [
+        ("admin", set(), "Administrador"),
+        ("user", {"operator"}, "Operador"),
+        ("user", {"viewer"}, "Leitura"),
+        ("user", {"users:read"}, "Permissões próprias"),
+    ],
 )
 def test_an_accounts_role_is_a_word(role: str, permissions: set[str], expected: str) -> None:
     principal = Principal(1, "a@example.com", "A", role, frozenset(permissions), b"", dt.datetime.now(dt.UTC))
