@@ -194,6 +194,7 @@
   }
 
   var page = document.body.getAttribute("data-page");
+  var pageLoaded = Date.now();
   document.addEventListener("DOMContentLoaded", function () {
     var dash = readJson("dashboard-data");
     if (dash) drawDashboard(dash);
@@ -333,6 +334,9 @@
     source.addEventListener("real_time_metrics", function (e) {
       var msg = parse(e);
       if (msg) showRates(msg.data);
+      // The figures follow events; health has none, so it is read again every half minute.
+      var last = Number(document.body.getAttribute("data-refreshed") || pageLoaded);
+      if (page === "dashboard" && Date.now() - last > 30000) refreshDashboard();
     });
   }
 })();
