@@ -14,14 +14,16 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import asyncpg
 import orjson
+import redis.asyncio as aioredis
 from aiohttp import web
 
 from metering.audit import Actor
 from metering.quota_requests import PendingRequestExists, QuotaRequest, QuotaRequestInvalid
-from proxy import quota_shapes, quota_wording
+from proxy import quota_shapes, quota_wording, wording
 from proxy.dialects import other
-from proxy.errors import ProxyError, bad_request
+from proxy.errors import ProxyError, bad_request, unavailable
 from proxy.exchange import Exchange
 from proxy.quota_wording import Ask, QuotaView
 from runtime.appkeys import CLOCK, FORECASTER, QUOTA, QUOTA_REQUESTS, SETTINGS, USERS
@@ -30,6 +32,7 @@ from runtime.net import client_address
 ME_QUOTA = other("/v1/me/quota", billed=False)
 ME_REQUESTS = other("/v1/me/quota-requests", billed=False)
 MAX_ME_BODY = 16 * 1024
+BACKING_ERRORS = (aioredis.RedisError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
 
 def is_quota_model(ex: Exchange) -> bool:
@@ -38,7 +41,14 @@ def is_quota_model(ex: Exchange) -> bool:
 
 
 async def quota_view(ex: Exchange) -> tuple[QuotaView, str]:
-    """The identified user's quota, and their language."""
+    """The identified user's quota, and their language; 503 while Postgres or Redis is away."""
+    try:
+        return await _quota_view(ex)
+    except BACKING_ERRORS as exc:
+        raise unavailable(wording.text("unavailable", ex.app[SETTINGS].language)) from exc
+
+
+async def _quota_view(ex: Exchange) -> tuple[QuotaView, str]:
     app = ex.app
     assert ex.user_id is not None
     user_id, users, quota = ex.user_id, app[USERS], app[QUOTA]
@@ -67,7 +77,10 @@ def end_user_actor(ex: Exchange, email: str) -> Actor:
 
 async def ask(ex: Exchange, email: str, amount: Any, reason: Any, source: str) -> QuotaRequest:
     assert ex.user_id is not None
-    return await ex.app[QUOTA_REQUESTS].create(ex.user_id, amount, reason, source, end_user_actor(ex, email))
+    try:
+        return await ex.app[QUOTA_REQUESTS].create(ex.user_id, amount, reason, source, end_user_actor(ex, email))
+    except BACKING_ERRORS as exc:
+        raise unavailable(wording.text("unavailable", ex.app[SETTINGS].language)) from exc
 
 
 # -- the virtual model --------------------------------------------------------------------------
@@ -154,9 +167,12 @@ async def me_quota(ex: Exchange) -> web.StreamResponse:
 
 async def me_quota_request(ex: Exchange) -> web.StreamResponse:
     body = ex.body if ex.body is not None else {}
-    row = await ex.app[USERS].row(ex.user_id or 0)
     try:
-        request = await ask(ex, row["email"], body.get("amount"), body.get("reason"), "api")
+        email = str((await ex.app[USERS].row(ex.user_id or 0))["email"])
+    except BACKING_ERRORS as exc:
+        raise unavailable(wording.text("unavailable", ex.app[SETTINGS].language)) from exc
+    try:
+        request = await ask(ex, email, body.get("amount"), body.get("reason"), "api")
     except QuotaRequestInvalid as exc:
         field = next(iter(exc.details))
         raise bad_request(f"'{field}' {exc.details[field]}", param=field) from None

@@ -15,7 +15,9 @@ import pytest
 from metering.audit import Actor
 from metering.quota import use_key
 from metering.user_model import UserChanges
+from solaris.engines import Engines
 from tests.conftest import SERVICE_KEY, Gateway
+from tests.node import needs, run_script
 
 pytestmark = pytest.mark.asyncio
 
@@ -229,3 +231,35 @@ async def test_me_quota_of_a_personal_key_is_its_users(gateway: Gateway) -> None
         async with session.get(gateway.url + "/v1/me/quota", headers={"Authorization": f"Bearer {key}"}) as resp:
             body = await resp.json()
     assert body["total_limit"] == 7_000 and body["email"] == "ana@example.com"
+
+
+# -- LibreChat's own client ----------------------------------------------------------------------
+
+
+@needs("@librechat/agents")
+@pytest.mark.parametrize("responses", [False, True], ids=["chat", "responses"])
+async def test_librechat_agents_show_the_quota_as_the_answer(gateway: Gateway, upstream: Any, responses: bool) -> None:
+    """One agent turn through `@librechat/agents` as LibreChat runs a custom endpoint (streamed, with
+    the user in a header and in `user`), to the virtual model: the quota is the turn's text."""
+    await make_user(gateway, "lia@example.com", monthly_limit=100_000)
+    args = [f"{gateway.url}/v1", SERVICE_KEY, "lia@example.com", MODEL, *(["responses"] if responses else [])]
+    result = await run_script("librechat_agent.mjs", *args, timeout=90)
+    assert result["ok"] is True, result
+    assert "Usado: 0 de 100.000 (0%)" in result["text"] and "pedir 50000 tokens: motivo" in result["text"]
+    assert upstream.requests == []
+    assert await ledger_rows(gateway) == 0
+
+
+async def test_with_postgres_down_the_virtual_model_answers_503_in_openais_shape(
+    gateway: Gateway, engines: Engines
+) -> None:
+    await make_user(gateway)
+    await ask_model(gateway, "?")  # the user is known
+    assert engines.postgres is not None
+    engines.postgres.stop()
+    try:
+        with pytest.raises(openai.InternalServerError) as caught:
+            await gateway.client().chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "?"}])
+        assert caught.value.status_code == 503 and caught.value.code == "service_unavailable"
+    finally:
+        engines.postgres.start_again()
