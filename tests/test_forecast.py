@@ -8,7 +8,7 @@ import zoneinfo
 
 import pytest
 
-from metering.forecast import Forecaster, project, window_start
+from metering.forecast import Forecaster, ForecastWatch, project, window_start
 from metering.period import PeriodClock
 from tests.admin_client import AdminApi, api_fixture  # noqa: F401 - fixture
 from tests.conftest import Gateway
@@ -131,3 +131,18 @@ async def test_a_new_period_may_raise_it_again(gateway: Gateway) -> None:
     await spent(gateway, user_id, 70_000, at(5, month=4), "2026-04", 70_000)
     assert await forecaster(gateway, at(10, month=4)).check(gateway.alerts, dt.timedelta(days=3)) == 1
     assert [a["period"] for a in await forecast_alerts(gateway)] == ["2026-03", "2026-04"]
+
+
+async def test_the_watch_checks_in_the_background(gateway: Gateway) -> None:
+    user_id = await make_user(gateway, monthly_limit=100_000)
+    await spent(gateway, user_id, 70_000, at(5), "2026-03", 70_000)
+    watch = ForecastWatch(gateway.redis, forecaster(gateway, at(10)), gateway.alerts, 3.0, owner="test")
+    task = asyncio.create_task(watch.run(interval=0.05))
+    try:
+        for _ in range(200):  # at most 10 s
+            if await forecast_alerts(gateway):
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        task.cancel()
+    assert [a["user_id"] for a in await forecast_alerts(gateway)] == [user_id]

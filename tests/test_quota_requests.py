@@ -177,6 +177,16 @@ async def test_a_decided_request_cannot_be_decided_again(gateway: Gateway, api: 
     assert (await api.get("/admin/quota-requests/99")).status == 404
 
 
+async def test_a_deleted_users_request_can_only_be_denied(gateway: Gateway, api: AdminApi) -> None:
+    user_id = await make_user(gateway)
+    await ask_model(gateway, ASK_PT)
+    assert (await api.delete(f"/admin/users/{user_id}")).status == 200
+    reply = await api.post("/admin/quota-requests/1/approve")
+    assert reply.status == 422 and "id" in reply.body["details"]
+    assert await gateway.pool.fetchval("SELECT count(*) FROM token_grants") == 0
+    assert (await api.post("/admin/quota-requests/1/deny")).status == 200
+
+
 async def test_a_bad_note_is_422_and_changes_nothing(gateway: Gateway, api: AdminApi) -> None:
     await make_user(gateway)
     await ask_model(gateway, ASK_PT)

@@ -184,7 +184,7 @@ async def test_messages_shape_whole_and_streamed(gateway: Gateway, upstream: Any
         "message_stop",
     ]  # fmt: skip
     assert text.replace("\n", "\\n") in events[2]
-    assert upstream.requests == []
+    assert upstream.requests == [] and await ledger_rows(gateway) == 0
 
 
 async def test_responses_shape_whole_and_streamed(gateway: Gateway, upstream: Any) -> None:
@@ -201,7 +201,7 @@ async def test_responses_shape_whole_and_streamed(gateway: Gateway, upstream: An
             final = event.response
     assert "".join(deltas) == whole.output_text
     assert final is not None and final.output_text == whole.output_text
-    assert upstream.requests == []
+    assert upstream.requests == [] and await ledger_rows(gateway) == 0
 
 
 # -- /v1/me/quota --------------------------------------------------------------------------------
