@@ -87,7 +87,9 @@ _TEXT: dict[str, dict[str, str]] = {
         "pergunte aqui de novo para ver a resposta.",
         "already": "Você já tem um pedido aguardando decisão (nº {id}). Espere a resposta antes de pedir de novo.",
         "malformed": "Não entendi o pedido. Escreva assim: `pedir 50000 tokens: motivo`.",
-        "invalid": "Não foi possível registrar o pedido: {problem}.",
+        "invalid_amount": "Não foi possível registrar o pedido: a quantidade deve ser um número inteiro de 1 a "
+        "1.000.000.000.000.",
+        "invalid_reason": "Não foi possível registrar o pedido: o motivo deve ter até 500 caracteres.",
     },
     "en": {
         "title": "**Your token quota ({period})**",
@@ -110,7 +112,9 @@ _TEXT: dict[str, dict[str, str]] = {
         "ask here again to see the answer.",
         "already": "You already have a request waiting for a decision (#{id}). Wait for the answer before asking again.",
         "malformed": "I did not understand the request. Write it like this: `request 50000 tokens: reason`.",
-        "invalid": "The request could not be recorded: {problem}.",
+        "invalid_amount": "The request could not be recorded: the amount must be a whole number from 1 to "
+        "1,000,000,000,000.",
+        "invalid_reason": "The request could not be recorded: the reason must be at most 500 characters.",
     },
 }
 

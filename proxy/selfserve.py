@@ -106,7 +106,7 @@ async def chat_ask(ex: Exchange, view: QuotaView, lang: str, wanted: Ask) -> str
     except PendingRequestExists as exc:
         return quota_wording.say("already", lang, id=exc.request_id)
     except QuotaRequestInvalid as exc:
-        return quota_wording.say("invalid", lang, problem=str(exc))
+        return quota_wording.say("invalid_amount" if "amount" in exc.details else "invalid_reason", lang)
     return quota_wording.created(request, lang)
 
 

@@ -4,6 +4,7 @@ the user reads the outcome from the virtual quota model."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import aiohttp
@@ -80,6 +81,28 @@ async def test_a_malformed_ask_explains_the_form_and_records_nothing(gateway: Ga
     text = await ask_model(gateway, "pedir tokens por favor")
     assert text.startswith("Não entendi o pedido. Escreva assim: `pedir 50000 tokens: motivo`.")
     assert await requests_rows(gateway) == []
+
+
+@pytest.mark.parametrize(
+    ("message", "answer"),
+    [
+        ("pedir 0 tokens: nada", "Não foi possível registrar o pedido: a quantidade deve ser um número inteiro de 1"),
+        ("pedir 99999999999999 tokens: muito", "Não foi possível registrar o pedido: a quantidade"),
+        ("pedir 10 tokens: " + "x" * 501, "Não foi possível registrar o pedido: o motivo deve ter até 500 caracteres."),
+    ],
+)
+async def test_an_invalid_chat_ask_says_why_in_the_users_language(gateway: Gateway, message: str, answer: str) -> None:
+    await make_user(gateway)
+    assert (await ask_model(gateway, message)).startswith(answer)
+    assert await requests_rows(gateway) == []
+
+
+async def test_simultaneous_asks_record_one_request(gateway: Gateway) -> None:
+    await make_user(gateway)
+    await ask_model(gateway, "?")  # the user exists before the race
+    results = await asyncio.gather(*(post_request(gateway, {"amount": 10 + i, "reason": "x"}) for i in range(10)))
+    assert sorted(status for status, _ in results) == [201] + [409] * 9
+    assert len(await requests_rows(gateway)) == 1
 
 
 async def test_the_api_asks_with_json(gateway: Gateway) -> None:
@@ -175,6 +198,15 @@ async def test_a_decided_request_cannot_be_decided_again(gateway: Gateway, api: 
     assert await gateway.pool.fetchval("SELECT count(*) FROM token_grants") == 0
     assert (await api.post("/admin/quota-requests/99/approve")).status == 404
     assert (await api.get("/admin/quota-requests/99")).status == 404
+
+
+async def test_simultaneous_approvals_grant_once(gateway: Gateway, api: AdminApi) -> None:
+    await make_user(gateway)
+    await ask_model(gateway, ASK_PT)
+    replies = await asyncio.gather(*(api.post("/admin/quota-requests/1/approve") for _ in range(5)))
+    assert sorted(r.status for r in replies) == [200, 409, 409, 409, 409]
+    assert await gateway.pool.fetchval("SELECT sum(amount) FROM token_grants") == 50_000
+    assert (await api.get("/admin/users/1")).data["additionalTokens"] == 50_000
 
 
 async def test_a_deleted_users_request_can_only_be_denied(gateway: Gateway, api: AdminApi) -> None:
