@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,7 +23,7 @@ from metering.audit import Actor
 from metering.period import PeriodClock
 from metering.policy import QuotaPolicy
 from metering.quota import QuotaEngine
-from metering.users import INSERT_GRANT, MAX_GRANT
+from metering.users import INSERT_GRANT, MAX_GRANT, UserChange, UserService
 
 STATUSES = ("pending", "approved", "denied")
 SOURCES = ("chat", "api")
@@ -130,12 +130,23 @@ def check_note(note: Any) -> str | None:
 
 class QuotaRequestService:
     def __init__(
-        self, pool: asyncpg.Pool, quota: QuotaEngine, clock: PeriodClock, policy: Callable[[], QuotaPolicy]
+        self,
+        pool: asyncpg.Pool,
+        quota: QuotaEngine,
+        clock: PeriodClock,
+        policy: Callable[[], QuotaPolicy],
+        *,
+        users: UserService | None = None,
+        announce: Callable[[UserChange], Awaitable[None]] | None = None,
     ) -> None:
+        """With `users` and `announce`, an approval is announced as the user's `tokens_added`
+        (the admin feed's `user_update`), as a grant from the user's page is."""
         self._pool = pool
         self._quota = quota
         self._clock = clock
         self._policy = policy
+        self._users = users
+        self._announce = announce
 
     async def create(self, user_id: int, amount: Any, reason: Any, source: str, actor: Actor) -> QuotaRequest:
         """Record a user's request; `PendingRequestExists` while another one waits."""
@@ -193,6 +204,10 @@ class QuotaRequestService:
             await audit.record(conn, actor, "quota_request.approve", "quota_request", request_id, details)
         # After the commit: Redis sees the grant now (a rebuild from the ledger would find it too).
         await self._quota.add_extra(row["user_id"], period, row["amount"], self._policy().thresholds)
+        if self._users is not None and self._announce is not None:
+            user = await self._users.get(row["user_id"])
+            change = UserChange("tokens_added", user.id, user, amount=row["amount"], grant_id=int(grant_id))
+            await self._announce(change)
         return await self.get(request_id)
 
     async def deny(self, request_id: int, actor: Actor, note: Any = None) -> QuotaRequest:

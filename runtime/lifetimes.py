@@ -178,7 +178,9 @@ async def directory_ctx(app: web.Application) -> AsyncIterator[None]:
     announce = events.publisher(redis, "user_update", app[FEED].user_update)
     users = app[USERS] = UserService(app[PG], app[QUOTA], app[CLOCK], app[POLICY], announce=announce)
     invalidator = app[INVALIDATOR] = Invalidator(redis, keys, users)
-    app[QUOTA_REQUESTS] = QuotaRequestService(app[PG], app[QUOTA], app[CLOCK], app[POLICY])
+    app[QUOTA_REQUESTS] = QuotaRequestService(
+        app[PG], app[QUOTA], app[CLOCK], app[POLICY], users=users, announce=announce
+    )
     app[FORECASTER] = Forecaster(app[PG], app[QUOTA], app[CLOCK], app[POLICY])
     async with running(app, invalidation_listener=invalidator.run_listener):
         yield

@@ -14,6 +14,7 @@ import pytest
 from tests.admin_client import AdminApi, api_fixture  # noqa: F401 - fixture
 from tests.conftest import SERVICE_KEY, Gateway
 from tests.panel_client import Panel, panel_fixture  # noqa: F401 - fixture
+from tests.test_admin_users import feed, wait_for_event  # noqa: F401 - fixture
 from tests.test_selfserve import ask_model, make_user
 
 pytestmark = pytest.mark.asyncio
@@ -149,7 +150,10 @@ async def test_asking_without_an_end_user_is_refused(gateway: Gateway) -> None:
 
 
 async def test_an_approved_grant_lets_a_blocked_user_through_at_once(
-    gateway: Gateway, upstream: Any, api: AdminApi
+    gateway: Gateway,
+    upstream: Any,
+    api: AdminApi,
+    feed: list[dict[str, Any]],  # noqa: F811 - the fixture
 ) -> None:
     user_id = await make_user(gateway, monthly_limit=1_000)
     await exhaust(gateway, upstream)
@@ -173,6 +177,8 @@ async def test_an_approved_grant_lets_a_blocked_user_through_at_once(
     assert "Seu pedido nº 1 de 50.000 tokens foi **aprovado**" in text
     assert "Observação: ok até o fim do mês" in text
     assert "tokens extras neste mês: 50.000" in text
+    event = await wait_for_event(feed, "user_update", "tokens_added")  # the panel's live views hear of it
+    assert (event["data"]["user"]["id"], event["data"]["amount"]) == (user_id, 50_000)
 
 
 async def test_a_denied_request_tells_the_user_the_note(gateway: Gateway, api: AdminApi) -> None:
