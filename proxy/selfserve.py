@@ -21,9 +21,10 @@ from aiohttp import web
 
 from metering.audit import Actor
 from metering.quota_requests import PendingRequestExists, QuotaRequest, QuotaRequestInvalid
+from metering.user_model import UserNotFound
 from proxy import quota_shapes, quota_wording, wording
 from proxy.dialects import other
-from proxy.errors import ProxyError, bad_request, unavailable
+from proxy.errors import ProxyError, bad_request, forbidden, unavailable
 from proxy.exchange import Exchange
 from proxy.quota_wording import Ask, QuotaView
 from runtime.appkeys import CLOCK, FORECASTER, QUOTA, QUOTA_REQUESTS, SETTINGS, USERS
@@ -46,6 +47,8 @@ async def quota_view(ex: Exchange) -> tuple[QuotaView, str]:
         return await _quota_view(ex)
     except BACKING_ERRORS as exc:
         raise unavailable(wording.text("unavailable", ex.app[SETTINGS].language)) from exc
+    except UserNotFound:  # deleted since it was identified
+        raise forbidden(wording.text("not_provisioned", ex.app[SETTINGS].language), "user_not_provisioned") from None
 
 
 async def _quota_view(ex: Exchange) -> tuple[QuotaView, str]:
@@ -167,10 +170,7 @@ async def me_quota(ex: Exchange) -> web.StreamResponse:
 
 async def me_quota_request(ex: Exchange) -> web.StreamResponse:
     body = ex.body if ex.body is not None else {}
-    try:
-        email = str((await ex.app[USERS].row(ex.user_id or 0))["email"])
-    except BACKING_ERRORS as exc:
-        raise unavailable(wording.text("unavailable", ex.app[SETTINGS].language)) from exc
+    email = (await quota_view(ex))[0].email
     try:
         request = await ask(ex, email, body.get("amount"), body.get("reason"), "api")
     except QuotaRequestInvalid as exc:
