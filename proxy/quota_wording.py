@@ -157,8 +157,10 @@ def summary(view: QuotaView, lang: str) -> str:
         say("reset", lang, reset=date(view.period.end, lang)),
         forecast_line(view, lang),
     ]
-    if view.requests:  # the latest: its outcome once decided, or that it still waits
-        lines += ["", request_line(view.requests[0], view, lang)]
+    latest = view.requests[0] if view.requests else None
+    # The latest request while it waits, and its outcome during the period it was decided in.
+    if latest is not None and (latest.decided_at is None or latest.decided_at >= view.period.start):
+        lines += ["", request_line(latest, view, lang)]
     lines += ["", say("how", lang)]
     return "\n".join(lines)
 

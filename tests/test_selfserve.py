@@ -6,6 +6,7 @@ upstream is the fake one, and these requests must never reach it.
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import aiohttp
@@ -15,6 +16,7 @@ import pytest
 from metering.audit import Actor
 from metering.quota import use_key
 from metering.user_model import UserChanges
+from runtime.appkeys import QUOTA_REQUESTS
 from solaris.engines import Engines
 from tests.conftest import SERVICE_KEY, Gateway
 from tests.node import needs, run_script
@@ -263,3 +265,20 @@ async def test_with_postgres_down_the_virtual_model_answers_503_in_openais_shape
         assert caught.value.status_code == 503 and caught.value.code == "service_unavailable"
     finally:
         engines.postgres.start_again()
+
+
+async def test_an_outcome_from_an_earlier_period_is_no_longer_told(gateway: Gateway) -> None:
+    await make_user(gateway, language="en")
+    status, _ = await post_json(gateway, "/v1/me/quota-requests", {"amount": 10, "reason": "old"})
+    assert status == 201
+    await gateway.app[QUOTA_REQUESTS].deny(1, ADMIN, "no")
+    assert "was **denied**" in await ask_model(gateway, "?")
+    earlier = gateway.clock.current().start - dt.timedelta(days=3)
+    await gateway.pool.execute("UPDATE quota_requests SET decided_at = $1, created_at = $1", earlier)
+    assert "Your request #1" not in await ask_model(gateway, "?")
+
+
+async def post_json(gateway: Gateway, path: str, body: Any) -> tuple[int, Any]:
+    headers = {"Authorization": f"Bearer {SERVICE_KEY}", "X-Solaris-User": "ana@example.com"}
+    async with aiohttp.ClientSession() as session, session.post(gateway.url + path, json=body, headers=headers) as resp:
+        return resp.status, await resp.json()
