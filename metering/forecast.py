@@ -1,10 +1,13 @@
 """When a user's quota runs out at the recent pace: the projection, and the `forecast` alert.
 
-The rule. The pace is the tokens the ledger recorded for the user over a *window* divided by the
-window's length, and the window is the last 7 days, clipped to the period's start (so a new month
-does not inherit last month's pace), but never shorter than one day (so the first hours of a month
-use the last day's pace rather than extrapolating a few minutes). At that pace, what is left
-(the period's cap minus what is used, from the Redis counters) runs out at
+The rule. The pace is the tokens the user spent over a *window* divided by the window's length.
+The window is the last 7 calendar days, today included (days in `SOLARIS_TIMEZONE`), from the
+first of them at midnight until now; it starts no earlier than the period's first day (a new month
+does not inherit last month's pace), but no later than yesterday's midnight (so the first hours of a
+month use at least a day and a bit of pace rather than extrapolating a few minutes). Tokens are read
+from the daily rollup `usage_daily` (one row per day, user and model, written with the ledger), so
+a projection costs the same whatever the ledger's size. At that pace, what is left (the period's
+cap minus what is used, from the Redis counters) runs out at
 
     runs_out_at = now + (cap - used) / pace
 
@@ -39,22 +42,20 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-WINDOW = dt.timedelta(days=7)
-MIN_WINDOW = dt.timedelta(days=1)
+WINDOW_DAYS = 7
 FORECAST_LOCK = "sol:forecast:lock"
 # Past this the projection is only "not before the reset" (and a datetime cannot overflow).
 HORIZON = dt.timedelta(days=3650)
 
 WINDOW_TOKENS = """
-SELECT coalesce(sum(total_tokens), 0) FROM token_usage
-WHERE user_id = $1 AND created_at >= $2 AND created_at < $3
+SELECT coalesce(sum(total_tokens), 0) FROM usage_daily WHERE user_id = $1 AND day >= $2 AND day <= $3
 """
 # Every live user with usage in the window, and its tokens there (the alert's candidates).
 WINDOW_TOKENS_BY_USER = """
-SELECT t.user_id, sum(t.total_tokens) AS tokens
-FROM token_usage t JOIN end_users u ON u.id = t.user_id AND u.deleted_at IS NULL
-WHERE t.created_at >= $1 AND t.created_at < $2
-GROUP BY t.user_id HAVING sum(t.total_tokens) > 0
+SELECT d.user_id, sum(d.total_tokens) AS tokens
+FROM usage_daily d JOIN end_users u ON u.id = d.user_id AND u.deleted_at IS NULL
+WHERE d.day >= $1 AND d.day <= $2
+GROUP BY d.user_id HAVING sum(d.total_tokens) > 0
 """
 EXISTING_FORECAST_ALERTS = "SELECT user_id FROM alerts WHERE type = 'forecast' AND period = $1"
 
@@ -87,8 +88,11 @@ class Forecast:
 
 
 def window_start(now: dt.datetime, period: Period) -> dt.datetime:
-    """The last 7 days, clipped to the period's start, but at least the last day."""
-    return min(max(now - WINDOW, period.start), now - MIN_WINDOW)
+    """Midnight of the first of the last 7 days (today included), not before the period's start,
+    and no later than yesterday's midnight. `now` is in the period's time zone."""
+    today = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    start = max(today - dt.timedelta(days=WINDOW_DAYS - 1), period.start)
+    return min(start, today - dt.timedelta(days=1))
 
 
 def block_cap(quota: UserQuota, policy: QuotaPolicy) -> int:
@@ -157,7 +161,7 @@ class Forecaster:
         start = window_start(now, period)
         if quota is None:
             quota = await self._quota.snapshot(user_id, period.name)
-        tokens = int(await self._pool.fetchval(WINDOW_TOKENS, user_id, start, now))
+        tokens = int(await self._pool.fetchval(WINDOW_TOKENS, user_id, start.date(), now.date()))
         return project(quota.used, block_cap(quota, self._policy()), tokens, start, now, period.end)
 
     async def check(self, alerts: AlertService, margin: dt.timedelta) -> int:
@@ -166,7 +170,7 @@ class Forecaster:
         now = self._clock.now()
         period = self._clock.current()
         start = window_start(now, period)
-        rows = await self._pool.fetch(WINDOW_TOKENS_BY_USER, start, now)
+        rows = await self._pool.fetch(WINDOW_TOKENS_BY_USER, start.date(), now.date())
         done = {r["user_id"] for r in await self._pool.fetch(EXISTING_FORECAST_ALERTS, period.name)}
         candidates = {r["user_id"]: int(r["tokens"]) for r in rows if r["user_id"] not in done}
         if not candidates:

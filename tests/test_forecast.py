@@ -15,7 +15,6 @@ from tests.conftest import Gateway
 from tests.test_selfserve import make_user
 
 TZ = zoneinfo.ZoneInfo("America/Sao_Paulo")
-DAY = dt.timedelta(days=1)
 
 
 class FixedClock(PeriodClock):
@@ -34,18 +33,18 @@ def at(day: int, hour: int = 12, month: int = 3) -> dt.datetime:
 # -- the rule ------------------------------------------------------------------------------------
 
 
-def test_the_window_is_the_last_seven_days() -> None:
+def test_the_window_is_the_last_seven_days_today_included() -> None:
     clock = FixedClock(at(20))
-    assert window_start(at(20), clock.current(at(20))) == at(13)
+    assert window_start(at(20), clock.current(at(20))) == at(14, 0)
 
 
 def test_the_window_starts_no_earlier_than_the_period() -> None:
     assert window_start(at(3), FixedClock(at(3)).current(at(3))) == at(1, 0)
 
 
-def test_the_window_is_at_least_one_day_early_in_a_period() -> None:
+def test_the_window_starts_yesterday_at_the_latest() -> None:
     now = at(1, 5)
-    assert window_start(now, FixedClock(now).current(now)) == now - DAY
+    assert window_start(now, FixedClock(now).current(now)) == dt.datetime(2026, 2, 28, tzinfo=TZ)
 
 
 def test_the_quota_runs_out_when_the_recent_pace_spends_what_is_left() -> None:
@@ -75,11 +74,10 @@ def test_a_slow_pace_lasts_past_the_reset() -> None:
 
 
 async def spent(gateway: Gateway, user_id: int, tokens: int, when: dt.datetime, period: str, used: int) -> None:
-    """`tokens` in the ledger at `when`, and `used` in the period's Redis counters."""
+    """`tokens` in the daily rollup on `when`'s day, and `used` in the period's Redis counters."""
     await gateway.pool.execute(
-        "INSERT INTO token_usage (user_id, request_id, model, endpoint, total_tokens, status_code, created_at)"
-        " VALUES ($1, $2, 'gpt-4o-mini', '/v1/chat/completions', $3, 200, $4)",
-        user_id, f"req-{user_id}-{when.isoformat()}", tokens, when,
+        "INSERT INTO usage_daily (day, user_id, model, requests, total_tokens) VALUES ($1, $2, 'gpt-4o-mini', 1, $3)",
+        when.date(), user_id, tokens,
     )  # fmt: skip
     await gateway.quota.rebuild(user_id, period, used=used, extra_tokens=0, thresholds=gateway.policy().thresholds)
 
@@ -104,7 +102,8 @@ async def test_a_fast_pace_raises_the_forecast_alert_once_per_period(gateway: Ga
     [alert] = await forecast_alerts(gateway)
     assert (alert["user_id"], alert["period"], alert["severity"]) == (fast, "2026-03", "warning")
     assert alert["title"] == "Previsão: a cota mensal de tokens acaba em 13/03/2026"
-    assert alert["metadata"]["dailyPace"] == 10_000 and alert["metadata"]["limit"] == 100_000
+    # the window: March 4th at midnight to the 10th at noon, 6.5 days
+    assert alert["metadata"]["dailyPace"] == round(70_000 / 6.5) and alert["metadata"]["limit"] == 100_000
     # again, and from two processes at once: still one
     later = forecaster(gateway, at(12))
     results = await asyncio.gather(*(later.check(gateway.alerts, dt.timedelta(days=3)) for _ in range(2)))
@@ -116,7 +115,7 @@ async def test_a_fast_pace_raises_the_forecast_alert_once_per_period(gateway: Ga
 async def test_the_margin_decides_how_early_is_worth_an_alert(gateway: Gateway) -> None:
     user_id = await make_user(gateway, "ana@example.com", monthly_limit=100_000, language="en")
     await spent(gateway, user_id, 70_000, at(20), "2026-03", 80_000)
-    # 10,000 a day, 20,000 left on the 25th at noon: runs out on the 27th, 4.5 days before April 1st
+    # 70,000 over 6.5 days, 20,000 left on the 25th at noon: runs out on the 27th, 4.6 days before April 1st
     watch = forecaster(gateway, at(25))
     assert await watch.check(gateway.alerts, dt.timedelta(days=5)) == 0
     assert await watch.check(gateway.alerts, dt.timedelta(days=4)) == 1
