@@ -282,3 +282,14 @@ async def post_json(gateway: Gateway, path: str, body: Any) -> tuple[int, Any]:
     headers = {"Authorization": f"Bearer {SERVICE_KEY}", "X-Solaris-User": "ana@example.com"}
     async with aiohttp.ClientSession() as session, session.post(gateway.url + path, json=body, headers=headers) as resp:
         return resp.status, await resp.json()
+
+
+@needs("@anthropic-ai/sdk")
+@pytest.mark.parametrize("mode", ["plain", "stream"])
+async def test_the_anthropic_sdk_reads_the_quota_from_messages(gateway: Gateway, upstream: Any, mode: str) -> None:
+    await make_user(gateway, "lia@example.com", monthly_limit=100_000, language="en")
+    result = await run_script("anthropic.mjs", gateway.url, SERVICE_KEY, "lia@example.com", MODEL, mode, "0")
+    assert result["ok"] is True, result
+    assert "Used: 0 of 100,000 (0%)" in result["text"] and result["stopReason"] == "end_turn"
+    assert result["usage"]["output_tokens"] == 0 and result["attempts"] == 1
+    assert upstream.requests == [] and await ledger_rows(gateway) == 0
