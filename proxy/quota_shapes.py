@@ -125,25 +125,14 @@ def _responses(ex: Exchange, text: str) -> tuple[dict[str, Any], list[bytes]]:
     open_item = {**item, "status": "in_progress", "content": []}
     empty = {**part, "text": ""}
     seq = iter(range(1, 100))
+    where = {"item_id": item_id, "output_index": 0, "content_index": 0}
     events = [
         _event("response.created", {"sequence_number": next(seq), "response": started}),
         _event("response.output_item.added", {"sequence_number": next(seq), "output_index": 0, "item": open_item}),
-        _event(
-            "response.content_part.added",
-            {"sequence_number": next(seq), "item_id": item_id, "output_index": 0, "content_index": 0, "part": empty},
-        ),  # fmt: skip
-        _event(
-            "response.output_text.delta",
-            {"sequence_number": next(seq), "item_id": item_id, "output_index": 0, "content_index": 0, "delta": text},
-        ),  # fmt: skip
-        _event(
-            "response.output_text.done",
-            {"sequence_number": next(seq), "item_id": item_id, "output_index": 0, "content_index": 0, "text": text},
-        ),  # fmt: skip
-        _event(
-            "response.content_part.done",
-            {"sequence_number": next(seq), "item_id": item_id, "output_index": 0, "content_index": 0, "part": part},
-        ),  # fmt: skip
+        _event("response.content_part.added", {"sequence_number": next(seq), **where, "part": empty}),
+        _event("response.output_text.delta", {"sequence_number": next(seq), **where, "delta": text}),
+        _event("response.output_text.done", {"sequence_number": next(seq), **where, "text": text}),
+        _event("response.content_part.done", {"sequence_number": next(seq), **where, "part": part}),
         _event("response.output_item.done", {"sequence_number": next(seq), "output_index": 0, "item": item}),
         _event("response.completed", {"sequence_number": next(seq), "response": response}),
     ]
