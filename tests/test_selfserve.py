@@ -14,7 +14,7 @@ import openai
 import pytest
 
 from metering.audit import Actor
-from metering.quota import use_key
+from metering.quota import cfg_key, rate_key, use_key
 from metering.user_model import UserChanges
 from runtime.appkeys import QUOTA_REQUESTS
 from solaris.engines import Engines
@@ -37,9 +37,11 @@ async def ledger_rows(gateway: Gateway) -> int:
     return int(await gateway.pool.fetchval("SELECT count(*) FROM token_usage"))
 
 
-async def counters(gateway: Gateway, user_id: int) -> dict[bytes, bytes]:
+async def counters(gateway: Gateway, user_id: int) -> dict[str, dict[bytes, bytes]]:
+    """The user's quota state in Redis: the period's counters, the rate bucket, the config."""
     period = gateway.clock.current().name
-    return dict(await gateway.redis.hgetall(use_key(user_id, period)))
+    keys = {"use": use_key(user_id, period), "rate": rate_key(user_id), "cfg": cfg_key(user_id)}
+    return {name: dict(await gateway.redis.hgetall(key)) for name, key in keys.items()}
 
 
 async def spend(gateway: Gateway, user: str = "ana@example.com") -> None:
@@ -122,8 +124,10 @@ async def test_the_virtual_model_answers_in_the_users_language(gateway: Gateway)
 
 async def test_asking_the_virtual_model_costs_nothing(gateway: Gateway, upstream: Any) -> None:
     user_id = await make_user(gateway, monthly_limit=100_000)
+    await gateway.system.update({"security.rate_limit_per_minute": 60}, "test")  # a bucket to take from
     await spend(gateway)
     rows, before = await ledger_rows(gateway), await counters(gateway, user_id)
+    assert before["use"] and before["rate"]
     seen = len(upstream.requests)
     await ask_model(gateway, "quanto tenho?")
     stream = await gateway.client().chat.completions.create(
