@@ -55,7 +55,6 @@ LIST_REQUESTS = (
     " ORDER BY r.created_at DESC, r.id DESC LIMIT $3 OFFSET $4"
 )
 COUNT_REQUESTS = f"SELECT count(*) FROM quota_requests r {LIST_WHERE}"  # noqa: S608
-COUNT_PENDING = "SELECT count(*) FROM quota_requests WHERE status = 'pending'"
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,9 +181,6 @@ class QuotaRequestService:
     async def recent_of_user(self, user_id: int, limit: int = 3) -> list[QuotaRequest]:
         requests, _ = await self.find(user_id=user_id, limit=limit)
         return requests
-
-    async def pending_count(self) -> int:
-        return int(await self._pool.fetchval(COUNT_PENDING))
 
     async def approve(self, request_id: int, actor: Actor, note: Any = None) -> QuotaRequest:
         """Grant the tokens for the current period, and add them to the Redis counters at once."""
