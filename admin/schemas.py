@@ -228,7 +228,7 @@ SETTINGS_PATCH = obj(
 TEST_EMAIL = obj({"email": {"type": "string", "format": "email"}}, required=["email"])
 TEST_EMAIL_RESULT = obj({"email": STR, "smtpHost": STR, "smtpPort": INT, "subject": STR})
 
-ALERT_TYPES = ["usage_80", "usage_95", "blocked", "system_error", "model_error"]
+ALERT_TYPES = ["usage_80", "usage_95", "blocked", "system_error", "model_error", "forecast"]
 ALERT_STATUSES = ["pending", "sent", "failed", "acknowledged"]
 ALERT = obj(
     {

@@ -20,7 +20,7 @@ import asyncpg
 from admin import accounts
 from metering import audit
 from runtime.settings import Settings, SettingsError, load_settings
-from solaris import db, operator_cli, server
+from solaris import db, operator_cli, quota_requests_cli, server
 from solaris.commands import CommandError, check_stores, engines_for, run_async
 
 log = logging.getLogger("solaris")
@@ -139,6 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     admin.set_defaults(handler=cmd_create_admin)
 
     operator_cli.add_commands(sub)
+    quota_requests_cli.add_commands(sub)
     return parser
 
 

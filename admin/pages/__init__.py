@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from admin.auth import AUTHENTICATED, PUBLIC
-from admin.pages import alerts, analytics, auth, dashboard, events, logs, models, settings, users
+from admin.pages import alerts, analytics, auth, dashboard, events, logs, models, quota_requests, settings, users
 from admin.pages.common import Page
 
 USER = r"/users/{id:\d+}"
@@ -31,6 +31,9 @@ ROUTES: list[Page] = [
     Page("GET", "/analytics", analytics.analytics_page, "usage:read"),
     Page("GET", "/alerts", alerts.list_alerts, "alerts:read"),
     Page("POST", r"/alerts/{id:\d+}/acknowledge", alerts.acknowledge, "alerts:write"),
+    Page("GET", "/quota-requests", quota_requests.list_requests, "users:read"),
+    Page("POST", r"/quota-requests/{id:\d+}/approve", quota_requests.approve, "tokens:grant"),
+    Page("POST", r"/quota-requests/{id:\d+}/deny", quota_requests.deny, "tokens:grant"),
     Page("GET", "/models", models.list_models, "models:read"),
     Page("POST", "/models/refresh", models.refresh, "models:write"),
     Page("GET", "/logs", logs.list_logs, "logs:read"),

@@ -52,6 +52,7 @@ NAV = (
     ("users", "/admin/users", "Users", "users:read"),
     ("analytics", "/admin/analytics", "Analytics", "usage:read"),
     ("alerts", "/admin/alerts", "Alerts", "alerts:read"),
+    ("quota_requests", "/admin/quota-requests", "Token requests", "users:read"),
     ("models", "/admin/models", "Models", "models:read"),
     ("logs", "/admin/logs", "Logs", "logs:read"),
     ("settings", "/admin/settings", "Settings", "settings:read"),
