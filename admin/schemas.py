@@ -312,7 +312,10 @@ AUTH_USER = obj(
 PROFILE = {
     "allOf": [
         ref("AuthUser"),
-        obj({"lastLogin": nullable(TIME), "createdAt": TIME, "sessionExpiresAt": TIME}, required=["sessionExpiresAt"]),
+        obj(
+            {"lastLogin": nullable(TIME), "loginCount": INT, "createdAt": TIME, "sessionExpiresAt": TIME},
+            required=["sessionExpiresAt"],
+        ),
     ]
 }
 LOGIN = obj({"email": {"type": "string", "maxLength": 254}, "password": {"type": "string", "maxLength": 1024}})

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import getpass
+import sys
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
@@ -55,3 +57,13 @@ def run_async(settings: Settings, work: Callable[[Settings], Awaitable[Any]]) ->
 async def _checked(settings: Settings, work: Callable[[Settings], Awaitable[Any]]) -> Any:
     await check_stores(settings)
     return await work(settings)
+
+
+def read_password(prompt: str = "Password: ") -> str:
+    """From the terminal, asked twice; otherwise the first line of stdin (for scripts)."""
+    if sys.stdin.isatty():
+        first = getpass.getpass(prompt)
+        if getpass.getpass("Repeat password: ") != first:
+            raise CommandError("passwords do not match")
+        return first
+    return sys.stdin.readline().rstrip("\r\n")
