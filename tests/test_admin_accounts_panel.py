@@ -7,7 +7,7 @@ import re
 
 from admin import auth
 from metering.audit import Actor
-from tests.admin_client import PASSWORD, api_fixture  # noqa: F401 - the fixture
+from tests.admin_client import PASSWORD, api_fixture, insert_account  # noqa: F401 - the fixture
 from tests.panel_client import Panel, panel_fixture  # noqa: F401 - the fixture
 
 
@@ -143,3 +143,25 @@ async def test_the_keys_page_lists_issues_and_revokes_service_keys(panel: Panel)
     assert revoked["success"] and revoked["resource_id"] == str(key_id)
     _, viewer = await panel.get("/admin/keys", role="viewer")
     assert "librechat" in viewer and 'action="/admin/keys"' not in viewer
+
+
+async def test_renaming_an_account_with_its_own_permissions_keeps_them(panel: Panel) -> None:
+    editor = await insert_account(panel.api.gateway.pool, "ed@example.com", "Ed", "user", ["users:read"])
+    _, page = await panel.get(f"/admin/admins/{editor}")
+    assert '<option value="" selected>permissões próprias</option>' in page
+    resp, _ = await panel.post(f"/admin/admins/{editor}/edit", data={"name": "Edna", "role": ""})
+    assert resp.status == 303
+    row = await panel.api.gateway.pool.fetchrow(
+        "SELECT name, role, permissions FROM admin_accounts WHERE id = $1", editor
+    )
+    assert (row["name"], row["role"], row["permissions"]) == ("Edna", "user", ["users:read"])
+
+
+async def test_an_admin_demotes_another_admin_from_the_panel(panel: Panel) -> None:
+    other = await new_account(panel, "boss@example.com", "admin")
+    token = await session_of(panel, other)
+    resp, _ = await panel.post(f"/admin/admins/{other}/edit", data={"name": "Boss", "role": "viewer"})
+    assert resp.status == 303
+    assert (await panel.api.get("/admin/admins", role=None, token=token)).status == 403
+    [entry] = await panel.api.audit_entries("admin.update")
+    assert entry["details"]["after"]["role"] == "viewer"

@@ -136,14 +136,10 @@ async def update_admin(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     form = await form_data(request)
 
     async def change(account_id: int) -> None:
-        await accounts.update_account(
-            ctx.pool,
-            ctx.actor,
-            account_id,
-            name=form.get("name", ""),
-            role=form.get("role", ""),
-            acting_account=_me(ctx),
-        )
+        # No role chosen (an account with its own permission list keeps it) is no change of role.
+        role = form.get("role") or None
+        name = form.get("name", "")
+        await accounts.update_account(ctx.pool, ctx.actor, account_id, name=name, role=role, acting_account=_me(ctx))
 
     return await _change(request, ctx, "admin.update", "Admin account updated.", change)
 
