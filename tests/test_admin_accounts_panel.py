@@ -3,9 +3,13 @@ audited and shown in the panel's language, sessions ended on disable and passwor
 
 from __future__ import annotations
 
+import asyncio
 import re
 
-from admin import auth
+import aiohttp
+import pytest
+
+from admin import auth, sse
 from metering.audit import Actor
 from tests.admin_client import PASSWORD, api_fixture, insert_account  # noqa: F401 - the fixture
 from tests.panel_client import Panel, panel_fixture  # noqa: F401 - the fixture
@@ -165,3 +169,20 @@ async def test_an_admin_demotes_another_admin_from_the_panel(panel: Panel) -> No
     assert (await panel.api.get("/admin/admins", role=None, token=token)).status == 403
     [entry] = await panel.api.audit_entries("admin.update")
     assert entry["details"]["after"]["role"] == "viewer"
+
+
+async def test_disabling_an_account_ends_its_open_live_feed(panel: Panel, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sse, "SESSION_CHECK_SECONDS", 0.2)  # 15 s in production
+    account_id = await new_account(panel, "op@example.com", "operator")
+    token = await session_of(panel, account_id)
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"{panel.url}/admin/events", headers={"Cookie": f"solaris_session={token}"}) as feed,
+    ):
+        assert feed.status == 200
+        assert (await feed.content.readline()).startswith(b"retry:")
+        resp, _ = await panel.post(f"/admin/admins/{account_id}/status", data={"status": "disabled"})
+        assert resp.status == 303
+        async with asyncio.timeout(5):  # without the check it would stream on for as long as it is open
+            await feed.content.read()
+    assert feed.content.at_eof()
