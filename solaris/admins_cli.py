@@ -14,7 +14,7 @@ from admin.accounts import ROLES, AccountError, AccountExists, AccountNotFound, 
 from metering.audit import Actor
 from runtime.settings import Settings
 from solaris import db
-from solaris.commands import CommandError, read_password, run_async
+from solaris.commands import CommandError, local_time, read_password, run_async
 
 REFUSALS = (AccountError, AccountExists, AccountNotFound, LastAdmin)
 
@@ -40,14 +40,10 @@ def _run(settings: Settings, action: str, work: Callable[[asyncpg.Pool, Actor], 
     return int(run_async(settings, with_pool))
 
 
-def _when(value: object) -> str:
-    return "-" if value is None else str(value)[:16]
-
-
-def account_line(account: AdminAccount) -> str:
+def account_line(account: AdminAccount, timezone: str) -> str:
     return (
         f"{account.id:>5}  {account.email:<32} {account.name[:20]:<20} {account.display_role:<9} "
-        f"{account.status:<9} {_when(account.last_login):<16} {account.login_count:>6}"
+        f"{account.status:<9} {local_time(account.last_login, timezone):<16} {account.login_count:>6}"
     )
 
 
@@ -59,7 +55,7 @@ def cmd_list(settings: Settings, args: argparse.Namespace) -> int:
         found, _ = await accounts.list_accounts(pool, limit=10_000)
         print(HEADER)
         for account in found:
-            print(account_line(account))
+            print(account_line(account, settings.timezone))
         return 0
 
     return _run(settings, "", work)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import getpass
 import sys
+import zoneinfo
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
@@ -67,3 +69,8 @@ def read_password(prompt: str = "Password: ") -> str:
             raise CommandError("passwords do not match")
         return first
     return sys.stdin.readline().rstrip("\r\n")
+
+
+def local_time(value: dt.datetime | None, timezone: str) -> str:
+    """A moment as the panel shows it: minutes, in SOLARIS_TIMEZONE; `-` for none."""
+    return "-" if value is None else value.astimezone(zoneinfo.ZoneInfo(timezone)).strftime("%Y-%m-%d %H:%M")

@@ -7,6 +7,7 @@ Redis, so a change takes effect on the next proxied request.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import os
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -33,7 +34,7 @@ from metering.users import User, UserChanges, UserConflict, UserNotFound, UserSe
 from runtime.settings import Settings
 from solaris import db
 from solaris.app import redis_client
-from solaris.commands import CommandError, run_async
+from solaris.commands import CommandError, local_time, run_async
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,21 +168,21 @@ def cmd_keys_create(settings: Settings, args: argparse.Namespace) -> int:
 OWNER_EMAILS = "SELECT id, email FROM end_users WHERE id = ANY($1::bigint[])"
 
 
-def _stamp(value: object) -> str:
-    return "-" if value is None else str(value)[:16]
-
-
 def cmd_keys_list(settings: Settings, args: argparse.Namespace) -> int:
     async def work(operator: Operator) -> int:
         user_id = await operator.users.find_by_email(args.email) if args.email else None
         keys = [k for k in await operator.keys.list(user_id) if not args.service or k.kind == "service"]
         owners = dict(await operator.pool.fetch(OWNER_EMAILS, [k.user_id for k in keys if k.user_id]))
+
+        def when(value: dt.datetime | None) -> str:
+            return local_time(value, settings.timezone)
+
         print(f"{'prefix':<16} {'name':<20} {'owner':<32} {'created':<16} {'last used':<16} revoked")
         for k in keys:
             owner = "(service)" if k.user_id is None else owners.get(k.user_id, f"#{k.user_id}")
             print(
-                f"{k.prefix:<16} {k.name[:20]:<20} {owner:<32} {_stamp(k.created_at):<16} "
-                f"{_stamp(k.last_used_at):<16} {_stamp(k.revoked_at)}"
+                f"{k.prefix:<16} {k.name[:20]:<20} {owner:<32} {when(k.created_at):<16} "
+                f"{when(k.last_used_at):<16} {when(k.revoked_at)}"
             )
         return 0
 

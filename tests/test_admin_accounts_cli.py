@@ -53,6 +53,13 @@ def password_works(database_url: str, email: str, password: str) -> bool:
     return accounts.verify_password(row["password_hash"], password)
 
 
+def test_help_lists_the_admins_and_keys_list_commands() -> None:
+    admins = run_cli("admins", "--help", env={})
+    for action in ("list", "create", "set-password", "disable", "enable"):
+        assert action in admins.stdout
+    assert "--service" in run_cli("keys", "list", "--help", env={}).stdout
+
+
 def test_create_admin_on_an_existing_email_refuses_and_changes_nothing(
     store_env: dict[str, str],  # noqa: F811 - the fixture
     database_url: str,
@@ -95,7 +102,7 @@ def test_admins_create_list_set_password_disable_enable(
     listed = run_cli("admins", "list", env=env)
     assert listed.returncode == 0, listed.stderr
     lines = {line.split()[1]: line.split() for line in listed.stdout.splitlines()[1:]}
-    assert lines["op@example.com"][3:5] == ["operator", "active"]
+    assert lines["op@example.com"][3:7] == ["operator", "active", "-", "0"]  # never signed in
     assert lines["boss@example.com"][3] == "admin"
 
     token = open_session(database_url, "op@example.com")
