@@ -186,3 +186,21 @@ async def test_disabling_an_account_ends_its_open_live_feed(panel: Panel, monkey
         async with asyncio.timeout(5):  # without the check it would stream on for as long as it is open
             await feed.content.read()
     assert feed.content.at_eof()
+
+
+async def test_the_accounts_list_pages_and_searches(panel: Panel) -> None:
+    await panel.api.account("admin")
+    pool = panel.api.gateway.pool
+    password_hash = await pool.fetchval("SELECT password_hash FROM admin_accounts LIMIT 1")
+    await pool.executemany(
+        "INSERT INTO admin_accounts (email, name, password_hash, role, permissions) VALUES ($1, $2, $3, 'user', $4)",
+        [(f"reader{n:02}@example.com", f"Reader {n:02}", password_hash, ["viewer"]) for n in range(55)],
+    )
+    _, first = await panel.get("/admin/admins")
+    assert len(re.findall(r"<tr data-admin-id=", first)) == 50 and "Página 1 de 2" in first
+    _, second = await panel.get("/admin/admins?page=2")
+    assert len(re.findall(r"<tr data-admin-id=", second)) == 6
+    _, found = await panel.get("/admin/admins?search=reader07")
+    assert len(re.findall(r"<tr data-admin-id=", found)) == 1 and "Reader 07" in found
+    _, disabled = await panel.get("/admin/admins?status=disabled")
+    assert "Nenhuma conta de administração corresponde a estes filtros." in disabled

@@ -5,6 +5,7 @@ field or as a toast, in the panel's language."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from aiohttp import web
@@ -57,9 +58,18 @@ async def _refused(request: web.Request, ctx: Ctx, action: str, account_id: int 
 async def list_admins(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     search = request.query.get("search", "").strip()[:200] or None
     status = request.query.get("status") if request.query.get("status") in accounts.STATUSES else None
-    found, total = await accounts.list_accounts(ctx.pool, search=search, status=status, limit=PAGE_SIZE)
-    filters = {"search": search or "", "status": status or ""}
-    context = {"admins": found, "total": total, "filters": filters, "statuses": accounts.STATUSES, "me": _me(ctx)}
+    raw_page = request.query.get("page", "1")
+    page = int(raw_page) if raw_page.isdigit() and 0 < len(raw_page) < 7 and int(raw_page) > 0 else 1
+    found, total = await accounts.list_accounts(ctx.pool, search=search, status=status, page=page, limit=PAGE_SIZE)
+    context = {
+        "admins": found,
+        "total": total,
+        "page": page,
+        "pages": max(1, math.ceil(total / PAGE_SIZE)),
+        "filters": {"search": search or "", "status": status or ""},
+        "statuses": accounts.STATUSES,
+        "me": _me(ctx),
+    }
     return render(request, "admin/admins.html", context, active="admins")
 
 
