@@ -198,7 +198,9 @@ def role_errors(role: object) -> dict[str, str]:
 
 
 def email_errors(email: object) -> dict[str, str]:
-    if not isinstance(email, str) or len(email) > MAX_EMAIL_LENGTH or not _EMAIL.match(email.strip()):
+    if not isinstance(email, str) or len(email) > MAX_EMAIL_LENGTH or not _printable(email):
+        return {"email": "is not an e-mail address"}
+    if not _EMAIL.match(email.strip()):
         return {"email": "is not an e-mail address"}
     return {}
 

@@ -204,3 +204,11 @@ async def test_the_accounts_list_pages_and_searches(panel: Panel) -> None:
     assert len(re.findall(r"<tr data-admin-id=", found)) == 1 and "Reader 07" in found
     _, disabled = await panel.get("/admin/admins?status=disabled")
     assert "Nenhuma conta de administração corresponde a estes filtros." in disabled
+
+
+async def test_control_characters_in_the_forms_are_a_field_error_not_a_server_error(panel: Panel) -> None:
+    form = {"email": "op\x00@example.com", "name": "Op", "role": "viewer", "password": PASSWORD}
+    resp, body = await panel.post("/admin/admins", data=form)
+    assert resp.status == 422 and "não é um endereço de e-mail" in body
+    resp, _ = await panel.get("/admin/admins?search=%00")
+    assert resp.status == 200

@@ -56,7 +56,7 @@ async def _refused(request: web.Request, ctx: Ctx, action: str, account_id: int 
 
 
 async def list_admins(request: web.Request, ctx: Ctx) -> web.StreamResponse:
-    search = request.query.get("search", "").strip()[:200] or None
+    search = request.query.get("search", "").strip()[:200].replace("\x00", "") or None
     status = request.query.get("status") if request.query.get("status") in accounts.STATUSES else None
     raw_page = request.query.get("page", "1")
     page = int(raw_page) if raw_page.isdigit() and 0 < len(raw_page) < 7 and int(raw_page) > 0 else 1
