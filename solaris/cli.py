@@ -74,10 +74,6 @@ def cmd_create_admin(settings: Settings, args: argparse.Namespace) -> int:
     """The first-admin shortcut: creates an account with role admin, and never changes an existing
     one (that is `admins set-password`, which also ends its sessions)."""
     password = read_password()
-    try:
-        accounts.validate_account(args.email, args.name, password)
-    except accounts.AccountError as exc:
-        raise CommandError(str(exc)) from exc
 
     async def work(final: Settings) -> accounts.AdminAccount:
         await _migrate(final)
@@ -94,6 +90,9 @@ def cmd_create_admin(settings: Settings, args: argparse.Namespace) -> int:
                     f"{exc}; nothing was changed (use `solaris-proxy admins set-password {args.email}`"
                     " to change its password)"
                 ) from exc
+            except accounts.AccountError as exc:
+                await accounts.record_failure(pool, actor, "admin.create", None, exc)
+                raise CommandError(str(exc)) from exc
         finally:
             await pool.close()
 

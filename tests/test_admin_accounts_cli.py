@@ -145,6 +145,10 @@ def test_the_last_active_admin_cannot_be_disabled_from_the_cli(
     assert audit["success"] is False
     unknown = run_cli("admins", "set-password", "nobody@example.com", env=store_env, stdin=SECOND)
     assert unknown.returncode == 1 and "nobody@example.com" in unknown.stderr
+    short = run_cli("create-admin", "--email", "new@example.com", "--name", "N", env=store_env, stdin="short\n")
+    assert short.returncode == 1 and "password" in short.stderr
+    failures = query(database_url, "SELECT action FROM audit_log WHERE NOT success ORDER BY id")
+    assert [r["action"] for r in failures] == ["admin.disable", "admin.password_reset", "admin.create"]
 
 
 def test_keys_list_shows_prefix_name_owner_and_dates(
