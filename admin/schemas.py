@@ -309,12 +309,8 @@ AUTH_USER = obj(
         "permissions": array(STR),
     }
 )
-PROFILE = {
-    "allOf": [
-        ref("AuthUser"),
-        obj({"lastLogin": nullable(TIME), "createdAt": TIME, "sessionExpiresAt": TIME}, required=["sessionExpiresAt"]),
-    ]
-}
+_SESSION = {"lastLogin": nullable(TIME), "loginCount": INT, "createdAt": TIME, "sessionExpiresAt": TIME}
+PROFILE = {"allOf": [ref("AuthUser"), obj(_SESSION, required=["sessionExpiresAt"])]}
 LOGIN = obj({"email": {"type": "string", "maxLength": 254}, "password": {"type": "string", "maxLength": 1024}})
 LOGIN_RESULT = obj({"token": STR, "user": ref("AuthUser"), "expiresAt": TIME})
 

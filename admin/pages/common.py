@@ -56,6 +56,8 @@ NAV = (
     ("models", "/admin/models", "Models", "models:read"),
     ("logs", "/admin/logs", "Logs", "logs:read"),
     ("settings", "/admin/settings", "Settings", "settings:read"),
+    ("keys", "/admin/keys", "Service keys", "keys:read"),
+    ("admins", "/admin/admins", "Admin accounts", "admins:manage"),
 )
 
 

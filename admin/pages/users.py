@@ -304,5 +304,5 @@ async def revoke_key(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     if not raw.isdigit() or len(raw) > 18:
         raise web.HTTPNotFound()
     key = await keys_api.revoke(ctx, int(raw))
-    target = f"/admin/users/{key['userId']}" if key.get("userId") else "/admin/users"
+    target = f"/admin/users/{key['userId']}" if key.get("userId") else "/admin/keys"
     raise redirect(target, "success", formatter(request).gettext("Key revoked."))
