@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from admin.auth import AUTHENTICATED, PUBLIC
-from admin.pages import admins, alerts, analytics, auth, dashboard, events, keys, logs, models, settings, users
+from admin.pages import admins, alerts, analytics, auth, dashboard, events, keys, logs, models, oidc, settings, users
 from admin.pages.common import Page
 
 USER = r"/users/{id:\d+}"
@@ -12,6 +12,8 @@ ADMIN = r"/admins/{id:\d+}"
 ROUTES: list[Page] = [
     Page("GET", "/login", auth.login_form, PUBLIC),
     Page("POST", "/login", auth.login, PUBLIC),
+    Page("GET", "/oidc/start", oidc.start, PUBLIC),
+    Page("GET", "/oidc/callback", oidc.callback, PUBLIC),
     Page("POST", "/logout", auth.logout, AUTHENTICATED),
     Page("POST", "/language", auth.set_language, AUTHENTICATED),
     Page("GET", "/", dashboard.dashboard, "analytics:read"),
