@@ -57,6 +57,10 @@ class BadState(OidcError):
     """The callback's state is unknown, used, expired, or not this browser's."""
 
 
+class SignInCancelled(OidcError):
+    """The provider sent the browser back without signing the person in (they cancelled, say)."""
+
+
 class ProviderError(OidcError):
     """The provider answered with an error, or could not be reached or understood."""
 
@@ -210,7 +214,7 @@ class OidcClient:
         if "iss" in params and params["iss"] != self.issuer:  # RFC 9207: a mix-up with another provider
             raise ProviderError("the callback names another issuer")
         if "error" in params:  # the user refused, or the provider would not sign them in
-            raise ProviderError(f"the provider refused: {params['error'][:100]}")
+            raise SignInCancelled(f"the provider did not sign in: {params['error'][:100]}")
         code = params.get("code", "")
         if not code or len(code) > 2048:
             raise ProviderError("no authorization code")

@@ -24,8 +24,11 @@ class SettingsError(ValueError):
     """A setting has a value that cannot be used; the message names the setting."""
 
 
-def _setting(env: str, default: Any, help: str, parse: Callable[[str], Any] | None = None) -> Any:
-    return field(default=default, metadata={"env": env, "help": help, "parse": parse})
+def _setting(
+    env: str, default: Any, help: str, parse: Callable[[str], Any] | None = None, *, secret: bool = False
+) -> Any:
+    # A secret is left out of the settings' repr, so that logging the settings cannot leak it.
+    return field(default=default, repr=not secret, metadata={"env": env, "help": help, "parse": parse})
 
 
 def _bool(raw: str) -> bool:
@@ -285,7 +288,10 @@ class Settings:
     )
     oidc_client_id: str = _setting("SOLARIS_OIDC_CLIENT_ID", "", "OIDC client id of the panel at the provider.")
     oidc_client_secret: str = _setting(
-        "SOLARIS_OIDC_CLIENT_SECRET", "", "OIDC client secret (never logged nor shown); empty: a public client."
+        "SOLARIS_OIDC_CLIENT_SECRET",
+        "",
+        "OIDC client secret (never logged nor shown); empty: a public client.",
+        secret=True,
     )
     oidc_redirect_url: str = _setting(
         "SOLARIS_OIDC_REDIRECT_URL",

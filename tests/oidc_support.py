@@ -36,6 +36,7 @@ from tests.test_mailer import free_port
 
 CLIENT_ID = "solaris-gateway"
 ES_CLIENT_ID = "solaris-gateway-es"
+PUBLIC_CLIENT_ID = "solaris-gateway-public"  # no secret: PKCE alone
 CLIENT_SECRET = "oidc-client-secret-never-shown-7f3a9c"
 MAPPING = {"gw-admins": "admin", "gw-ops": "operator", "gw-viewers": "viewer"}
 USERS = {
@@ -123,6 +124,7 @@ def provider_fixture() -> Iterator[Provider]:
              "id_token_signed_response_alg": "RS256", **common},
             {"client_id": ES_CLIENT_ID, "client_secret": CLIENT_SECRET, "token_endpoint_auth_method": "client_secret_post",
              "id_token_signed_response_alg": "ES256", **common},
+            {"client_id": PUBLIC_CLIENT_ID, "token_endpoint_auth_method": "none", **common},
         ],
         "users": USERS,
     }  # fmt: skip

@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import logging
 import time
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urljoin, urlsplit
 
 import orjson
 import pytest
@@ -28,6 +28,7 @@ from tests.oidc_support import (  # noqa: F401 - fixtures
     CLIENT_ID,
     CLIENT_SECRET,
     ES_CLIENT_ID,
+    PUBLIC_CLIENT_ID,
     Provider,
     StartGateway,
     browser_session,
@@ -94,6 +95,25 @@ async def test_the_highest_mapped_role_wins_and_an_es256_client_works(oidc_gatew
     assert (row["role"], list(row["permissions"])) == ("user", ["operator"])
 
 
+async def test_a_public_client_signs_in_with_pkce_alone(oidc_gateway_with: StartGateway) -> None:
+    gateway = await oidc_gateway_with(oidc_client_id=PUBLIC_CLIENT_ID, oidc_client_secret="")
+    async with browser_session() as session:
+        assert (await sign_in(session, gateway, "vera@corp.test")).status == 303
+        assert await session_works(session, gateway)
+
+
+async def test_a_wrong_pkce_verifier_is_refused_by_the_provider(oidc_gateway: Gateway) -> None:
+    async with browser_session() as session:
+        callback = await to_callback(session, oidc_gateway, "ana@corp.test")
+        [key] = await oidc_gateway.redis.keys(oidc.STATE_KEY + "*")
+        record = orjson.loads(await oidc_gateway.redis.get(key))
+        await oidc_gateway.redis.set(key, orjson.dumps({**record, "verifier": "x" * 64}), ex=60)
+        reply = await session.get(callback, allow_redirects=False)
+        assert reply.status == 502 and not await session_works(session, oidc_gateway)
+    [failure] = await audit_rows(oidc_gateway, "auth.login")
+    assert failure["error_message"] == "the token endpoint answered 400 invalid_grant"
+
+
 async def test_a_local_account_is_linked_by_email_follows_the_groups_and_keeps_its_password(
     oidc_gateway: Gateway,
 ) -> None:
@@ -140,6 +160,19 @@ async def test_a_callback_with_a_wrong_reused_or_foreign_state_is_refused(oidc_g
     assert await oidc_gateway.pool.fetchval("SELECT login_count FROM admin_accounts") == 1
     failures = [r for r in await audit_rows(oidc_gateway, "auth.login") if not r["success"]]
     assert len(failures) == 3 and all(r["details"] == {"method": "oidc"} for r in failures)
+
+
+async def test_a_person_who_cancels_at_the_provider_is_told_so(oidc_gateway: Gateway) -> None:
+    async with browser_session() as session:
+        url = oidc_gateway.url + "/admin/oidc/start"
+        while "/interaction/" not in url:  # to the provider's login page
+            async with session.get(url, allow_redirects=False) as resp:
+                url = urljoin(url, resp.headers["Location"])
+        async with session.get(url + "/abort", allow_redirects=True) as resp:  # its "cancel" link
+            assert resp.status == 401 and "não concluiu a sua entrada" in await resp.text()
+            assert "/admin/oidc/callback" in str(resp.url) and "error=access_denied" in str(resp.url)
+    [failure] = await audit_rows(oidc_gateway, "auth.login")
+    assert failure["error_message"] == "the provider did not sign in: access_denied"
 
 
 async def test_an_id_token_with_another_nonce_is_refused(oidc_gateway: Gateway) -> None:
@@ -238,6 +271,7 @@ async def test_the_client_secret_is_never_logged_nor_returned(
     assert read >= 10  # the admin read them all (the session is an admin's)
     assert CLIENT_SECRET not in from_api
     assert CLIENT_SECRET not in caplog.text
+    assert CLIENT_SECRET not in repr(oidc_gateway.settings) and CLIENT_SECRET not in str(oidc_gateway.settings)
     assert CLIENT_SECRET not in str(await oidc_gateway.pool.fetch("SELECT details, error_message FROM audit_log"))
 
 

@@ -64,6 +64,9 @@ async def callback(request: web.Request, ctx: Ctx) -> web.StreamResponse:
         await _audit_failure(ctx, exc.reason)
         message = fmt.gettext("This sign-in attempt has expired or is not valid. Start again.")
         return _refused(request, message, 400)
+    except oidc.SignInCancelled as exc:
+        await _audit_failure(ctx, exc.reason)
+        return _refused(request, fmt.gettext("The identity provider did not sign you in. Try again."), 401)
     except (oidc.ProviderError, InvalidIdToken) as exc:
         log.warning("OIDC sign-in failed: %s", exc)
         await _audit_failure(ctx, str(exc))
