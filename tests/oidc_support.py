@@ -163,7 +163,8 @@ async def oidc_gateway_with_fixture(
     """Start the gateway with sign-in through `provider` (on the port the provider's clients name)."""
     servers: list[TestServer] = []
 
-    async def start(**changes: Any) -> Gateway:
+    async def start(port: int | None = None, **changes: Any) -> Gateway:
+        """`port`: another than the one the provider's clients name (for tests that never come back)."""
         values: dict[str, Any] = {
             "database_url": database_url,
             "redis_url": redis_url,
@@ -178,7 +179,7 @@ async def oidc_gateway_with_fixture(
             **changes,
         }
         app = create_app(load_settings({}, **values))
-        server = TestServer(app, host="127.0.0.1", port=provider.gateway_port)
+        server = TestServer(app, host="127.0.0.1", port=provider.gateway_port if port is None else port)
         await server.start_server()
         servers.append(server)
         gateway = Gateway(str(server.make_url("")).rstrip("/"), app)

@@ -13,6 +13,8 @@ from urllib.parse import parse_qs, urljoin, urlsplit
 
 import orjson
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 from cryptography.hazmat.primitives.asymmetric import rsa
 from yarl import URL
 
@@ -39,6 +41,7 @@ from tests.oidc_support import (  # noqa: F401 - fixtures
     sign_in,
     to_callback,
 )
+from tests.test_mailer import free_port
 
 pytestmark = needs_provider
 
@@ -273,6 +276,25 @@ async def test_the_client_secret_is_never_logged_nor_returned(
     assert CLIENT_SECRET not in caplog.text
     assert CLIENT_SECRET not in repr(oidc_gateway.settings) and CLIENT_SECRET not in str(oidc_gateway.settings)
     assert CLIENT_SECRET not in str(await oidc_gateway.pool.fetch("SELECT details, error_message FROM audit_log"))
+
+
+async def test_an_unreachable_or_impostor_provider_gives_a_clear_page(oidc_gateway_with: StartGateway) -> None:
+    async def discovery(request: web.Request) -> web.Response:  # a provider naming another issuer
+        return web.json_response({"issuer": "https://idp.example.com", "authorization_endpoint": "https://x/auth",
+                                  "token_endpoint": "https://x/token", "jwks_uri": "https://x/jwks"})  # fmt: skip
+
+    impostor = web.Application()
+    impostor.router.add_get("/.well-known/openid-configuration", discovery)
+    server = TestServer(impostor, host="127.0.0.1")
+    await server.start_server()
+    try:
+        for issuer in (f"http://127.0.0.1:{free_port()}", str(server.make_url("")).rstrip("/")):
+            gateway = await oidc_gateway_with(port=free_port(), oidc_issuer=issuer)
+            async with browser_session() as session:
+                reply = await session.get(gateway.url + "/admin/oidc/start", allow_redirects=False)
+                assert reply.status == 502 and "não está acessível" in await reply.text()
+    finally:
+        await server.close()
 
 
 def test_the_role_mapping_is_a_json_object_of_known_roles(tmp_path: object) -> None:
