@@ -227,7 +227,33 @@ class OidcClient:
             claims = verify_id_token(token, await self.keys(), expected)
         except UnknownSigningKey:
             claims = verify_id_token(token, await self.keys(refresh=True), expected)
+        if "email" not in claims or self.settings.oidc_groups_claim not in claims:
+            claims = {**await self._userinfo(answer.get("access_token"), claims["sub"]), **claims}
         return Finished(claims, record["next"])
+
+    async def _userinfo(self, access_token: object, subject: str) -> dict[str, Any]:
+        """The userinfo answer, for providers that keep the e-mail or the groups out of the ID token
+        (OIDC Core 5.4); {} when there is no endpoint or no access token. Its `sub` must be the ID
+        token's (OIDC Core 5.3.2), or it could describe someone else."""
+        endpoint = (await self.discovery()).get("userinfo_endpoint")
+        if not isinstance(endpoint, str) or not isinstance(access_token, str):
+            return {}
+        headers = {"Authorization": f"Bearer {access_token}", "Accept": "application/json"}
+        try:
+            async with self.http.get(endpoint, headers=headers, timeout=HTTP_TIMEOUT) as resp:
+                body = await resp.content.read(MAX_DOCUMENT_BYTES)
+                status = resp.status
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise ProviderError(f"the userinfo endpoint failed: {type(exc).__name__}") from None
+        try:
+            info = orjson.loads(body) if status == 200 else None
+        except orjson.JSONDecodeError:
+            info = None
+        if not isinstance(info, dict):
+            raise ProviderError(f"the userinfo endpoint answered {status} without a JSON object")
+        if info.get("sub") != subject:
+            raise ProviderError("the userinfo answer is about another subject")
+        return info
 
 
 OIDC = web.AppKey("oidc_client", OidcClient)

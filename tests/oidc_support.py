@@ -8,6 +8,7 @@ provider), so it can also sign tokens of its own that the provider's published k
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import subprocess
 import tempfile
@@ -108,9 +109,10 @@ def ec_jwk(key: ec.EllipticCurvePrivateKey, kid: str) -> dict[str, str]:
     }  # fmt: skip
 
 
-@pytest.fixture(scope="module", name="provider")
-def provider_fixture() -> Iterator[Provider]:
-    """The provider under Node, for the whole test module (it starts in about a second)."""
+@contextlib.contextmanager
+def running_provider(*, conform: bool = False) -> Iterator[Provider]:
+    """The provider under Node (it starts in about a second). `conform`: the e-mail and groups only
+    in its userinfo answer, not in the ID token."""
     rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     ec_key = ec.generate_private_key(ec.SECP256R1())
     port, gateway_port = free_port(), free_port()
@@ -127,6 +129,7 @@ def provider_fixture() -> Iterator[Provider]:
             {"client_id": PUBLIC_CLIENT_ID, "token_endpoint_auth_method": "none", **common},
         ],
         "users": USERS,
+        "conform": conform,
     }  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="solaris-oidc-") as folder:
         path = Path(folder) / "provider.json"
@@ -153,6 +156,18 @@ def provider_fixture() -> Iterator[Provider]:
                 process.wait()
 
 
+@pytest.fixture(scope="module", name="provider")
+def provider_fixture() -> Iterator[Provider]:
+    with running_provider() as started:
+        yield started
+
+
+@pytest.fixture(scope="module", name="conforming_provider")
+def conforming_provider_fixture() -> Iterator[Provider]:
+    with running_provider(conform=True) as started:
+        yield started
+
+
 StartGateway = Callable[..., Awaitable[Gateway]]
 
 
@@ -163,23 +178,25 @@ async def oidc_gateway_with_fixture(
     """Start the gateway with sign-in through `provider` (on the port the provider's clients name)."""
     servers: list[TestServer] = []
 
-    async def start(port: int | None = None, **changes: Any) -> Gateway:
-        """`port`: another than the one the provider's clients name (for tests that never come back)."""
+    async def start(port: int | None = None, via: Provider | None = None, **changes: Any) -> Gateway:
+        """`port`: another than the one the provider's clients name (for tests that never come back);
+        `via`: another provider than `provider`."""
+        idp = via or provider
         values: dict[str, Any] = {
             "database_url": database_url,
             "redis_url": redis_url,
             "litellm_base_url": upstream.url,
             "service_key": SERVICE_KEY,
-            "oidc_issuer": provider.issuer,
+            "oidc_issuer": idp.issuer,
             "oidc_client_id": CLIENT_ID,
             "oidc_client_secret": CLIENT_SECRET,
-            "oidc_redirect_url": provider.callback,
+            "oidc_redirect_url": idp.callback,
             "oidc_scopes": "openid email profile groups",
             "oidc_role_mapping": tuple(MAPPING.items()),
             **changes,
         }
         app = create_app(load_settings({}, **values))
-        server = TestServer(app, host="127.0.0.1", port=provider.gateway_port if port is None else port)
+        server = TestServer(app, host="127.0.0.1", port=idp.gateway_port if port is None else port)
         await server.start_server()
         servers.append(server)
         gateway = Gateway(str(server.make_url("")).rstrip("/"), app)

@@ -34,6 +34,7 @@ from tests.oidc_support import (  # noqa: F401 - fixtures
     Provider,
     StartGateway,
     browser_session,
+    conforming_provider_fixture,
     needs_provider,
     oidc_gateway_fixture,
     oidc_gateway_with_fixture,
@@ -96,6 +97,16 @@ async def test_the_highest_mapped_role_wins_and_an_es256_client_works(oidc_gatew
         assert (await sign_in(session, gateway, "otto@corp.test")).status == 303  # groups staff, gw-ops
     row = await gateway.pool.fetchrow(ACCOUNT, "otto@corp.test")
     assert (row["role"], list(row["permissions"])) == ("user", ["operator"])
+
+
+async def test_the_email_and_groups_are_read_from_userinfo_when_the_id_token_has_none(
+    oidc_gateway_with: StartGateway, conforming_provider: Provider
+) -> None:
+    gateway = await oidc_gateway_with(via=conforming_provider)
+    async with browser_session() as session:
+        assert (await sign_in(session, gateway, "otto@corp.test")).status == 303  # 403 (no e-mail) without userinfo
+    row = await gateway.pool.fetchrow(ACCOUNT, "otto@corp.test")
+    assert (row["role"], list(row["permissions"]), row["name"]) == ("user", ["operator"], "Otto")
 
 
 async def test_a_public_client_signs_in_with_pkce_alone(oidc_gateway_with: StartGateway) -> None:

@@ -2,7 +2,7 @@
 //
 // Usage: node oidc_provider.mjs <config.json>, where the file holds
 //   {port, keys: [private JWKs to sign with], clients: [oidc-provider client metadata],
-//    users: {"<login>": {email, email_verified, name, groups}}}
+//    users: {"<login>": {email, email_verified, name, groups}}, conform: false}
 // It listens on 127.0.0.1:<port> (issuer http://127.0.0.1:<port>) and prints one JSON line when
 // ready. The login page is the package's devInteractions page: any login (the account id, which
 // picks the user's claims) with any password. Consent is granted up front, as for a first-party app.
@@ -25,8 +25,9 @@ const provider = new Provider(issuer, {
     profile: ['name'],
     groups: ['groups'],
   },
-  // Put the scopes' claims in the ID token itself, as corporate providers do with groups.
-  conformIdTokenClaims: false,
+  // false: the scopes' claims in the ID token itself, as corporate providers do with groups;
+  // true: only in the userinfo answer (the package's default, OIDC Core 5.4 to the letter).
+  conformIdTokenClaims: Boolean(config.conform),
   features: { devInteractions: { enabled: true } },
   pkce: { required: () => true },
   async findAccount(ctx, id) {
