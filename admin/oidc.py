@@ -43,6 +43,16 @@ HTTP_TIMEOUT = aiohttp.ClientTimeout(total=10)
 MAX_DOCUMENT_BYTES = 512 * 1024
 BROWSER_COOKIE = "solaris_oidc"
 STATE_KEY = "sol:oidc:state:"
+# Each start keeps a state in Redis for ten minutes: an address may start this many in that time,
+# so that a loop of anonymous requests cannot fill Redis (a person needs a handful).
+STARTS_PER_ADDRESS = 60
+STARTS_KEY = "sol:oidc:starts:"
+# KEYS[1] the address's count; ARGV[1] its window in seconds. Returns the count with this start.
+COUNT_START = """
+local n = redis.call('INCR', KEYS[1])
+if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+return n
+"""
 
 
 class OidcError(Exception):
@@ -51,6 +61,10 @@ class OidcError(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class TooManyStarts(OidcError):
+    """This address has started more sign-ins than STARTS_PER_ADDRESS in the state's lifetime."""
 
 
 class BadState(OidcError):
@@ -143,7 +157,10 @@ class OidcClient:
             self._keys, self._keys_at = [k for k in keys if isinstance(k, dict)], time.monotonic()
         return self._keys
 
-    async def begin(self, redis: aioredis.Redis, next_page: str) -> Started:
+    async def begin(self, redis: aioredis.Redis, next_page: str, address: str | None) -> Started:
+        starts = await redis.eval(COUNT_START, 1, STARTS_KEY + (address or "unknown"), STATE_TTL_SECONDS)
+        if int(starts) > STARTS_PER_ADDRESS:
+            raise TooManyStarts("too many sign-ins started from this address")
         discovery = await self.discovery()
         state, nonce, verifier = secrets.token_urlsafe(32), secrets.token_urlsafe(32), secrets.token_urlsafe(48)
         browser = secrets.token_urlsafe(32)

@@ -289,6 +289,16 @@ async def test_the_client_secret_is_never_logged_nor_returned(
     assert CLIENT_SECRET not in str(await oidc_gateway.pool.fetch("SELECT details, error_message FROM audit_log"))
 
 
+async def test_one_address_may_start_only_so_many_sign_ins(oidc_gateway: Gateway) -> None:
+    async with browser_session() as session:
+        for _ in range(oidc.STARTS_PER_ADDRESS):
+            reply = await session.get(oidc_gateway.url + "/admin/oidc/start", allow_redirects=False)
+            assert reply.status == 303
+        reply = await session.get(oidc_gateway.url + "/admin/oidc/start", allow_redirects=False)
+        assert reply.status == 429 and "Muitas requisições" in await reply.text()
+    assert len(await oidc_gateway.redis.keys(oidc.STATE_KEY + "*")) == oidc.STARTS_PER_ADDRESS
+
+
 async def test_an_unreachable_or_impostor_provider_gives_a_clear_page(oidc_gateway_with: StartGateway) -> None:
     async def discovery(request: web.Request) -> web.Response:  # a provider naming another issuer
         return web.json_response({"issuer": "https://idp.example.com", "authorization_endpoint": "https://x/auth",

@@ -29,7 +29,10 @@ def _client(request: web.Request) -> oidc.OidcClient:
 async def start(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     client = _client(request)
     try:
-        started = await client.begin(ctx.redis, safe_next(request.query.get("next")))
+        started = await client.begin(ctx.redis, safe_next(request.query.get("next")), ctx.actor.ip_address)
+    except oidc.TooManyStarts:
+        message = formatter(request).gettext("Too many requests. Try again in a few minutes.")
+        return login_page(request, error=message, status=429)
     except oidc.ProviderError as exc:
         log.warning("OIDC sign-in could not start: %s", exc.reason)
         message = formatter(request).gettext("The identity provider cannot be reached. Try again in a few minutes.")
