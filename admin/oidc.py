@@ -286,6 +286,8 @@ async def oidc_ctx(panel: web.Application) -> AsyncIterator[None]:
     if missing:
         names = ", ".join("SOLARIS_" + name.upper() for name in missing)
         raise SettingsError(f"SOLARIS_OIDC_ISSUER is set, so {names} must be too")
+    if "openid" not in settings.oidc_scopes.split():
+        raise SettingsError("SOLARIS_OIDC_SCOPES must include openid")
     async with aiohttp.ClientSession() as http:
         panel[OIDC] = OidcClient(settings, http)
         yield

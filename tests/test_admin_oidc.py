@@ -189,6 +189,17 @@ async def test_a_person_who_cancels_at_the_provider_is_told_so(oidc_gateway: Gat
     assert failure["error_message"] == "the provider did not sign in: access_denied"
 
 
+async def test_a_callback_naming_another_issuer_is_refused(oidc_gateway: Gateway) -> None:
+    async with browser_session() as session:
+        callback = await to_callback(session, oidc_gateway, "ana@corp.test")
+        assert "iss=" in callback  # the provider names itself (RFC 9207)
+        mixed_up = callback.replace("iss=", "iss=https%3A%2F%2Fother.example.com&was=")
+        assert (await session.get(mixed_up, allow_redirects=False)).status == 502
+        assert not await session_works(session, oidc_gateway)
+    [failure] = await audit_rows(oidc_gateway, "auth.login")
+    assert failure["error_message"] == "the callback names another issuer"
+
+
 async def test_an_id_token_with_another_nonce_is_refused(oidc_gateway: Gateway) -> None:
     async with browser_session() as session:
         callback = await to_callback(session, oidc_gateway, "ana@corp.test")
@@ -330,6 +341,8 @@ def test_the_role_mapping_is_a_json_object_of_known_roles(tmp_path: object) -> N
 async def test_a_provider_without_client_id_or_redirect_url_stops_the_start(oidc_gateway_with: StartGateway) -> None:
     with pytest.raises(SettingsError, match="SOLARIS_OIDC_REDIRECT_URL"):
         await oidc_gateway_with(oidc_redirect_url="")
+    with pytest.raises(SettingsError, match="SOLARIS_OIDC_SCOPES must include openid"):
+        await oidc_gateway_with(oidc_scopes="email groups")
 
 
 # -- the ID token against the provider's published keys ---------------------------------------------
