@@ -16,7 +16,7 @@ from admin.pages.common import SESSION_COOKIE, formatter
 from metering import audit
 
 log = logging.getLogger("admin.oidc")
-CALLBACK_PATH = "/admin/oidc"
+COOKIE_PATH = "/admin/oidc"  # the state cookie goes to the two pages here only
 
 
 def _client(request: web.Request) -> oidc.OidcClient:
@@ -41,7 +41,7 @@ async def start(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     response.set_cookie(
         oidc.BROWSER_COOKIE,
         started.browser_value,
-        path=CALLBACK_PATH,
+        path=COOKIE_PATH,
         httponly=True,
         samesite="Lax",  # sent on the provider's top-level redirect back to us
         secure=ctx.settings.cookie_secure,
@@ -99,7 +99,7 @@ async def callback(request: web.Request, ctx: Ctx) -> web.StreamResponse:
         secure=ctx.settings.cookie_secure,
         max_age=int(ctx.settings.session_hours * 3600),
     )
-    response.del_cookie(oidc.BROWSER_COOKIE, path=CALLBACK_PATH)
+    response.del_cookie(oidc.BROWSER_COOKIE, path=COOKIE_PATH)
     response.del_cookie(csrf.PRE_SESSION_COOKIE, path="/admin")
     raise response
 
@@ -113,5 +113,5 @@ async def _audit_failure(ctx: Ctx, reason: str) -> None:
 
 def _refused(request: web.Request, message: str, status: int) -> web.Response:
     response = login_page(request, error=message, status=status)
-    response.del_cookie(oidc.BROWSER_COOKIE, path=CALLBACK_PATH)
+    response.del_cookie(oidc.BROWSER_COOKIE, path=COOKIE_PATH)
     return response
