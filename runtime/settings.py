@@ -223,6 +223,13 @@ class Settings:
     max_body_bytes: int = _setting(
         "SOLARIS_MAX_BODY_BYTES", 32 * 1024 * 1024, "Largest request body accepted, in bytes.", _positive_int
     )
+    upstream_retry_timeouts: bool = _setting(
+        "SOLARIS_UPSTREAM_RETRY_TIMEOUTS",
+        False,
+        "Retry an upstream call that timed out, like a refused connection (each attempt is charged "
+        "its prompt: the provider may have done the work).",
+        _bool,
+    )
     store_bodies: bool = _setting(
         "SOLARIS_STORE_BODIES", False, "Store prompt and answer bodies in the usage ledger.", _bool
     )
