@@ -41,6 +41,7 @@ from metering.prices import PriceBook, load_overrides
 from metering.quota import QuotaEngine, Settlement
 from metering.recorder import Metered, Recorder
 from metering.redis_mux import RedisMux
+from metering.secret_box import SecretBox
 from metering.settings_store import SettingsStore
 from metering.sweeper import Sweeper
 from metering.system_settings import default_system_settings
@@ -139,7 +140,8 @@ async def settings_ctx(app: web.Application) -> AsyncIterator[None]:
     """The admin's system settings (kept in step across processes) and the quota policy from them."""
     settings = app[SETTINGS]
     app[CLOCK] = PeriodClock(settings.timezone)
-    store = SettingsStore(app[PG], app[REDIS], default_system_settings(settings.litellm_base_url))
+    box = SecretBox.from_settings(settings.secret_key, settings.data_dir)
+    store = SettingsStore(app[PG], app[REDIS], default_system_settings(settings.litellm_base_url), box)
     await store.load()
     app[SYSTEM] = store
     app[POLICY] = PolicySource(store)

@@ -230,6 +230,12 @@ class Settings:
         "its prompt: the provider may have done the work).",
         _bool,
     )
+    secret_key: str = _setting(
+        "SOLARIS_SECRET_KEY",
+        "",
+        "Key that encrypts stored secrets (the SMTP password): a Fernet key, or long random text; "
+        "comma-separated keys rotate (the first encrypts). Empty: a key generated into the data folder.",
+    )
     store_bodies: bool = _setting(
         "SOLARIS_STORE_BODIES", False, "Store prompt and answer bodies in the usage ledger.", _bool
     )
