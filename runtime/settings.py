@@ -57,6 +57,13 @@ def _non_negative_float(raw: str) -> float:
     return value
 
 
+def _positive_float(raw: str) -> float:
+    value = float(raw)
+    if not 0 < value < float("inf"):
+        raise ValueError("expected a number above 0")
+    return value
+
+
 def _language(raw: str) -> str:
     if raw not in LANGUAGES:
         raise ValueError(f"expected one of {', '.join(LANGUAGES)}")
@@ -229,6 +236,12 @@ class Settings:
         "Retry an upstream call that timed out, like a refused connection (each attempt is charged "
         "its prompt: the provider may have done the work).",
         _bool,
+    )
+    body_timeout: float = _setting(
+        "SOLARIS_BODY_TIMEOUT",
+        60.0,
+        "Seconds a client has to send a request's whole body; a slower one is answered 408 and cut off.",
+        _positive_float,
     )
     secret_key: str = _setting(
         "SOLARIS_SECRET_KEY",
