@@ -227,7 +227,7 @@ async def ledger_ctx(app: web.Application) -> AsyncIterator[None]:
 
     recorder = app[RECORDER] = Recorder(
         redis, pool, quota, timezone=settings.timezone,
-        on_redis_failure=reconciler.note_fallback, on_settled=on_settled,
+        on_redis_failure=reconciler.note_fallback, on_settled=on_settled, backlog=writer.backlog,
     )  # fmt: skip
     sweeper = app[SWEEPER] = Sweeper(
         redis, quota, recorder, process_id=process_id, interval=settings.sweep_interval,
@@ -240,6 +240,7 @@ async def ledger_ctx(app: web.Application) -> AsyncIterator[None]:
         heartbeat=sweeper.run_heartbeat,
         sweeper=sweeper.run,
         usage_buffer=recorder.run_buffer_flusher,
+        usage_confirmer=recorder.run_confirmer,
         redis_recovery=reconciler.run,
         ledger_backlog=lambda: watch_ledger_backlog(metrics, writer, recorder),
     ):
