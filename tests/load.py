@@ -13,7 +13,7 @@ import asyncio
 import collections
 import contextlib
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -121,18 +121,19 @@ async def books_at_rest(
     period: str,
     answered: set[str],
     *,
-    flush: object = None,
-    expected_extra: Iterable[str] = (),
+    flush: Callable[[], Awaitable[None]] | None = None,
+    expected_extra: Iterable[str] | Callable[[], Awaitable[set[str]]] = (),
     timeout: float = 45.0,
 ) -> Books:
     """`books` once they are right, or as they are after `timeout` seconds (the gateway reconciles
-    and sweeps in the background)."""
+    and sweeps in the background). `expected_extra`: ids of rows no client saw answered that may
+    be there (or a function that reads them anew each time)."""
     deadline = time.monotonic() + timeout
-    extra = set(expected_extra)
     while True:
-        if callable(flush):
+        if flush is not None:
             with contextlib.suppress(Exception):
                 await flush()
+        extra = await expected_extra() if callable(expected_extra) else set(expected_extra)
         result = await books(pool, quota, period, answered, extra)
         if result.right or time.monotonic() > deadline:
             return result
