@@ -15,13 +15,14 @@ from pathlib import Path
 import aiohttp
 import asyncpg
 import openai
+import orjson
 import pytest
 import redis.asyncio as aioredis
 
 from metering.audit import Actor
 from metering.ledger import STREAM, UsageEvent
 from metering.ledger_writer import LedgerWriter
-from metering.quota import QuotaEngine, Thresholds, inflight_key
+from metering.quota import QuotaEngine, Thresholds, cfg_key, inflight_key
 from metering.quota_state import rebuild_key
 from metering.recorder import Recorder
 from metering.redis_mux import RedisMux
@@ -357,3 +358,34 @@ async def test_usage_events_redis_loses_before_the_writer_took_them_are_written_
         assert [r["request_id"] for r in rows] == ["kept", "lost"] and noted == ["lost"]
     finally:
         await quota.mux.aclose()
+
+
+@pytest.mark.parametrize(("failure", "status"), [("open", 200), ("closed", 503)])
+async def test_a_user_redis_lost_while_postgres_is_down_follows_the_redis_failure_policy(
+    gateway_with, engines: Engines, failure: str, status: int
+) -> None:  # type: ignore[no-untyped-def]
+    """Issue 13's fault matrix on main: 3 requests a run answered 500 when Postgres stopped while
+    Redis did not have their user yet (asyncpg's InternalClientError, loading the user): the quota
+    cannot be checked, as when Redis is down, so the Redis failure policy applies."""
+    gateway = await gateway_with(redis_failure=failure)
+    await gateway.system.update({"security.rate_limit_per_minute": 0}, "test")
+    client = gateway.client()
+    await client.chat.completions.create(**CHAT)  # type: ignore[call-overload]  # known, and in the cache
+    user_id = await gateway.pool.fetchval("SELECT id FROM end_users")
+    await gateway.flush_ledger()
+    assert engines.postgres is not None
+    await asyncio.to_thread(engines.postgres.stop)
+    try:
+        await gateway.redis.delete(cfg_key(user_id))  # Redis no longer has the user
+        replies = await asyncio.gather(*(gateway.post("/v1/chat/completions", CHAT) for _ in range(5)))
+        assert [reply.status for reply in replies] == [status] * 5
+    finally:
+        await asyncio.to_thread(engines.postgres.start_again)
+    period = gateway.clock.current().name
+
+    async def reconciled() -> bool:
+        ledger = await gateway.pool.fetchval("SELECT sum(total_tokens) FROM token_usage WHERE user_id = $1", user_id)
+        quota = await gateway.quota.snapshot(user_id, period)
+        return bool(quota.used == ledger and quota.reserved == 0)
+
+    await wait_for(reconciled, timeout=30)
