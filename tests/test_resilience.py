@@ -15,7 +15,6 @@ from pathlib import Path
 import aiohttp
 import asyncpg
 import openai
-import orjson
 import pytest
 import redis.asyncio as aioredis
 
