@@ -113,11 +113,16 @@ WHERE id
 class SettingsStore:
     """The settings of this process, kept in step with Postgres and with the other processes."""
 
-    def __init__(self, pool: asyncpg.Pool, redis: aioredis.Redis, defaults: SystemSettings, box: SecretBox) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, redis: aioredis.Redis, defaults: SystemSettings, box: SecretBox, *, seal_plain: bool
+    ) -> None:
+        """`seal_plain`: encrypt a plain password on load (the server does; a CLI run from another
+        folder may hold another generated key, and must not seal it with that)."""
         self._pool = pool
         self._redis = redis
         self._defaults = defaults
         self._box = box
+        self._seal_plain = seal_plain
         self._current = defaults
         self.subscribed = asyncio.Event()  # set while run_listener is subscribed and up to date
 
@@ -131,7 +136,7 @@ class SettingsStore:
             self._current = self._defaults
         else:
             self._current = settings_from_saved(self._defaults, row["settings"], row["password_set"])
-            if row["password_set"]:
+            if row["password_set"] and self._seal_plain:
                 await self._seal_plain_password()
         return self._current
 

@@ -141,7 +141,7 @@ async def settings_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     app[CLOCK] = PeriodClock(settings.timezone)
     box = SecretBox.from_settings(settings.secret_key, settings.data_dir)
-    store = SettingsStore(app[PG], app[REDIS], default_system_settings(settings.litellm_base_url), box)
+    store = SettingsStore(app[PG], app[REDIS], default_system_settings(settings.litellm_base_url), box, seal_plain=True)
     await store.load()
     app[SYSTEM] = store
     app[POLICY] = PolicySource(store)

@@ -58,7 +58,7 @@ async def open_operator(settings: Settings) -> AsyncIterator[Operator]:
         async with pool.acquire() as conn:
             await db.migrate(conn)
         box = SecretBox.from_settings(settings.secret_key, settings.data_dir)
-        system = SettingsStore(pool, redis, default_system_settings(settings.litellm_base_url), box)
+        system = SettingsStore(pool, redis, default_system_settings(settings.litellm_base_url), box, seal_plain=False)
         await system.load()
         quota = QuotaEngine(redis, mux)
         users = UserService(

@@ -57,7 +57,9 @@ def smtp() -> Iterator[SmtpServer]:
 @pytest.fixture
 async def settings_store(db_pool: asyncpg.Pool, redis_client: aioredis.Redis, smtp: SmtpServer) -> SettingsStore:
     box = SecretBox(Fernet.generate_key().decode())
-    store = SettingsStore(db_pool, redis_client, default_system_settings("http://litellm.test:4000"), box)
+    store = SettingsStore(
+        db_pool, redis_client, default_system_settings("http://litellm.test:4000"), box, seal_plain=True
+    )
     smtp_settings = {"email.smtp_host": "127.0.0.1", "email.smtp_port": smtp.port, "email.use_tls": False}
     await store.update(smtp_settings, actor="test")
     return store

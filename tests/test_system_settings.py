@@ -26,7 +26,7 @@ KEY = Fernet.generate_key().decode()
 
 
 def _store(db_pool: asyncpg.Pool, redis_client: aioredis.Redis, key: str = KEY) -> SettingsStore:
-    return SettingsStore(db_pool, redis_client, DEFAULTS, SecretBox(key))
+    return SettingsStore(db_pool, redis_client, DEFAULTS, SecretBox(key), seal_plain=True)
 
 
 async def _eventually(condition: Callable[[], bool], seconds: float = 5.0) -> bool:
@@ -231,6 +231,9 @@ async def test_a_password_saved_in_plain_text_is_encrypted_when_loaded(
     db_pool: asyncpg.Pool, redis_client: aioredis.Redis
 ) -> None:
     await db_pool.execute("INSERT INTO system_settings (id, settings, smtp_password) VALUES (true, '{}', 'old-plain')")
+    cli = SettingsStore(db_pool, redis_client, DEFAULTS, SecretBox("a CLI's own key"), seal_plain=False)
+    assert await cli.load() and await cli.smtp_password() == "old-plain"
+    assert await db_pool.fetchval("SELECT smtp_password FROM system_settings") == "old-plain"  # left to the server
     store = _store(db_pool, redis_client)
     assert to_api(await store.load())["emailSettings"]["smtpPasswordSet"] is True
     stored = await db_pool.fetchval("SELECT smtp_password FROM system_settings")
