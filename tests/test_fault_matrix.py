@@ -189,6 +189,12 @@ async def test_fault_matrix(
     await gateway.system.update({"security.rate_limit_per_minute": 0}, "test")
     matrix = Matrix(upstream, gateway)
     postgres, redis = engines.postgres, engines.redis
+    warm_up = Load(gateway.url, USERS)
+    async with aiohttp.ClientSession() as session:  # every user known before the faults begin
+        assert [await warm_up.one(session, user, stream=False) for user in USERS] == [200] * len(USERS)
+    matrix.answered |= warm_up.answered
+    await gateway.flush_ledger()
+    matrix.rows_before = int(await gateway.pool.fetchval("SELECT count(*) FROM token_usage"))
 
     for turn in (1, 2):
         started, load = time.monotonic(), Load(gateway.url, USERS, workers=3, pause=0.1)
