@@ -296,7 +296,7 @@ def _forget_redis_data(folder: Path) -> None:
         (folder / name).unlink(missing_ok=True)
 
 
-@pytest.mark.parametrize("data", ["kept", "lost"])
+@pytest.mark.parametrize("data", ["kept", "killed", "lost"])
 async def test_a_redis_restart_under_load_leaves_the_books_right(gateway_with, engines: Engines, data: str) -> None:  # type: ignore[no-untyped-def]
     """Issue 13, done when: a Redis restart with and without its data, under load, and then the
     ledger has every answered request once, and Redis agrees with it per user, nothing reserved."""
@@ -309,6 +309,8 @@ async def test_a_redis_restart_under_load_leaves_the_books_right(gateway_with, e
     await asyncio.sleep(1.5)
     if data == "kept":
         await asyncio.to_thread(redis.stop)  # SIGTERM: Redis writes its append-only file first
+    elif data == "killed":
+        await asyncio.to_thread(redis.kill)  # SIGKILL: the append-only file lacks up to its last second
     else:
         await asyncio.to_thread(redis.kill)
         _forget_redis_data(redis.folder)
