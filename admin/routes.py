@@ -12,7 +12,7 @@ from typing import Any
 from aiohttp import web
 
 from admin import auth
-from admin.api import alerts, analytics, keys, logs, models, settings, system, users
+from admin.api import admins, alerts, analytics, keys, logs, models, quota_requests, settings, system, users
 from admin.api import auth as auth_api
 from admin.http import ROOT_APP, Ctx, json_response
 from admin.middlewares import api_errors, bind, fallback, on_prepare, request_context
@@ -41,6 +41,8 @@ API_ROUTES: list[Route] = [
     *models.ROUTES,
     *logs.ROUTES,
     *system.ROUTES,
+    *quota_requests.ROUTES,
+    *admins.ROUTES,
     Route(
         "GET",
         "/openapi.json",
@@ -68,9 +70,11 @@ def add_routes(app: web.Application) -> None:
     """Register the admin API under /api and the web panel under /admin (sharing one model catalog)."""
     api = create_api_app(app)
     app.add_subapp("/api", api)
-    app.add_subapp("/admin", create_panel_app(app, api[models.CATALOG]))
+    # Before the panel's sub-application: its prefix also claims the bare "/admin" (and answers 404).
     app.router.add_get("/admin", _to_panel)
+    app.add_subapp("/admin", create_panel_app(app, api[models.CATALOG]))
 
 
 async def _to_panel(request: web.Request) -> web.StreamResponse:
-    raise web.HTTPPermanentRedirect("/admin/")
+    """The README's address without the slash: the panel's home, keeping any query."""
+    raise web.HTTPPermanentRedirect("/admin/" + (f"?{request.query_string}" if request.query_string else ""))

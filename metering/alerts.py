@@ -236,6 +236,26 @@ class AlertService:
         self._wake.set()
         return int(row["id"])
 
+    async def raise_forecast(
+        self, user_id: int, period: str, texts: Callable[[str], tuple[str, str]], metadata: Mapping[str, Any]
+    ) -> int | None:
+        """The `forecast` alert (`metering.forecast`), once per user and period like the usage
+        alerts; `texts(lang)` gives its title and message. Returns its id, or None if already raised."""
+        async with self._pool.acquire() as conn:
+            user = await conn.fetchrow(SELECT_USER_LANGUAGE, user_id)
+            if user is None:
+                return None
+            title, message = texts(pick_language(user["language"], self._language))
+            key = f"{user_id}:{period}:forecast"
+            row = await conn.fetchrow(
+                INSERT_THRESHOLD_ALERT, user_id, "forecast", title, message, "warning", period, key, dict(metadata)
+            )
+        if row is None:
+            return None
+        await self._announce(alert_from_row(row))
+        self._wake.set()
+        return int(row["id"])
+
     async def recover_missed(self, quota: QuotaEngine, period: str) -> int:
         """Raise the usage alerts whose threshold flag is set in Redis but whose row is missing.
 

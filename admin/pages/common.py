@@ -52,9 +52,12 @@ NAV = (
     ("users", "/admin/users", "Users", "users:read"),
     ("analytics", "/admin/analytics", "Analytics", "usage:read"),
     ("alerts", "/admin/alerts", "Alerts", "alerts:read"),
+    ("quota_requests", "/admin/quota-requests", "Token requests", "users:read"),
     ("models", "/admin/models", "Models", "models:read"),
     ("logs", "/admin/logs", "Logs", "logs:read"),
     ("settings", "/admin/settings", "Settings", "settings:read"),
+    ("keys", "/admin/keys", "Service keys", "keys:read"),
+    ("admins", "/admin/admins", "Admin accounts", "admins:manage"),
 )
 
 
@@ -62,6 +65,18 @@ def formatter(request: web.Request) -> i18n.Formatter:
     settings = request.config_dict[SETTINGS]
     language = i18n.pick_language(request.cookies.get(i18n.COOKIE), settings.language)
     return i18n.Formatter(language, zoneinfo.ZoneInfo(settings.timezone))
+
+
+def role_label(fmt: i18n.Formatter, principal: Principal | None) -> str:
+    """The account's role as a word ("Administrador"); a role without words keeps its code."""
+    if principal is None:
+        return ""
+    role = principal.role
+    if role != "admin":  # an account's named role is among its permissions (operator, viewer)
+        role = next((name for name in ("operator", "viewer") if name in principal.permissions), role)
+    key = f"role:{role}"
+    text = fmt.gettext(key)
+    return role if text == key else text
 
 
 def tojson_attr(value: Any) -> Markup:
@@ -133,6 +148,7 @@ def base_context(request: web.Request, principal: Principal | None, active: str 
         "lang": fmt.language,
         "languages": i18n.LANGUAGE_NAMES,
         "principal": principal,
+        "role_label": role_label(fmt, principal),
         "can": can,
         "csrf_token": token,
         "csrf_field": csrf.FIELD,
