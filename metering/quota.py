@@ -15,6 +15,8 @@ and every script touches a single slot:
 - ``sol:inflight:{u:ID}`` hash request_id -> ``"<reservation>|<period>|<caller info>"``: what a
   settle releases, and what the sweeper finds when a process died mid-request.
 - ``sol:rate:{u:ID}`` hash ``tokens``, ``ts``: the per-user token bucket.
+- ``sol:rb:{u:ID}:PERIOD`` hash request_id -> tokens, ``_n``: while a rebuild of the period is
+  open, what settle.lua charged meanwhile (see rebuild.lua); expires in ``REBUILD_TTL_SECONDS``.
 
 Thresholds: with ``total_limit = monthly_limit + extra_tokens`` (`total_limit`), admission stops
 at ``cap = floor(total_limit * block% / 100)``; an alert at p% fires when
