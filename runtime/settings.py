@@ -61,6 +61,13 @@ def _non_negative_float(raw: str) -> float:
     return value
 
 
+def _positive_float(raw: str) -> float:
+    value = float(raw)
+    if not 0 < value < float("inf"):
+        raise ValueError("expected a number above 0")
+    return value
+
+
 def _language(raw: str) -> str:
     if raw not in LANGUAGES:
         raise ValueError(f"expected one of {', '.join(LANGUAGES)}")
@@ -251,6 +258,25 @@ class Settings:
     )
     max_body_bytes: int = _setting(
         "SOLARIS_MAX_BODY_BYTES", 32 * 1024 * 1024, "Largest request body accepted, in bytes.", _positive_int
+    )
+    upstream_retry_timeouts: bool = _setting(
+        "SOLARIS_UPSTREAM_RETRY_TIMEOUTS",
+        False,
+        "Retry an upstream call that timed out, like a refused connection (each attempt is charged "
+        "its prompt: the provider may have done the work).",
+        _bool,
+    )
+    body_timeout: float = _setting(
+        "SOLARIS_BODY_TIMEOUT",
+        60.0,
+        "Seconds a client has to send a request's whole body; a slower one is answered 408 and cut off.",
+        _positive_float,
+    )
+    secret_key: str = _setting(
+        "SOLARIS_SECRET_KEY",
+        "",
+        "Key that encrypts stored secrets (the SMTP password): a Fernet key, or long random text; "
+        "comma-separated keys rotate (the first encrypts). Empty: a key generated into the data folder.",
     )
     store_bodies: bool = _setting(
         "SOLARIS_STORE_BODIES", False, "Store prompt and answer bodies in the usage ledger.", _bool
