@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -58,7 +58,8 @@ WITH inserted AS (
     UPDATE end_users SET last_alert_date = inserted.created_at
     FROM inserted WHERE end_users.id = inserted.user_id
 )
-SELECT * FROM inserted
+SELECT inserted.*, u.name AS user_name, u.email AS user_email
+FROM inserted LEFT JOIN end_users u ON u.id = inserted.user_id
 """
 
 SELECT_EXISTING_KEYS = "SELECT dedupe_key FROM alerts WHERE dedupe_key = ANY($1::text[])"
@@ -128,6 +129,15 @@ class Alert:
     acknowledged_at: dt.datetime | None
     metadata: dict[str, Any]
     created_at: dt.datetime
+    # Who it is about (None for a system alert, or a row read without them), and its delivery.
+    user_name: str | None = None
+    user_email: str | None = None
+    attempts: int = 0
+    next_attempt_at: dt.datetime | None = None
+
+    @property
+    def is_test(self) -> bool:
+        return bool(self.metadata.get("test"))
 
 
 def alert_from_row(row: Mapping[str, Any]) -> Alert:
@@ -143,11 +153,28 @@ def alert_from_row(row: Mapping[str, Any]) -> Alert:
         acknowledged_at=row["acknowledged_at"],
         metadata=dict(row["metadata"] or {}),
         created_at=row["created_at"],
+        user_name=row.get("user_name"),
+        user_email=row.get("user_email"),
+        attempts=row.get("attempts") or 0,
+        next_attempt_at=row.get("next_attempt_at"),
     )
 
 
 async def _announce_nothing(alert: Alert) -> None:
     pass
+
+
+THRESHOLD_TYPES: tuple[ThresholdType, ...] = ("usage_80", "usage_95", "blocked")  # lowest first
+
+
+def highest_threshold(crossed: Iterable[str]) -> ThresholdType | None:
+    """The one usage alert to raise for thresholds crossed together: the highest.
+
+    One request can cross 80%, 95% and the block threshold at once; its user gets one alert (and one
+    e-mail) that says where they are, not three at once that each quote the same final figures.
+    The lower thresholds' flags are set in Redis too, so they do not fire later this period."""
+    ranked: list[ThresholdType] = [c for c in THRESHOLD_TYPES if c in set(crossed)]
+    return ranked[-1] if ranked else None
 
 
 def retry_delay(attempts_before: int, base_seconds: float, max_seconds: float = 3600.0) -> float | None:
@@ -190,6 +217,15 @@ class AlertService:
             self.raise_threshold(user_id, alert_type, period, used, total_limit), name=f"alert-{alert_type}-{user_id}"
         )
 
+    def raise_crossed_later(
+        self, user_id: int, crossed: Iterable[str], period: str, used: int, total_limit: int
+    ) -> ThresholdType | None:
+        """The alert for thresholds one settlement crossed: the highest only (`highest_threshold`)."""
+        highest = highest_threshold(crossed)
+        if highest is not None:
+            self.raise_threshold_later(user_id, highest, period, used, total_limit)
+        return highest
+
     async def raise_threshold(
         self,
         user_id: int,
@@ -214,7 +250,8 @@ class AlertService:
                 log.warning("%s alert for unknown user %s not raised", alert_type, user_id)
                 return None
             lang = pick_language(user["language"], self._language)
-            title, message = threshold_texts(alert_type, lang, used, total_limit, period_reset_date(period))
+            reset = None if test else period_reset_date(period)
+            title, message = threshold_texts(alert_type, lang, used, total_limit, reset, test=test)
             # "limit" in the stored metadata (and the API's Alert) is the total limit.
             metadata = {"used": used, "limit": total_limit, "percent": usage_percent(used, total_limit)}
             if test:
@@ -246,13 +283,14 @@ class AlertService:
         """
         missing: list[tuple[int, ThresholdType, int, int]] = []
         async for user_id, state in quota.fired(period):
-            for flag, alert_type in (
-                (state.alert80, "usage_80"),
-                (state.alert95, "usage_95"),
-                (state.blocked, "blocked"),
-            ):
-                if flag:
-                    missing.append((user_id, alert_type, state.used, state.total_limit))  # type: ignore[arg-type]
+            flagged = [
+                t
+                for flag, t in ((state.alert80, "usage_80"), (state.alert95, "usage_95"), (state.blocked, "blocked"))
+                if flag
+            ]
+            highest = highest_threshold(flagged)  # as raised after a settlement: the highest only
+            if highest is not None:
+                missing.append((user_id, highest, state.used, state.total_limit))
         if not missing:
             return 0
         keys = [f"{user_id}:{period}:{alert_type}" for user_id, alert_type, _, _ in missing]
@@ -323,10 +361,11 @@ class AlertService:
             lang,
             user_name=row["user_name"] or "",
             alert_type=row["type"],
+            test=bool(metadata.get("test")),
             percent=metadata.get("percent", 0),
             used=metadata.get("used", 0),
             total_limit=metadata.get("limit", 0),
-            reset_date=period_reset_date(row["period"]),
+            reset_date=None if metadata.get("test") else period_reset_date(row["period"]),
         )
         try:
             await self._mailer.send(row["user_email"], subject, text, html, settings=email_settings, password=password)

@@ -7,7 +7,7 @@ announced the same way whoever makes it. Users come back as `User` objects (`met
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import asyncpg
@@ -151,7 +151,7 @@ class UserService:
         if status in ("active", "blocked"):
             ids = await self._ids_in_force(" AND ".join(where), params, status)
             total = len(ids)
-            chosen = ids[(page - 1) * limit : page * limit]
+            chosen = list(ids[(page - 1) * limit : page * limit])
             rows = await self._pool.fetch(
                 f"SELECT {USER_COLUMNS} FROM end_users WHERE id = ANY($1::bigint[]) ORDER BY id",  # noqa: S608 - constant
                 chosen,
@@ -170,7 +170,7 @@ class UserService:
         )
         return await self._with_quotas(list(rows)), int(total)
 
-    async def _ids_in_force(self, clause: str, params: list[Any], status: str) -> list[int]:
+    async def _ids_in_force(self, clause: str, params: Sequence[Any], status: str) -> tuple[int, ...]:
         """The ids (ascending) of the users matching `clause` whose status in force is `status`
         ('active' or 'blocked'): stored 'blocked', or stored 'active' with the quota's flag."""
         rows = await self._pool.fetch(
@@ -184,8 +184,8 @@ class UserService:
             quotas = await self._quota.snapshots(active[start : start + LIST_CHUNK], period)
             spent.update(user_id for user_id, quota in quotas.items() if quota.blocked)
         if status == "active":
-            return [user_id for user_id in active if user_id not in spent]
-        return [r["id"] for r in rows if r["status"] == "blocked" or r["id"] in spent]
+            return tuple(user_id for user_id in active if user_id not in spent)
+        return tuple(r["id"] for r in rows if r["status"] == "blocked" or r["id"] in spent)
 
     # -- changes ---------------------------------------------------------------------------
 

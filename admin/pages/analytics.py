@@ -38,7 +38,7 @@ async def analytics_page(request: web.Request, ctx: Ctx) -> web.StreamResponse:
         metrics = dashboard_to_api(
             await analytics.dashboard(ctx.pool, days, ctx.timezone, await system_health(ctx.root))
         )
-    filters = {name: request.query.get(name, "") for name in ("userId", "model", "startDate", "endDate")}
+    filters = {name: request.query.get(name, "") for name in ("user", "model", "startDate", "endDate")}
     return render(
         request,
         "admin/analytics.html",

@@ -24,7 +24,9 @@ async def list_logs(request: web.Request, ctx: Ctx) -> web.StreamResponse:
         where = listings.AuditFilter()
     found, total = await listings.list_audit(ctx.pool, where, page=page, limit=PAGE_SIZE)
     entries = [audit_to_api(e) for e in found]
-    filters = {name: request.query.get(name, "") for name in ("action", "resource", "userId", "startDate", "endDate")}
+    filters = {
+        name: request.query.get(name, "") for name in ("action", "resource", "actor", "user", "startDate", "endDate")
+    }
     return render(
         request,
         "admin/logs.html",
