@@ -27,7 +27,8 @@ AUDIT_PEOPLE = """
 SELECT l.*, adm.name AS actor_name, s.name AS subject_name, s.email AS subject_email
 FROM ({rows}) l
 LEFT JOIN admin_accounts adm ON adm.id = l.user_id
-LEFT JOIN end_users s ON l.resource = 'user' AND l.resource_id ~ '^[0-9]{{1,18}}$' AND s.id = l.resource_id::bigint
+LEFT JOIN end_users s
+    ON s.id = CASE WHEN l.resource = 'user' AND l.resource_id ~ '^[0-9]{{1,18}}$' THEN l.resource_id::bigint END
 ORDER BY {order}
 """
 

@@ -32,14 +32,17 @@ def _days(request: web.Request, ctx: Ctx) -> analytics.DayRange:
 async def dashboard(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     days = _days(request, ctx)
     health = await system_health(ctx.root)
-    return ok(dashboard_to_api(await analytics.dashboard(ctx.pool, days, ctx.timezone, health)))
+    metrics = dashboard_to_api(await analytics.dashboard(ctx.pool, days, ctx.timezone, health))
+    # Refused requests write no usage row: this quota period's, by reason, from every user's counters.
+    metrics["refusalsThisPeriod"] = await analytics.period_refusals(ctx.pool, ctx.quota, ctx.clock.current().name)
+    return ok(metrics)
 
 
 async def user_analytics(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     user_id = path_id(request)
     days = _days(request, ctx)
     try:
-        usage = await analytics.user_analytics(ctx.pool, user_id, days)
+        usage = await analytics.user_analytics(ctx.pool, user_id, days, ctx.timezone)
     except analytics.UnknownUser:
         raise not_found("user") from None
     quota = await ctx.quota.snapshot(user_id, ctx.clock.current().name)

@@ -52,6 +52,10 @@ async def analytics_page(request: web.Request, ctx: Ctx) -> web.StreamResponse:
             "pages": max(1, math.ceil(total / PAGE_SIZE)),
             "filters": filters,
             "errors": errors,
+            # Refused requests write no usage row: this quota period's, from every user's counters.
+            "refusals": await analytics.period_refusals(ctx.pool, ctx.quota, ctx.clock.current().name)
+            if metrics is not None
+            else {},
         },
         active="analytics",
     )

@@ -14,7 +14,7 @@ from aiohttp import web
 
 from admin.api import keys as keys_api
 from admin.errors import conflict_field
-from admin.http import Ctx
+from admin.http import FAILED_WITH, Ctx
 from admin.pages.common import error_text, form_data, formatter, parse_int, parse_number, redirect, render
 from admin.wire.analytics import user_analytics_to_api
 from admin.wire.common import InputError
@@ -155,6 +155,7 @@ async def create_user(request: web.Request, ctx: Ctx) -> web.StreamResponse:
         try:
             user = await ctx.users.create(user_changes(body), ctx.actor)
         except (UserValidationError, UserConflict, InputError) as exc:
+            request[FAILED_WITH] = exc
             errors = _service_errors(ctx, exc)
         else:
             fmt = formatter(request)
@@ -176,6 +177,7 @@ async def update_user(request: web.Request, ctx: Ctx) -> web.StreamResponse:
         try:
             await ctx.users.update(user_id, user_changes(body), ctx.actor)
         except (UserValidationError, UserConflict, InputError) as exc:
+            request[FAILED_WITH] = exc
             errors = _service_errors(ctx, exc)
         else:
             raise redirect(f"/admin/users/{user_id}", "success", formatter(request).gettext("User updated."))
@@ -201,7 +203,7 @@ async def _user_page(
     usage = None
     if principal.can("analytics:read"):
         days = analytics.parse_period("30d", dt.datetime.now(ctx.timezone))
-        usage = user_analytics_to_api(await analytics.user_analytics(ctx.pool, user_id, days))
+        usage = user_analytics_to_api(await analytics.user_analytics(ctx.pool, user_id, days, ctx.timezone))
     recent: list[dict[str, Any]] = []
     if principal.can("usage:read"):
         records, _ = await history.usage_page(ctx.pool, history.UsageFilter(user_id=user_id), page=1, limit=10)
@@ -243,6 +245,7 @@ async def add_tokens(request: web.Request, ctx: Ctx) -> web.StreamResponse:
         try:
             await ctx.users.add_tokens(user_id, amount, form.get("reason", "").strip() or None, ctx.actor)
         except UserValidationError as exc:
+            request[FAILED_WITH] = exc
             errors = {k: error_text(fmt, v) for k, v in api_field_errors(exc.details).items()}
         else:
             text = fmt.gettext("{amount} tokens added.", amount=fmt.number(amount))
