@@ -31,9 +31,10 @@ from admin.http import AUDITED, FAILED_WITH, ROOT_APP, ApiError, Ctx
 from admin.middlewares import audit_failure, request_id_of
 from admin.pages import ROUTES, common
 from admin.pages.common import PRINCIPAL, SESSION_COOKIE, Page, login_redirect
+from admin.people import UserNames
 from admin.sse import HUB, EventHub
 from metering.models_info import ModelCatalog
-from runtime.appkeys import REDIS
+from runtime.appkeys import PG, REDIS
 from runtime.net import REQUEST_ID
 
 log = logging.getLogger("admin.panel")
@@ -139,7 +140,7 @@ async def security_headers(request: web.Request, response: web.StreamResponse) -
 
 
 async def start_hub(panel: web.Application) -> None:
-    hub = EventHub(panel[ROOT_APP][REDIS])
+    hub = EventHub(panel[ROOT_APP][REDIS], names=UserNames(panel[ROOT_APP][PG]).lookup)
     hub.start()
     panel[HUB] = hub
 

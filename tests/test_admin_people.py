@@ -4,11 +4,15 @@ people by part of their name or e-mail."""
 
 from __future__ import annotations
 
+import json
 import re
+
+import aiohttp
 
 from tests.admin_client import AdminApi, api_fixture  # noqa: F401 - the fixture
 from tests.panel_client import Panel, panel_fixture  # noqa: F401 - the fixture
 from tests.test_admin_users import chat
+from tests.test_panel_events import hub_subscribed, read_events
 
 
 async def two_users_with_usage(api: AdminApi) -> tuple[dict[str, object], dict[str, object]]:
@@ -76,3 +80,18 @@ async def test_panel_pages_show_people_and_filter_by_name(api: AdminApi, panel: 
     _, html = await panel.get("/admin/logs?user=souza")
     assert f'<a href="/admin/users/{maria["id"]}">Maria Souza</a>' in html
     assert 'name="actor"' in html and 'name="userId"' not in html
+
+
+async def test_the_live_feed_names_the_user_of_each_request(api: AdminApi) -> None:
+    maria = await api.create_user(email="maria@example.com", name="Maria Souza")
+    token = await api.token("viewer")
+    await hub_subscribed(api)
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{api.gateway.url}/admin/events", headers={"Cookie": f"solaris_session={token}"}) as resp:
+            await chat(api, "maria@example.com")  # the ledger writer publishes usage_update
+            found: list[dict[str, str]] = []
+            while not any(e["event"] == "usage_update" for e in found):
+                found += await read_events(resp, 1)
+    [event] = [e for e in found if e["event"] == "usage_update"]
+    data = json.loads(event["data"])["data"]
+    assert (data["userId"], data["userName"], data["userEmail"]) == (maria["id"], "Maria Souza", "maria@example.com")

@@ -166,7 +166,7 @@
     var li = document.createElement("li");
     if (data.requestId) li.setAttribute("data-request", data.requestId);
     var when = new Date(data.createdAt || Date.now()).toLocaleTimeString(LOCALE);
-    li.textContent = when + " · #" + data.userId + " · " + data.model + " · " + numberFmt.format(data.totalTokens || 0) + " " + I18N.usage.toLowerCase();
+    li.textContent = when + " · " + (data.userName || data.userEmail || "#" + data.userId) + " · " + data.model + " · " + numberFmt.format(data.totalTokens || 0) + " " + I18N.usage.toLowerCase();
     feed.insertBefore(li, feed.firstChild);
     while (feed.children.length > 12) feed.removeChild(feed.lastChild);
   }
