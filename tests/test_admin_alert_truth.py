@@ -7,8 +7,10 @@ from __future__ import annotations
 import asyncio
 
 import openai
+import orjson
 import pytest
 
+from metering import events
 from tests.admin_client import AdminApi, api_fixture, smtp_fixture  # noqa: F401 - the fixtures
 from tests.panel_client import Panel, panel_fixture  # noqa: F401 - the fixture
 from tests.test_admin_settings import smtp_patch
@@ -101,3 +103,22 @@ async def test_a_test_alert_is_marked_as_a_test_in_the_list(api: AdminApi, panel
     assert alert["title"].startswith("[Teste]") and "atingido" not in alert["title"]
     _, html = await panel.get("/admin/alerts")
     assert "badge-test" in html
+
+
+async def test_the_live_alert_event_carries_the_admin_line_in_each_panel_language(api: AdminApi) -> None:
+    maria = await api.create_user(email="maria@example.com", name="Maria", language="en")
+    pubsub = api.gateway.redis.pubsub()
+    await pubsub.subscribe(events.CHANNEL)
+    try:
+        await api.gateway.alerts.raise_threshold(maria["id"], "usage_95", api.gateway.clock.current().name, 95, 100)
+        event = None
+        async with asyncio.timeout(5):
+            while event is None or event["type"] != "alert":
+                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1)
+                event = orjson.loads(message["data"]) if message else None
+    finally:
+        await pubsub.aclose()
+    assert event["data"]["summaries"] == {
+        "pt-BR": "Maria (maria@example.com) passou de 95% da cota mensal: 95 de 100 tokens.",
+        "en": "Maria (maria@example.com) passed 95% of their monthly quota: 95 of 100 tokens.",
+    }

@@ -21,6 +21,7 @@ from aiohttp import web
 from admin import i18n, schemas
 from admin.http import Ctx, Query, json_body, not_found, ok, paginated, path_id, validation_error
 from admin.route_table import Param, Route
+from admin.wire.feed import alert_event
 from admin.wire.records import alert_to_api
 from metering import audit, listings
 from metering.alerts import Alert
@@ -76,7 +77,7 @@ async def acknowledge_alert(ctx: Ctx, alert_id: int) -> Alert:
         alert_id,
         {"before": {"status": before.status}, "after": {"status": alert.status}},
     )
-    await ctx.publish("alert", alert_to_api(alert))
+    await ctx.publish("alert", alert_event(alert))
     return alert
 
 

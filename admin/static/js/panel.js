@@ -229,7 +229,7 @@
       var msg = parse(e);
       if (!msg || !msg.data) return;
       if (msg.data.status === "acknowledged") return;
-      toast(I18N.newAlert + ": " + (msg.data.title || msg.data.type), msg.data.severity === "critical" || msg.data.severity === "error" ? "error" : "warning");
+      toast(I18N.newAlert + ": " + ((msg.data.summaries || {})[LOCALE] || msg.data.title || msg.data.type), msg.data.severity === "critical" || msg.data.severity === "error" ? "error" : "warning");
       if (page === "dashboard") refreshDashboard();
     });
     source.addEventListener("user_update", function () { if (page === "dashboard") refreshDashboard(); });
