@@ -69,6 +69,12 @@ class Formatter:
         text = translations(self.language).gettext(message)
         return text.format(**values) if values else text
 
+    def ngettext(self, singular: str, plural: str, count: int, **values: Any) -> str:
+        """The form for `count` by the language's plural rule ("1 segundo", "2 segundos");
+        `{count}` in the text is the number, written for the language."""
+        text = translations(self.language).ngettext(singular, plural, count)
+        return text.format(count=self.number(count), **values)
+
     def number(self, value: Any, digits: int = 0) -> str:
         if value is None:
             return "—"

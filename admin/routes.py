@@ -68,9 +68,11 @@ def add_routes(app: web.Application) -> None:
     """Register the admin API under /api and the web panel under /admin (sharing one model catalog)."""
     api = create_api_app(app)
     app.add_subapp("/api", api)
-    app.add_subapp("/admin", create_panel_app(app, api[models.CATALOG]))
+    # Before the panel's sub-application: its prefix also claims the bare "/admin" (and answers 404).
     app.router.add_get("/admin", _to_panel)
+    app.add_subapp("/admin", create_panel_app(app, api[models.CATALOG]))
 
 
 async def _to_panel(request: web.Request) -> web.StreamResponse:
-    raise web.HTTPPermanentRedirect("/admin/")
+    """The README's address without the slash: the panel's home, keeping any query."""
+    raise web.HTTPPermanentRedirect("/admin/" + (f"?{request.query_string}" if request.query_string else ""))

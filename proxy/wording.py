@@ -19,6 +19,25 @@ def number(value: int, lang: str) -> str:
     return text.replace(",", ".") if lang == "pt-BR" else text
 
 
+# The plural rules of the panel's catalogs (their Plural-Forms): Portuguese uses the singular for
+# 0 and 1, English only for 1.
+_PLURAL_IS_SINGULAR = {"pt-BR": lambda n: n <= 1, "en": lambda n: n == 1}
+
+
+def ngettext(lang: str, singular: str, plural: str, count: int) -> str:
+    one = _PLURAL_IS_SINGULAR.get(lang, _PLURAL_IS_SINGULAR["pt-BR"])
+    return singular if one(count) else plural
+
+
+_SECONDS = {"pt-BR": ("{n} segundo", "{n} segundos"), "en": ("{n} second", "{n} seconds")}
+
+
+def seconds(count: int, lang: str) -> str:
+    """ "1 segundo", "30 segundos"; "1 second", "30 seconds"."""
+    singular, plural = _SECONDS.get(lang, _SECONDS["pt-BR"])
+    return ngettext(lang, singular, plural, count).format(n=number(count, lang))
+
+
 def date(value: dt.datetime, lang: str) -> str:
     return value.strftime("%d/%m/%Y") if lang == "pt-BR" else value.strftime("%b %-d, %Y")
 
@@ -29,10 +48,9 @@ _TEXT: dict[str, dict[str, str]] = {
             "Você atingiu seu limite mensal de tokens: {used} de {limit} usados. "
             "Seu limite será renovado em {reset}. Para continuar antes disso, fale com o administrador."
         ),
-        "rate": "Muitas requisições em pouco tempo. Aguarde {seconds} segundos e tente novamente.",
+        "rate": "Muitas requisições em pouco tempo. Aguarde {wait} e tente novamente.",
         "busy": (
-            "Seus outros pedidos em andamento estão usando o saldo de tokens que resta. "
-            "Tente novamente em {seconds} segundos."
+            "Seus outros pedidos em andamento estão usando o saldo de tokens que resta. Tente novamente em {wait}."
         ),
         "capped": (
             "\n\n---\n⚠️ Aviso: a resposta foi limitada a {tokens} tokens, o que resta do seu limite "
@@ -53,8 +71,8 @@ _TEXT: dict[str, dict[str, str]] = {
             "You have reached your monthly token limit: {used} of {limit} used. "
             "Your limit resets on {reset}. To continue before then, contact your administrator."
         ),
-        "rate": "Too many requests in a short time. Wait {seconds} seconds and try again.",
-        "busy": "Your other requests in progress are using the tokens you have left. Try again in {seconds} seconds.",
+        "rate": "Too many requests in a short time. Wait {wait} and try again.",
+        "busy": "Your other requests in progress are using the tokens you have left. Try again in {wait}.",
         "capped": (
             "\n\n---\n⚠️ Notice: the answer was limited to {tokens} tokens, what is left of your monthly "
             "limit. The limit resets on {reset}."
@@ -73,7 +91,11 @@ _TEXT: dict[str, dict[str, str]] = {
 
 
 def text(key: str, lang: str, **values: object) -> str:
+    """`seconds=N` is written as a duration with its plural ("Aguarde 1 segundo")."""
     table = _TEXT.get(lang, _TEXT["pt-BR"])
+    count = values.get("seconds")
+    if isinstance(count, int):
+        values["wait"] = seconds(count, lang)
     return table[key].format(**values)[:MAX_MESSAGE]
 
 

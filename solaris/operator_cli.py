@@ -111,7 +111,12 @@ def cmd_users_list(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_users_create(settings: Settings, args: argparse.Namespace) -> int:
     async def work(operator: Operator) -> int:
-        given: dict[str, Any] = {"name": args.name or None, "plan": args.plan, "monthly_limit": args.limit}
+        given: dict[str, Any] = {
+            "name": args.name or None,
+            "plan": args.plan,
+            "monthly_limit": args.limit,
+            "language": args.language,
+        }
         changes = UserChanges(email=args.email, **{name: value for name, value in given.items() if value is not None})
         user = await operator.users.create(changes, Actor.cli())
         print(_user_line(user))
@@ -200,6 +205,11 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     create.add_argument("--name")
     create.add_argument("--plan", choices=("basic", "pro", "enterprise", "trial"))
     create.add_argument("--limit", type=int, help="monthly token limit (default: the system default)")
+    create.add_argument(
+        "--language",
+        choices=("pt-BR", "en"),
+        help="language of the user's messages and e-mails (default: SOLARIS_LANGUAGE)",
+    )
     create.set_defaults(handler=cmd_users_create)
     for name, handler, help_text in (
         ("set-limit", cmd_set_limit, "set the monthly token limit"),

@@ -123,6 +123,26 @@ async def test_cli_changes_take_effect_on_the_next_request(gateway: Gateway, sto
     assert {"user.update", "user.tokens.add", "quota.reconcile"} <= {r["action"] for r in audits}
 
 
+async def test_users_create_sets_the_language_end_users_read(gateway: Gateway, store_env: dict[str, str]) -> None:
+    import asyncio
+
+    import openai
+
+    created = await asyncio.to_thread(
+        run_cli, "users", "create", "eve@example.com", "--language", "en", "--limit", "5000", env=store_env
+    )
+    assert created.returncode == 0, created.stderr
+    assert await gateway.pool.fetchval("SELECT language FROM end_users WHERE email = 'eve@example.com'") == "en"
+    assert (await asyncio.to_thread(run_cli, "users", "suspend", "eve@example.com", env=store_env)).returncode == 0
+    with pytest.raises(openai.PermissionDeniedError) as refused:
+        await gateway.client(user="eve@example.com").chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}]
+        )
+    assert "Your account is suspended" in refused.value.message  # the user's language, not the default
+    wrong = await asyncio.to_thread(run_cli, "users", "create", "fr@example.com", "--language", "fr", env=store_env)
+    assert wrong.returncode == 2 and "--language" in wrong.stderr
+
+
 def test_unknown_user_gets_a_clear_error(store_env: dict[str, str]) -> None:
     result = run_cli("users", "suspend", "nobody@example.com", env=store_env)
     assert result.returncode == 1 and "no such user" in result.stderr

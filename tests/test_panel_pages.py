@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import re
 
+import aiohttp
 import pytest
 
 from admin.pages import GET_PAGES
 from admin.panel import SECURITY_HEADERS
-from tests.admin_client import api_fixture  # noqa: F401 - fixture
+from tests.admin_client import AdminApi, api_fixture, listeners_ready  # noqa: F401 - fixture
 from tests.panel_client import Panel, panel_fixture  # noqa: F401 - fixture
 
 
@@ -181,3 +184,25 @@ async def test_field_errors_with_values_are_translated_to_portuguese(panel: Pane
     form["emailSettings.smtpPort"] = "99999"
     _, body = await panel.post("/admin/settings", data=form)
     assert "deve estar entre 1 e 65535" in body
+
+
+async def test_the_panel_address_without_a_slash_redirects_to_the_panel(panel: Panel) -> None:
+    resp, _ = await panel.get("/admin", role=None)
+    assert resp.status == 308 and resp.headers["Location"] == "/admin/"
+    resp, _ = await panel.get("/admin?lang=en", role=None)
+    assert resp.status == 308 and resp.headers["Location"] == "/admin/?lang=en"
+    resp, _ = await panel.get("/admin")  # signed in: the redirect, then the dashboard
+    assert resp.status == 308
+    resp, body = await panel.get(resp.headers["Location"])
+    assert resp.status == 200 and 'data-page="dashboard"' in body
+
+
+async def test_a_failed_model_refresh_is_said_in_the_panels_language(gateway_with) -> None:  # type: ignore[no-untyped-def]
+    gateway = await gateway_with(litellm_base_url="http://127.0.0.1:9")  # nothing listens there
+    await listeners_ready(gateway)
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as session:
+        panel = Panel(AdminApi(gateway, session), session)
+        resp, _ = await panel.post("/admin/models/refresh")
+    assert resp.status == 303
+    flash = json.loads(base64.urlsafe_b64decode(resp.cookies["solaris_flash"].value))
+    assert flash == {"kind": "error", "text": "Não foi possível contatar o LiteLLM."}

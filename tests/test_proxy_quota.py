@@ -80,6 +80,17 @@ def test_refusal_texts_are_one_short_line_of_prose(lang: str) -> None:
         assert len(text) <= 240 and "\n" not in text and "{" not in text, text
 
 
+async def test_a_one_second_wait_is_said_in_the_singular(gateway: Gateway) -> None:
+    await gateway.system.update({"security.rate_limit_per_minute": 60, "security.rate_limit_burst": 1}, "test")
+    await ask(gateway, "carla@example.com")
+    with pytest.raises(openai.RateLimitError) as caught:
+        await ask(gateway, "carla@example.com")
+    assert caught.value.response.headers["Retry-After"] == "1"
+    assert "Aguarde 1 segundo e tente novamente." in caught.value.message
+    assert wording.text("rate", "en", seconds=1).endswith("Wait 1 second and try again.")
+    assert wording.text("busy", "pt-BR", seconds=2).endswith("Tente novamente em 2 segundos.")
+
+
 async def test_rate_limit_refuses_with_retry_after(gateway: Gateway, upstream: FakeUpstream) -> None:
     await gateway.system.update({"security.rate_limit_per_minute": 1, "security.rate_limit_burst": 1}, "test")
     await ask(gateway, "carla@example.com")

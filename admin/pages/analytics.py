@@ -10,9 +10,10 @@ from aiohttp import web
 from admin.api.analytics import usage_filter
 from admin.http import ApiError, Ctx, Query
 from admin.pages.common import render
+from admin.pages.dashboard import hours_to_api
 from admin.wire.analytics import dashboard_to_api
 from admin.wire.records import usage_to_api
-from metering import analytics
+from metering import analytics, hourly
 from metering import usage_history as history
 from runtime.health import system_health
 
@@ -38,6 +39,9 @@ async def analytics_page(request: web.Request, ctx: Ctx) -> web.StreamResponse:
         metrics = dashboard_to_api(
             await analytics.dashboard(ctx.pool, days, ctx.timezone, await system_health(ctx.root))
         )
+        if period == "24h":  # by hour, as on the dashboard
+            now = dt.datetime.now(ctx.timezone)
+            metrics["usageByHour"] = hours_to_api(await hourly.usage_by_hour(ctx.pool, now, ctx.timezone))
     filters = {name: request.query.get(name, "") for name in ("user", "model", "startDate", "endDate")}
     return render(
         request,

@@ -74,8 +74,13 @@ async def login(request: web.Request, ctx: Ctx) -> web.StreamResponse:
             session_hours=ctx.settings.session_hours,
             actor=ctx.actor,
         )
-    except auth.LoginThrottled:
-        return _login_page(request, email, fmt.gettext("Too many requests. Try again in a few minutes."), 429)
+    except auth.LoginThrottled as exc:  # the real back-off, in seconds
+        wait = fmt.ngettext(
+            "Too many failed sign-ins. Try again in {count} second.",
+            "Too many failed sign-ins. Try again in {count} seconds.",
+            exc.retry_after,
+        )
+        return _login_page(request, email, wait, 429)
     except auth.LoginFailed:
         return _login_page(request, email, fmt.gettext("Wrong e-mail or password."), 401)
     response = web.HTTPSeeOther(_safe_next(str(form.get("next", ""))))

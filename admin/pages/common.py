@@ -68,6 +68,18 @@ def formatter(request: web.Request) -> i18n.Formatter:
     return i18n.Formatter(language, zoneinfo.ZoneInfo(settings.timezone))
 
 
+def role_label(fmt: i18n.Formatter, principal: Principal | None) -> str:
+    """The account's role as a word ("Administrador"); a role without words keeps its code."""
+    if principal is None:
+        return ""
+    role = principal.role
+    if role != "admin":  # an account's named role is among its permissions (operator, viewer)
+        role = next((name for name in ("operator", "viewer") if name in principal.permissions), role)
+    key = f"role:{role}"
+    text = fmt.gettext(key)
+    return role if text == key else text
+
+
 def tojson_attr(value: Any) -> Markup:
     """JSON for a `<script type="application/json">` block: `<`, `>`, `&` escaped so it cannot end
     the block (the browser never runs it: the CSP allows only our static scripts)."""
@@ -137,6 +149,7 @@ def base_context(request: web.Request, principal: Principal | None, active: str 
         "lang": fmt.language,
         "languages": i18n.LANGUAGE_NAMES,
         "principal": principal,
+        "role_label": role_label(fmt, principal),
         "can": can,
         "csrf_token": token,
         "csrf_field": csrf.FIELD,

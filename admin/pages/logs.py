@@ -8,7 +8,8 @@ from aiohttp import web
 
 from admin.api.logs import audit_filter, export_audit
 from admin.http import Ctx, Query
-from admin.pages.common import render
+from admin.pages.audit_view import action_label, details_view, failure_text
+from admin.pages.common import formatter, render
 from admin.wire.records import audit_to_api
 from metering import listings
 
@@ -23,7 +24,16 @@ async def list_logs(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     if errors:
         where = listings.AuditFilter()
     found, total = await listings.list_audit(ctx.pool, where, page=page, limit=PAGE_SIZE)
-    entries = [audit_to_api(e) for e in found]
+    fmt = formatter(request)
+    entries = [
+        {
+            **audit_to_api(e),
+            "actionLabel": action_label(fmt, e.action),
+            "failure": failure_text(fmt, e.error_message),
+            "view": details_view(e.details),
+        }
+        for e in found
+    ]
     filters = {
         name: request.query.get(name, "") for name in ("action", "resource", "actor", "user", "startDate", "endDate")
     }

@@ -6,6 +6,7 @@ from aiohttp import web
 
 from admin.api.models import CATALOG, current_models, refresh_catalog
 from admin.http import ApiError, Ctx
+from admin.pages.audit_view import failure_text
 from admin.pages.common import formatter, redirect, render
 
 
@@ -19,7 +20,6 @@ async def refresh(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     try:
         models = await refresh_catalog(ctx, request.app[CATALOG])
     except ApiError as exc:
-        raise redirect(
-            "/admin/models", "error", fmt.gettext("LiteLLM could not be reached: {error}", error=exc.message)
-        ) from None
+        # in words, by its code: the server's own (English) message stays in the audit log
+        raise redirect("/admin/models", "error", failure_text(fmt, f"{exc.status} {exc.code}: {exc.message}")) from None
     raise redirect("/admin/models", "success", fmt.gettext("Model list refreshed ({count} models).", count=len(models)))

@@ -9,6 +9,7 @@ from aiohttp import web
 
 from admin.api.settings import save_settings, send_test_email
 from admin.http import FAILED_WITH, ApiError, Ctx
+from admin.pages.audit_view import failure_text
 from admin.pages.common import error_text, form_data, formatter, parse_int, parse_number, redirect, render
 from admin.wire.common import InputError
 from admin.wire.settings import PASSWORD_PATH, settings_to_api
@@ -180,7 +181,8 @@ async def test_email(request: web.Request, ctx: Ctx) -> web.StreamResponse:
         elif exc.code == "smtp_not_configured":
             message = fmt.gettext("Set the SMTP host before sending a test e-mail.")
         else:
-            message = fmt.gettext("The e-mail could not be sent: {error}", error=exc.message)
+            # in words, by its code; the server's own (English) words stay in the audit log
+            message = failure_text(fmt, f"{exc.status} {exc.code}: {exc.message}")
         request["test_email_value"] = address
         return _page(request, ctx, _values(settings_to_api(ctx.system.current)), {}, email_error=message, status=422)
     raise redirect("/admin/settings", "success", fmt.gettext("Test e-mail sent to {email}.", email=result["email"]))

@@ -16,11 +16,12 @@ from admin.api import keys as keys_api
 from admin.errors import conflict_field
 from admin.http import FAILED_WITH, Ctx
 from admin.pages.common import error_text, form_data, formatter, parse_int, parse_number, redirect, render
+from admin.pages.dashboard import PERIODS, hours_to_api
 from admin.wire.analytics import user_analytics_to_api
 from admin.wire.common import InputError
 from admin.wire.records import key_to_api, usage_to_api
 from admin.wire.users import api_field_errors, user_changes, user_to_api
-from metering import analytics
+from metering import analytics, hourly
 from metering import usage_history as history
 from metering.user_rules import LANGUAGES, PLANS, STATUSES, UserValidationError
 from metering.users import User, UserConflict
@@ -201,9 +202,14 @@ async def _user_page(
     principal = ctx.principal
     assert principal is not None
     usage = None
+    period = request.query.get("period") if request.query.get("period") in PERIODS else "30d"
     if principal.can("analytics:read"):
-        days = analytics.parse_period("30d", dt.datetime.now(ctx.timezone))
-        usage = user_analytics_to_api(await analytics.user_analytics(ctx.pool, user_id, days, ctx.timezone))
+        now = dt.datetime.now(ctx.timezone)
+        usage = user_analytics_to_api(
+            await analytics.user_analytics(ctx.pool, user_id, analytics.parse_period(period, now), ctx.timezone)
+        )
+        if period == "24h":  # a day by hour, as on the dashboard
+            usage["hourlyUsage"] = hours_to_api(await hourly.usage_by_hour(ctx.pool, now, ctx.timezone, user_id))
     recent: list[dict[str, Any]] = []
     if principal.can("usage:read"):
         records, _ = await history.usage_page(ctx.pool, history.UsageFilter(user_id=user_id), page=1, limit=10)
@@ -216,6 +222,8 @@ async def _user_page(
         {
             "user": user,
             "used_percent": min(100.0, 100.0 * user.used / limit) if limit else 0.0,
+            "period": period,
+            "periods": PERIODS,
             "usage": usage,
             "recent": recent,
             "keys": keys,

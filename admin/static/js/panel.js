@@ -60,20 +60,40 @@
       }
     });
   }
-  Array.prototype.forEach.call(document.querySelectorAll(".auto-submit"), function (el) {
-    el.addEventListener("change", function () { el.form.submit(); });
-  });
-  Array.prototype.forEach.call(document.querySelectorAll(".confirm"), function (el) {
-    el.addEventListener("click", function (e) {
-      if (!window.confirm(el.getAttribute("data-confirm"))) e.preventDefault();
+  // On a phone a table's rows become small cards (panel.css); each cell is labelled there with its
+  // column's heading. The first column (who or when) needs no label; a heading only for screen
+  // readers (the actions column) gives none.
+  function labelCells(root) {
+    Array.prototype.forEach.call(root.querySelectorAll("table.table"), function (table) {
+      var heads = Array.prototype.map.call(table.querySelectorAll("thead th"), function (th) {
+        return th.querySelector(".sr-only") ? "" : th.textContent.trim();
+      });
+      Array.prototype.forEach.call(table.querySelectorAll("tbody tr"), function (tr) {
+        Array.prototype.forEach.call(tr.children, function (td, i) {
+          if (i > 0 && heads[i] && !td.hasAttribute("colspan")) td.setAttribute("data-label", heads[i]);
+        });
+      });
     });
-  });
-  Array.prototype.forEach.call(document.querySelectorAll(".copy-button"), function (el) {
-    el.addEventListener("click", function () {
-      var text = document.getElementById(el.getAttribute("data-copy")).textContent;
-      if (navigator.clipboard) navigator.clipboard.writeText(text).then(function () { toast("✓", "success"); });
+  }
+
+  function arm(root) {  // the page's controls, also in a part of it re-rendered live
+    labelCells(root);
+    Array.prototype.forEach.call(root.querySelectorAll(".auto-submit"), function (el) {
+      el.addEventListener("change", function () { el.form.submit(); });
     });
-  });
+    Array.prototype.forEach.call(root.querySelectorAll(".confirm"), function (el) {
+      el.addEventListener("click", function (e) {
+        if (!window.confirm(el.getAttribute("data-confirm"))) e.preventDefault();
+      });
+    });
+    Array.prototype.forEach.call(root.querySelectorAll(".copy-button"), function (el) {
+      el.addEventListener("click", function () {
+        var text = document.getElementById(el.getAttribute("data-copy")).textContent;
+        if (navigator.clipboard) navigator.clipboard.writeText(text).then(function () { toast("✓", "success"); });
+      });
+    });
+  }
+  arm(document);
 
   /* -- charts ----------------------------------------------------------------------------- */
   var charts = {};
@@ -91,7 +111,8 @@
     return charts[id];
   }
   function lineConfig(days, key, label, color) {
-    return { type: "line", data: { labels: days.map(function (d) { return shortDate(d.date); }),
+    // an hour's point carries its label (in the server's zone); a day's is its date
+    return { type: "line", data: { labels: days.map(function (d) { return d.label || shortDate(d.date); }),
       datasets: [{ label: label, data: days.map(function (d) { return d[key]; }), borderColor: color,
         backgroundColor: color + "33", fill: true, tension: 0.3, pointRadius: 2 }] },
       options: { plugins: { legend: { display: false } }, scales: { y: { beginAtZero: true,
@@ -110,7 +131,7 @@
   }
 
   function drawDashboard(m) {
-    makeChart("chart-usage", lineConfig(m.usageByDay, "tokens", I18N.usage, "#2563eb"));
+    makeChart("chart-usage", lineConfig(m.usageByHour || m.usageByDay, "tokens", I18N.usage, "#2563eb"));
     makeChart("chart-models", doughnutConfig(m.topModels, "model", "usage"));
     makeChart("chart-alerts", alertsConfig(m));
   }
@@ -128,7 +149,7 @@
       chart.data.datasets[0].data = config.data.datasets[0].data;
       chart.update();
     }
-    replace("chart-usage", lineConfig(m.usageByDay, "tokens", I18N.usage, "#2563eb"));
+    replace("chart-usage", lineConfig(m.usageByHour || m.usageByDay, "tokens", I18N.usage, "#2563eb"));
     replace("chart-models", doughnutConfig(m.topModels, "model", "usage"));
     replace("chart-alerts", alertsConfig(m));
     Object.keys(m.systemHealth || {}).forEach(function (part) {
@@ -165,36 +186,106 @@
     if (empty) empty.remove();
     var li = document.createElement("li");
     if (data.requestId) li.setAttribute("data-request", data.requestId);
-    var when = new Date(data.createdAt || Date.now()).toLocaleTimeString(LOCALE);
-    li.textContent = when + " · " + (data.userName || data.userEmail || "#" + data.userId) + " · " + data.model + " · " + numberFmt.format(data.totalTokens || 0) + " " + I18N.usage.toLowerCase();
+    var when = new Date(data.createdAt || Date.now()).toLocaleTimeString(LOCALE, { timeZone: I18N.timezone });
+    var who = data.userName || data.userEmail || ("#" + data.userId);
+    li.textContent = when + " · " + who + " · " + data.model + " · " + numberFmt.format(data.totalTokens || 0) + " " + I18N.usage.toLowerCase();
     feed.insertBefore(li, feed.firstChild);
     while (feed.children.length > 12) feed.removeChild(feed.lastChild);
   }
 
   var page = document.body.getAttribute("data-page");
+  var pageLoaded = Date.now();
   document.addEventListener("DOMContentLoaded", function () {
     var dash = readJson("dashboard-data");
     if (dash) drawDashboard(dash);
     var ua = readJson("user-analytics");
     if (ua) {
-      makeChart("chart-user-daily", lineConfig(ua.dailyUsage, "tokens", I18N.usage, "#2563eb"));
+      makeChart("chart-user-daily", lineConfig(ua.hourlyUsage || ua.dailyUsage, "tokens", I18N.usage, "#2563eb"));
       makeChart("chart-user-models", doughnutConfig(ua.modelUsage, "model", "tokens"));
     }
     var an = readJson("analytics-data");
     if (an) {
-      var daily = lineConfig(an.usageByDay, "tokens", I18N.usage, "#2563eb");
-      daily.data.datasets.push({ label: I18N.cost, data: an.usageByDay.map(function (d) { return d.cost; }), borderColor: "#f59e0b",
+      var series = an.usageByHour || an.usageByDay;  // the 24-hour period by hour
+      var daily = lineConfig(series, "tokens", I18N.usage, "#2563eb");
+      daily.data.datasets.push({ label: I18N.cost, data: series.map(function (d) { return d.cost; }), borderColor: "#f59e0b",
         backgroundColor: "#f59e0b33", yAxisID: "y1", tension: 0.3, pointRadius: 2 });
       daily.options.plugins.legend.display = true;
       daily.options.scales.y1 = { beginAtZero: true, position: "right", grid: { drawOnChartArea: false } };
       makeChart("chart-analytics-daily", daily);
       makeChart("chart-analytics-models", doughnutConfig(an.topModels, "model", "usage"));
-      var users = lineConfig(an.usageByDay, "users", I18N.requests, "#10b981");
+      var users = lineConfig(series, "users", I18N.requests, "#10b981");
       users.type = "bar";
       makeChart("chart-analytics-users", users);
     }
     connectFeed();
   });
+
+  /* -- live parts of a page ------------------------------------------------------------------
+     An element with `data-live-region` (and an id) is re-rendered by the server when an event it
+     lists in `data-live-on` arrives: the page is fetched again and that element swapped for its new
+     version, so names, numbers, dates and words are exactly what a reload would show. With
+     `data-live-user`, only events about that user count; a usage event counts for a list only when
+     one of its rows (`data-user-id`) is that user's. */
+  var regionTimer = null;
+  function eventUser(data) {
+    if (!data) return null;
+    if (data.userId !== undefined && data.userId !== null) return String(data.userId);
+    if (data.user && data.user.id !== undefined) return String(data.user.id);
+    return null;
+  }
+  function regionWants(el, type, data) {
+    if ((" " + el.getAttribute("data-live-on") + " ").indexOf(" " + type + " ") < 0) return false;
+    var user = eventUser(data);
+    var only = el.getAttribute("data-live-user");
+    if (only) return user === only;
+    if (type === "usage_update") return user !== null && !!el.querySelector('[data-user-id="' + user + '"]');
+    return true;
+  }
+  function refreshRegions() {
+    if (regionTimer) return;
+    regionTimer = setTimeout(function () {
+      regionTimer = null;
+      fetch(window.location.href, { credentials: "same-origin", headers: { Accept: "text/html" } })
+        .then(function (r) { return r.ok && !r.redirected ? r.text() : null; })
+        .then(function (html) {
+          if (!html) return;
+          var fresh = new DOMParser().parseFromString(html, "text/html");
+          Array.prototype.forEach.call(document.querySelectorAll("[data-live-region]"), function (el) {
+            var next = fresh.getElementById(el.id);
+            if (!next || next.innerHTML === el.innerHTML) return;
+            var copy = document.importNode(next, true);
+            el.replaceWith(copy);
+            arm(copy);
+            copy.classList.add("live-changed");
+          });
+          document.body.setAttribute("data-regions-refreshed", String(Date.now()));
+        })
+        .catch(function () { toast(I18N.toasts.connection, "error"); });
+    }, 800);  // a burst of events costs one fetch
+  }
+  function liveEvent(type, data) {
+    var wanted = Array.prototype.some.call(document.querySelectorAll("[data-live-region]"), function (el) {
+      return regionWants(el, type, data);
+    });
+    if (wanted) refreshRegions();
+  }
+
+  /* -- real-time metrics: each process reports its own traffic every few seconds ------------- */
+  var rates = {};
+  function showRates(data) {
+    var box = document.getElementById("realtime");
+    if (!box || !data) return;
+    rates[data.processId || "?"] = { at: Date.now(), r: data.requestsPerSecond || 0, t: data.tokensPerSecond || 0, s: data.activeStreams || 0 };
+    var sum = { r: 0, t: 0, s: 0 };
+    Object.keys(rates).forEach(function (id) {
+      if (Date.now() - rates[id].at > 15000) { delete rates[id]; return; }  // a process that went quiet
+      sum.r += rates[id].r; sum.t += rates[id].t; sum.s += rates[id].s;
+    });
+    var decimal = new Intl.NumberFormat(LOCALE, { maximumFractionDigits: 1 });
+    box.querySelector("[data-rate=requests]").textContent = decimal.format(sum.r);
+    box.querySelector("[data-rate=tokens]").textContent = decimal.format(sum.t);
+    box.querySelector("[data-rate=streams]").textContent = numberFmt.format(sum.s);
+  }
 
   /* -- the live feed ------------------------------------------------------------------------ */
   var live = document.getElementById("live-status");
@@ -224,16 +315,28 @@
       if (!msg) return;
       document.body.setAttribute("data-last-usage", msg.data.requestId || "");
       if (page === "dashboard") { addFeedItem(msg.data); refreshDashboard(); }
+      liveEvent("usage_update", msg.data);
     });
     source.addEventListener("alert", function (e) {
       var msg = parse(e);
       if (!msg || !msg.data) return;
+      liveEvent("alert", msg.data);
       if (msg.data.status === "acknowledged") return;
       toast(I18N.newAlert + ": " + ((msg.data.summaries || {})[LOCALE] || msg.data.title || msg.data.type), msg.data.severity === "critical" || msg.data.severity === "error" ? "error" : "warning");
       if (page === "dashboard") refreshDashboard();
     });
-    source.addEventListener("user_update", function () { if (page === "dashboard") refreshDashboard(); });
+    source.addEventListener("user_update", function (e) {
+      var msg = parse(e);
+      if (page === "dashboard") refreshDashboard();
+      if (msg) liveEvent("user_update", msg.data);
+    });
     source.addEventListener("system_status", function () { if (page === "dashboard") refreshDashboard(); });
-    source.addEventListener("real_time_metrics", function () { if (page === "dashboard") refreshDashboard(); });
+    source.addEventListener("real_time_metrics", function (e) {
+      var msg = parse(e);
+      if (msg) showRates(msg.data);
+      // The figures follow events; health has none, so it is read again every half minute.
+      var last = Number(document.body.getAttribute("data-refreshed") || pageLoaded);
+      if (page === "dashboard" && Date.now() - last > 30000) refreshDashboard();
+    });
   }
 })();
