@@ -15,6 +15,7 @@ async def chat(gateway: Gateway, model: str) -> None:
 
 
 async def test_known_models_are_labelled_by_name_and_unknown_ones_other(gateway: Gateway) -> None:
+    assert await gateway.prices.refresh(gateway.http, gateway.settings.litellm_base_url, "")  # as at start-up
     await chat(gateway, "gpt-4o-mini")  # priced by LiteLLM's /model/info
     await chat(gateway, "gpt-4o")  # listed by LiteLLM's /v1/models, without a price
     await chat(gateway, "made-up-model-1")
