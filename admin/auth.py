@@ -8,7 +8,8 @@
   exponentially, and per address under a far higher ceiling; a throttled attempt is refused
   (`LoginThrottled`, with the seconds to wait) before any password is checked.
 - Permissions are named strings. Role `admin` has them all; role `user` has the list stored on its
-  account, usually one of the presets (`operator`, `viewer`).
+  account, usually one of the presets (`operator`, `viewer`), never those in ADMIN_ONLY (managing
+  admin accounts).
 """
 
 from __future__ import annotations
@@ -47,7 +48,10 @@ PERMISSIONS: dict[str, str] = {
     "keys:read": "List API keys (never the keys themselves)",
     "keys:write": "Issue and revoke API keys",
     "system:read": "System and LiteLLM health",
+    "admins:manage": "List, create, disable and enable admin accounts and reset their passwords (role admin only)",
 }
+# Never granted through an account's own permission list: only role `admin` has these.
+ADMIN_ONLY = frozenset({"admins:manage"})
 ALL_PERMISSIONS = frozenset(PERMISSIONS)
 VIEWER = frozenset(p for p in PERMISSIONS if p.endswith(":read"))
 OPERATOR = VIEWER | {"users:write", "tokens:grant", "alerts:write"}
@@ -74,9 +78,9 @@ SELECT_ACCOUNT = """
 SELECT id, email, name, role, permissions, password_hash, is_active, last_login
 FROM admin_accounts WHERE lower(email) = lower($1)
 """
-RECORD_LOGIN = "UPDATE admin_accounts SET last_login = now() WHERE id = $1"
+RECORD_LOGIN = "UPDATE admin_accounts SET last_login = now(), login_count = login_count + 1 WHERE id = $1"
 REHASH = "UPDATE admin_accounts SET password_hash = $2, updated_at = now() WHERE id = $1"
-SELECT_PROFILE = "SELECT last_login, created_at FROM admin_accounts WHERE id = $1"
+SELECT_PROFILE = "SELECT last_login, login_count, created_at FROM admin_accounts WHERE id = $1"
 
 # A real argon2 hash to verify against when the e-mail is unknown, so both cases take as long.
 _DUMMY_HASH = hash_password(secrets.token_urlsafe(16))
@@ -101,7 +105,7 @@ class Principal:
     def can(self, permission: str) -> bool:
         if permission in (PUBLIC, AUTHENTICATED):
             return True
-        return self.role == "admin" or permission in self.permissions
+        return self.role == "admin" or (permission in self.permissions and permission not in ADMIN_ONLY)
 
     def to_api(self) -> dict[str, Any]:
         """The seed's auth user: `{id, email, name, role, permissions}`."""
@@ -120,7 +124,7 @@ def effective_permissions(role: str, stored: list[str] | None) -> frozenset[str]
     granted: set[str] = set()
     for name in stored or ():
         granted |= PRESETS.get(name, {name} if name in PERMISSIONS else set())
-    return frozenset(granted)
+    return frozenset(granted - ADMIN_ONLY)
 
 
 def _principal(row: Any, token_hash: bytes) -> Principal:
@@ -340,7 +344,11 @@ async def profile(pool: asyncpg.Pool, principal: Principal) -> dict[str, Any]:
     row = await pool.fetchrow(SELECT_PROFILE, principal.id)
     extra = {}
     if row is not None:
-        extra = {"lastLogin": _iso(row["last_login"]), "createdAt": _iso(row["created_at"])}
+        extra = {
+            "lastLogin": _iso(row["last_login"]),
+            "loginCount": row["login_count"],
+            "createdAt": _iso(row["created_at"]),
+        }
     return {**principal.to_api(), **extra, "sessionExpiresAt": _iso(principal.expires_at)}
 
 

@@ -10,6 +10,7 @@ import redis.asyncio as aioredis
 from aiohttp import web
 
 from admin.access import Forbidden, NotSignedIn
+from admin.accounts import AccountError, AccountExists, AccountNotFound, LastAdmin, OwnAccount
 from admin.http import ApiError, validation_error
 from admin.wire.common import InputError
 from admin.wire.settings import api_setting_errors
@@ -41,6 +42,16 @@ def as_api_error(exc: BaseException) -> ApiError | None:
         return ApiError(
             403, "forbidden", f"This needs the permission {exc.permission!r}", {"permission": exc.permission}
         )
+    if isinstance(exc, AccountNotFound):
+        return ApiError(404, "not_found", "admin account not found")
+    if isinstance(exc, AccountExists):
+        return ApiError(409, "conflict", str(exc), {"email": "already used by another admin account"})
+    if isinstance(exc, LastAdmin):
+        return ApiError(409, "last_admin", str(exc))
+    if isinstance(exc, OwnAccount):
+        return ApiError(409, "own_account", str(exc))
+    if isinstance(exc, AccountError):
+        return validation_error(exc.details)
     if isinstance(exc, UserNotFound):
         return ApiError(404, "not_found", "user not found")
     if isinstance(exc, UserConflict):

@@ -7,6 +7,7 @@ from typing import Any
 
 from admin import auth, schemas
 from admin.route_table import Route
+from admin.wire import admins
 
 ERROR_TEXTS = {
     400: "Malformed request (for example, a body that is not JSON)",
@@ -113,7 +114,7 @@ def build_document(routes: Iterable[Route]) -> dict[str, Any]:
         "servers": [{"url": "/api"}],
         "paths": paths,
         "components": {
-            "schemas": schemas.COMPONENTS,
+            "schemas": {**schemas.COMPONENTS, **admins.COMPONENTS},
             "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}},
         },
     }

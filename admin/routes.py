@@ -12,7 +12,7 @@ from typing import Any
 from aiohttp import web
 
 from admin import auth
-from admin.api import alerts, analytics, keys, logs, models, settings, system, users
+from admin.api import admins, alerts, analytics, keys, logs, models, quota_requests, settings, system, users
 from admin.api import auth as auth_api
 from admin.http import ROOT_APP, Ctx, json_response
 from admin.middlewares import api_errors, bind, fallback, on_prepare, request_context
@@ -41,6 +41,8 @@ API_ROUTES: list[Route] = [
     *models.ROUTES,
     *logs.ROUTES,
     *system.ROUTES,
+    *quota_requests.ROUTES,
+    *admins.ROUTES,
     Route(
         "GET",
         "/openapi.json",

@@ -235,7 +235,7 @@ SETTINGS_PATCH = obj(
 TEST_EMAIL = obj({"email": {"type": "string", "format": "email"}}, required=["email"])
 TEST_EMAIL_RESULT = obj({"email": STR, "smtpHost": STR, "smtpPort": INT, "subject": STR})
 
-ALERT_TYPES = ["usage_80", "usage_95", "blocked", "system_error", "model_error"]
+ALERT_TYPES = ["usage_80", "usage_95", "blocked", "system_error", "model_error", "forecast"]
 ALERT_STATUSES = ["pending", "sent", "failed", "acknowledged"]
 ALERT = obj(
     {
@@ -318,12 +318,8 @@ AUTH_USER = obj(
         "permissions": array(STR),
     }
 )
-PROFILE = {
-    "allOf": [
-        ref("AuthUser"),
-        obj({"lastLogin": nullable(TIME), "createdAt": TIME, "sessionExpiresAt": TIME}, required=["sessionExpiresAt"]),
-    ]
-}
+_SESSION = {"lastLogin": nullable(TIME), "loginCount": INT, "createdAt": TIME, "sessionExpiresAt": TIME}
+PROFILE = {"allOf": [ref("AuthUser"), obj(_SESSION, required=["sessionExpiresAt"])]}
 LOGIN = obj({"email": {"type": "string", "maxLength": 254}, "password": {"type": "string", "maxLength": 1024}})
 LOGIN_RESULT = obj({"token": STR, "user": ref("AuthUser"), "expiresAt": TIME})
 

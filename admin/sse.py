@@ -11,7 +11,9 @@ another process can still resume: the hub keeps the last `REPLAY_SIZE` events of
 `REPLAY_SECONDS`, and a reconnect with `Last-Event-ID` gets the ones after it. An id no longer in
 the buffer gets no replay (the page reloads its numbers on `system_status` `resync`).
 
-Connections are tracked; on shutdown each stream ends cleanly before the server closes.
+Connections are tracked; on shutdown each stream ends cleanly before the server closes. A stream
+also ends once its session does (logout, a disabled account, a reset password): the session is
+checked again every SESSION_CHECK_SECONDS while the stream is open.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ REPLAY_SIZE = 500
 REPLAY_SECONDS = 300.0
 QUEUE_SIZE = 1000
 RETRY_MS = 3000
+SESSION_CHECK_SECONDS = 15.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,8 +170,11 @@ class EventHub:
             await asyncio.sleep(1.0)
 
 
-async def stream(request: web.Request, hub: EventHub) -> web.StreamResponse:
-    """Hold one SSE connection open: replay, then live events and heartbeats until either side ends."""
+async def stream(
+    request: web.Request, hub: EventHub, alive: Callable[[], Awaitable[bool]] | None = None
+) -> web.StreamResponse:
+    """Hold one SSE connection open: replay, then live events and heartbeats until either side
+    ends, or `alive` (asked every SESSION_CHECK_SECONDS) says the session has ended."""
     response = web.StreamResponse(
         headers={
             "Content-Type": "text/event-stream; charset=utf-8",
@@ -182,15 +188,20 @@ async def stream(request: web.Request, hub: EventHub) -> web.StreamResponse:
         await response.write(b"retry: %d\n: connected\n\n" % RETRY_MS)
         for old in replay:
             await response.write(old.frame())
+        checked = time.monotonic()
         while not hub.closing:
             try:
-                event = await asyncio.wait_for(queue.get(), HEARTBEAT_SECONDS)
+                event = await asyncio.wait_for(queue.get(), min(HEARTBEAT_SECONDS, SESSION_CHECK_SECONDS))
             except TimeoutError:
                 await response.write(b": heartbeat\n\n")
-                continue
-            if event is None:
-                break
-            await response.write(event.frame())
+            else:
+                if event is None:
+                    break
+                await response.write(event.frame())
+            if alive is not None and time.monotonic() - checked >= SESSION_CHECK_SECONDS:
+                checked = time.monotonic()
+                if not await alive():
+                    break
     except ConnectionResetError:  # the browser went away
         pass
     finally:

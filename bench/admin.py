@@ -147,14 +147,16 @@ async def load_usage(database_url: str, rows: int, timezone: str) -> Loaded:
 
 
 def create_admin(database_url: str, redis_url: str, workdir: Path) -> None:
-    """The operator's way: `solaris-proxy create-admin`, password on stdin."""
+    """The operator's way: `solaris-proxy create-admin`, password on stdin. With --data-dir reused
+    the account is there from the last run (same password): create-admin refuses, which is fine."""
     env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_url,
            "SOLARIS_DATA_DIR": str(workdir / "gateway-data"), "SOLARIS_LOG_LEVEL": "WARNING"}  # fmt: skip
-    subprocess.run(
+    result = subprocess.run(
         [str(servers.SOLARIS), "create-admin", "--email", ADMIN_EMAIL, "--name", "Bench"],
-        input=ADMIN_PASSWORD + "\n", text=True, env=env, cwd=servers.ROOT, check=True, timeout=120,
-        capture_output=True,
+        input=ADMIN_PASSWORD + "\n", text=True, env=env, cwd=servers.ROOT, timeout=120, capture_output=True,
     )  # fmt: skip
+    if result.returncode != 0 and "already exists" not in result.stderr:
+        raise RuntimeError(f"create-admin failed: {result.stderr.strip()}")
 
 
 # -- timing ---------------------------------------------------------------------------------------

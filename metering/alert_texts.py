@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from typing import Literal
 
 from metering.mailer import format_date, format_number, pick_language
@@ -58,6 +59,20 @@ TEST_TEXTS: dict[str, tuple[str, str]] = {
         " Your real usage this month: {used} of {total_limit} tokens.",
     ),
 }
+THRESHOLD_TYPES: tuple[ThresholdType, ...] = ("usage_80", "usage_95", "blocked")  # lowest first
+
+
+def highest_threshold(crossed: Iterable[str]) -> ThresholdType | None:
+    """The one usage alert to raise for thresholds crossed together: the highest.
+
+    One request can cross 80%, 95% and the block threshold at once; its user gets one alert (and one
+    e-mail) that says where they are, not three at once that each quote the same final figures.
+    The lower thresholds' flags are set in Redis too, so they do not fire later this period."""
+    given = set(crossed)
+    ranked: list[ThresholdType] = [c for c in THRESHOLD_TYPES if c in given]
+    return ranked[-1] if ranked else None
+
+
 RESET_TEXT = {"pt-BR": " O limite é renovado em {reset}.", "en": " Your limit resets on {reset}."}
 
 

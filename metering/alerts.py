@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import asyncpg
 
-from metering.alert_texts import ThresholdType, period_reset_date, threshold_texts, usage_percent
+from metering.alert_texts import ThresholdType, highest_threshold, period_reset_date, threshold_texts, usage_percent
 from metering.background import TaskSet
 from metering.mailer import Mailer, MailError, pick_language, render_email
 from metering.settings_store import SettingsStore
@@ -129,8 +129,7 @@ class Alert:
     acknowledged_at: dt.datetime | None
     metadata: dict[str, Any]
     created_at: dt.datetime
-    # Who it is about (None for a system alert, or a row read without them), and its delivery.
-    user_name: str | None = None
+    user_name: str | None = None  # who it is about (None: a system alert, or read without them)
     user_email: str | None = None
     attempts: int = 0
     next_attempt_at: dt.datetime | None = None
@@ -162,19 +161,6 @@ def alert_from_row(row: Mapping[str, Any]) -> Alert:
 
 async def _announce_nothing(alert: Alert) -> None:
     pass
-
-
-THRESHOLD_TYPES: tuple[ThresholdType, ...] = ("usage_80", "usage_95", "blocked")  # lowest first
-
-
-def highest_threshold(crossed: Iterable[str]) -> ThresholdType | None:
-    """The one usage alert to raise for thresholds crossed together: the highest.
-
-    One request can cross 80%, 95% and the block threshold at once; its user gets one alert (and one
-    e-mail) that says where they are, not three at once that each quote the same final figures.
-    The lower thresholds' flags are set in Redis too, so they do not fire later this period."""
-    ranked: list[ThresholdType] = [c for c in THRESHOLD_TYPES if c in set(crossed)]
-    return ranked[-1] if ranked else None
 
 
 def retry_delay(attempts_before: int, base_seconds: float, max_seconds: float = 3600.0) -> float | None:
@@ -273,6 +259,26 @@ class AlertService:
         self._wake.set()
         return int(row["id"])
 
+    async def raise_forecast(
+        self, user_id: int, period: str, texts: Callable[[str], tuple[str, str]], metadata: Mapping[str, Any]
+    ) -> int | None:
+        """The `forecast` alert (`metering.forecast`), once per user and period like the usage
+        alerts; `texts(lang)` gives its title and message. Returns its id, or None if already raised."""
+        async with self._pool.acquire() as conn:
+            user = await conn.fetchrow(SELECT_USER_LANGUAGE, user_id)
+            if user is None:
+                return None
+            title, message = texts(pick_language(user["language"], self._language))
+            key = f"{user_id}:{period}:forecast"
+            row = await conn.fetchrow(
+                INSERT_THRESHOLD_ALERT, user_id, "forecast", title, message, "warning", period, key, dict(metadata)
+            )
+        if row is None:
+            return None
+        await self._announce(alert_from_row(row))
+        self._wake.set()
+        return int(row["id"])
+
     async def recover_missed(self, quota: QuotaEngine, period: str) -> int:
         """Raise the usage alerts whose threshold flag is set in Redis but whose row is missing.
 
@@ -283,12 +289,8 @@ class AlertService:
         """
         missing: list[tuple[int, ThresholdType, int, int]] = []
         async for user_id, state in quota.fired(period):
-            flagged = [
-                t
-                for flag, t in ((state.alert80, "usage_80"), (state.alert95, "usage_95"), (state.blocked, "blocked"))
-                if flag
-            ]
-            highest = highest_threshold(flagged)  # as raised after a settlement: the highest only
+            flags = {"usage_80": state.alert80, "usage_95": state.alert95, "blocked": state.blocked}
+            highest = highest_threshold(t for t, flag in flags.items() if flag)  # as after a settlement
             if highest is not None:
                 missing.append((user_id, highest, state.used, state.total_limit))
         if not missing:

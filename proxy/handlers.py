@@ -8,14 +8,17 @@ from __future__ import annotations
 from aiohttp import web
 
 from metering.keys import KeyInfo
+from proxy import selfserve
 from proxy.admit import admit
 from proxy.dialects import Dialect, other, request_problem
-from proxy.errors import Handler, bad_request
+from proxy.errors import Handler, ProxyError, bad_request
 from proxy.estimate import estimate
 from proxy.exchange import Exchange, read_any_body, read_json_body
 from proxy.forward import send, upstream_body
 from proxy.identify import Caller, authenticate, identify
+from proxy.quota_shapes import DIALECTS
 from proxy.relay import relay, relay_raw
+from proxy.selfserve import is_quota_model
 from runtime.appkeys import API_KEYS, SETTINGS, USERS
 from runtime.net import REQUEST_ID, new_request_id
 
@@ -67,6 +70,8 @@ def metered_handler(dialect: Dialect) -> Handler:
         # request the upstream would refuse creates no user and spends nothing (issue 13).
         key = await authenticate(request.app[API_KEYS], request.headers)
         check_request(ex)
+        if is_quota_model(ex):  # free: nothing estimated, admitted, forwarded or recorded
+            return await quota_model(ex, key)
         await estimate(ex)
         await identify_caller(ex, key)
         await admit(ex)
@@ -77,9 +82,52 @@ def metered_handler(dialect: Dialect) -> Handler:
     return handle
 
 
+async def quota_model(ex: Exchange, key: KeyInfo) -> web.StreamResponse:
+    """The virtual quota model (`proxy.selfserve`): identified like any request, then answered here."""
+    if ex.dialect.name not in DIALECTS:
+        raise bad_request(f"The model '{ex.model}' answers chat requests only.", param="model")
+    await identify_caller(ex, key)
+    return await selfserve.answer(ex)
+
+
 async def models_handler(request: web.Request) -> web.StreamResponse:
-    """GET /v1/models: listed with the service key alone, no end user, nothing recorded."""
-    return await free_pass(new_exchange(request, MODELS))
+    """GET /v1/models: listed with the service key alone, no end user, nothing recorded; the virtual
+    quota model is added to the upstream's list (and listed alone when that list cannot be had)."""
+    ex = new_exchange(request, MODELS)
+    name = ex.app[SETTINGS].quota_model
+    if not name:
+        return await free_pass(ex)
+    await authenticate(ex.app[API_KEYS], ex.request.headers)
+    status, raw = None, b""
+    try:
+        call = await send(ex, None, record=False)
+    except ProxyError:
+        pass  # the upstream is away: the virtual model is still there
+    else:
+        try:
+            status, raw = call.response.status, await call.response.read()
+        finally:
+            call.response.release()
+    headers = {"x-request-id": ex.request_id}
+    return web.Response(
+        body=selfserve.merged_models(status, raw, name), content_type="application/json", headers=headers
+    )
+
+
+async def me_quota_handler(request: web.Request) -> web.StreamResponse:
+    """GET /v1/me/quota: the quota of the end user the request names, as JSON; free."""
+    ex = new_exchange(request, selfserve.ME_QUOTA)
+    await identify_caller(ex)
+    return await selfserve.me_quota(ex)
+
+
+async def me_quota_requests_handler(request: web.Request) -> web.StreamResponse:
+    """POST /v1/me/quota-requests: the end user asks for extra tokens ({"amount", "reason"})."""
+    ex = new_exchange(request, selfserve.ME_REQUESTS)
+    key = await authenticate(request.app[API_KEYS], request.headers)
+    ex.body = selfserve.read_small_json(await request.read())
+    await identify_caller(ex, key)
+    return await selfserve.me_quota_request(ex)
 
 
 async def passthrough_handler(request: web.Request) -> web.StreamResponse:

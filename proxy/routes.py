@@ -6,7 +6,13 @@ from aiohttp import web
 
 from proxy.dialects import METERED
 from proxy.errors import api_errors
-from proxy.handlers import metered_handler, models_handler, passthrough_handler
+from proxy.handlers import (
+    me_quota_handler,
+    me_quota_requests_handler,
+    metered_handler,
+    models_handler,
+    passthrough_handler,
+)
 from proxy.upstream import upstream_pool_ctx
 
 
@@ -18,4 +24,6 @@ def add_routes(app: web.Application) -> None:
         for tail, handler in handlers.items():
             app.router.add_post(f"{prefix}/{tail}", handler)
         app.router.add_get(f"{prefix}/models", models)
+        app.router.add_get(f"{prefix}/me/quota", api_errors(me_quota_handler))
+        app.router.add_post(f"{prefix}/me/quota-requests", api_errors(me_quota_requests_handler))
     app.router.add_route("*", "/v1/{tail:.+}", api_errors(passthrough_handler))

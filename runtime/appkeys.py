@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from metering.background import Supervisor
     from metering.calibration import Calibration
     from metering.failures import FailureWatch
+    from metering.forecast import Forecaster
     from metering.invalidation import Invalidator
     from metering.keys import ApiKeyService
     from metering.ledger_writer import LedgerWriter
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     from metering.policy import PolicySource
     from metering.prices import PriceBook
     from metering.quota import QuotaEngine
+    from metering.quota_requests import QuotaRequestService
     from metering.recorder import Recorder
     from metering.settings_store import SettingsStore
     from metering.sweeper import Sweeper
@@ -54,6 +56,8 @@ QUOTA: web.AppKey[QuotaEngine] = web.AppKey("quota")
 CALIBRATION: web.AppKey[Calibration] = web.AppKey("calibration")  # per-model prompt estimate factors
 API_KEYS: web.AppKey[ApiKeyService] = web.AppKey("api_keys")
 USERS: web.AppKey[UserService] = web.AppKey("users")
+QUOTA_REQUESTS: web.AppKey[QuotaRequestService] = web.AppKey("quota_requests")  # end users asking for more
+FORECASTER: web.AppKey[Forecaster] = web.AppKey("forecaster")  # when each user's quota runs out
 INVALIDATOR: web.AppKey[Invalidator] = web.AppKey("invalidator")
 PRICES: web.AppKey[PriceBook] = web.AppKey("prices")
 MAILER: web.AppKey[Mailer] = web.AppKey("mailer")

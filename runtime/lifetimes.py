@@ -29,6 +29,7 @@ from metering.alerts import AlertService
 from metering.background import Supervisor
 from metering.calibration import Calibration
 from metering.failures import FailureWatch
+from metering.forecast import Forecaster, ForecastWatch
 from metering.invalidation import Invalidator
 from metering.keys import ApiKeyService
 from metering.ledger import UsageEvent
@@ -39,6 +40,7 @@ from metering.period import PeriodClock
 from metering.policy import PolicySource
 from metering.prices import PriceBook, load_overrides
 from metering.quota import QuotaEngine, Settlement
+from metering.quota_requests import QuotaRequestService
 from metering.recorder import Metered, Recorder
 from metering.redis_mux import RedisMux
 from metering.settings_store import SettingsStore
@@ -53,6 +55,7 @@ from runtime.appkeys import (
     CLOCK,
     FAILURES,
     FEED,
+    FORECASTER,
     INVALIDATOR,
     LITELLM_HTTP,
     MAILER,
@@ -62,6 +65,7 @@ from runtime.appkeys import (
     PRICES,
     PROCESS_ID,
     QUOTA,
+    QUOTA_REQUESTS,
     RECONCILER,
     RECORDER,
     REDIS,
@@ -174,6 +178,10 @@ async def directory_ctx(app: web.Application) -> AsyncIterator[None]:
     announce = events.publisher(redis, "user_update", app[FEED].user_update)
     users = app[USERS] = UserService(app[PG], app[QUOTA], app[CLOCK], app[POLICY], announce=announce)
     invalidator = app[INVALIDATOR] = Invalidator(redis, keys, users)
+    app[QUOTA_REQUESTS] = QuotaRequestService(
+        app[PG], app[QUOTA], app[CLOCK], app[POLICY], users=users, announce=announce
+    )
+    app[FORECASTER] = Forecaster(app[PG], app[QUOTA], app[CLOCK], app[POLICY])
     async with running(app, invalidation_listener=invalidator.run_listener):
         yield
 
@@ -199,7 +207,10 @@ async def alerts_ctx(app: web.Application) -> AsyncIterator[None]:
         metrics.alerts.labels(alert_type).inc()
 
     app[FAILURES] = FailureWatch(raise_failure, alerts.raising.spawn)
-    async with running(app, alert_dispatcher=alerts.run_dispatcher, alert_recovery=recovery.run):
+    forecasts = ForecastWatch(app[REDIS], app[FORECASTER], alerts, settings.forecast_margin_days, owner=app[PROCESS_ID])
+    async with running(
+        app, alert_dispatcher=alerts.run_dispatcher, alert_recovery=recovery.run, forecast_alerts=forecasts.run
+    ):
         yield
     await alerts.raising.close()
 

@@ -193,6 +193,19 @@ class Settings:
     inchat_notices: bool = _setting(
         "SOLARIS_INCHAT_NOTICES", True, "Append a short notice to the answer when a request crosses 80% or 95%.", _bool
     )
+    quota_model: str = _setting(
+        "SOLARIS_QUOTA_MODEL",
+        "minha-cota",
+        "Name of the virtual model that tells an end user their quota and takes requests for more "
+        "(listed by /v1/models, answered without the upstream, free); empty: none.",
+    )
+    forecast_margin_days: float = _setting(
+        "SOLARIS_FORECAST_MARGIN_DAYS",
+        3.0,
+        "Raise the 'forecast' alert when a user's quota is projected to run out more than this many "
+        "days before the period ends.",
+        _non_negative_float,
+    )
     quota_refusal_status: int = _setting(
         "SOLARIS_QUOTA_REFUSAL_STATUS",
         402,

@@ -8,20 +8,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import getpass
 import logging
 import os
 import sys
 from collections.abc import Callable
-from typing import Any
 
 import asyncpg
 
 from admin import accounts
 from metering import audit
 from runtime.settings import Settings, SettingsError, load_settings
-from solaris import db, operator_cli, server
-from solaris.commands import CommandError, check_stores, engines_for, run_async
+from solaris import admins_cli, db, operator_cli, quota_requests_cli, server
+from solaris.commands import CommandError, check_stores, engines_for, read_password, run_async
 
 log = logging.getLogger("solaris")
 
@@ -72,42 +70,34 @@ def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
 # -- create-admin ------------------------------------------------------------------------------
 
 
-def read_password(prompt: str = "Password: ") -> str:
-    if sys.stdin.isatty():
-        first = getpass.getpass(prompt)
-        if getpass.getpass("Repeat password: ") != first:
-            raise CommandError("passwords do not match")
-        return first
-    return sys.stdin.readline().rstrip("\r\n")
-
-
 def cmd_create_admin(settings: Settings, args: argparse.Namespace) -> int:
+    """The first-admin shortcut: creates an account with role admin, and never changes an existing
+    one (that is `admins set-password`, which also ends its sessions)."""
     password = read_password()
-    try:
-        accounts.validate_account(args.email, args.name, password)
-    except accounts.AccountError as exc:
-        raise CommandError(str(exc)) from exc
 
-    async def work(final: Settings) -> dict[str, Any]:
+    async def work(final: Settings) -> accounts.AdminAccount:
         await _migrate(final)
         pool = await db.create_pool(final.database_url, min_size=1, max_size=2)
         try:
-            async with pool.acquire() as conn, conn.transaction():
-                account = await accounts.upsert_admin(conn, email=args.email, name=args.name, password=password)
-                await audit.record(
-                    conn,
-                    audit.Actor.cli(),
-                    "admin.create" if account["created"] else "admin.reset",
-                    "admin_account",
-                    account["id"],
-                    {"email": account["email"], "role": account["role"]},
+            actor = audit.Actor.cli()
+            try:
+                return await accounts.create_account(
+                    pool, actor, email=args.email, name=args.name, password=password, role="admin"
                 )
-            return account
+            except accounts.AccountExists as exc:
+                await accounts.record_failure(pool, actor, "admin.create", None, exc)
+                raise CommandError(
+                    f"{exc}; nothing was changed (use `solaris-proxy admins set-password {args.email}`"
+                    " to change its password)"
+                ) from exc
+            except accounts.AccountError as exc:
+                await accounts.record_failure(pool, actor, "admin.create", None, exc)
+                raise CommandError(str(exc)) from exc
         finally:
             await pool.close()
 
     account = run_async(settings, work)
-    print(f"{'created' if account['created'] else 'updated'} admin {account['email']} (id {account['id']})")
+    print(f"created admin {account.email} (id {account.id})")
     return 0
 
 
@@ -133,12 +123,16 @@ def build_parser() -> argparse.ArgumentParser:
     migrate = sub.add_parser("migrate", help="apply pending database migrations and exit")
     migrate.set_defaults(handler=cmd_migrate)
 
-    admin = sub.add_parser("create-admin", help="create an admin account (password read from stdin)")
+    admin = sub.add_parser(
+        "create-admin", help="create the first admin account (password read from stdin; never overwrites one)"
+    )
     admin.add_argument("--email", required=True)
     admin.add_argument("--name", required=True)
     admin.set_defaults(handler=cmd_create_admin)
 
     operator_cli.add_commands(sub)
+    quota_requests_cli.add_commands(sub)
+    admins_cli.add_commands(sub)
     return parser
 
 

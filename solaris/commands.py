@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
+import getpass
+import sys
+import zoneinfo
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
@@ -55,3 +59,18 @@ def run_async(settings: Settings, work: Callable[[Settings], Awaitable[Any]]) ->
 async def _checked(settings: Settings, work: Callable[[Settings], Awaitable[Any]]) -> Any:
     await check_stores(settings)
     return await work(settings)
+
+
+def read_password(prompt: str = "Password: ") -> str:
+    """From the terminal, asked twice; otherwise the first line of stdin (for scripts)."""
+    if sys.stdin.isatty():
+        first = getpass.getpass(prompt)
+        if getpass.getpass("Repeat password: ") != first:
+            raise CommandError("passwords do not match")
+        return first
+    return sys.stdin.readline().rstrip("\r\n")
+
+
+def local_time(value: dt.datetime | None, timezone: str) -> str:
+    """A moment as the panel shows it: minutes, in SOLARIS_TIMEZONE; `-` for none."""
+    return "-" if value is None else value.astimezone(zoneinfo.ZoneInfo(timezone)).strftime("%Y-%m-%d %H:%M")

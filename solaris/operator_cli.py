@@ -7,6 +7,7 @@ Redis, so a change takes effect on the next proxied request.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import os
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -33,7 +34,7 @@ from metering.users import User, UserChanges, UserConflict, UserNotFound, UserSe
 from runtime.settings import Settings
 from solaris import db
 from solaris.app import redis_client
-from solaris.commands import CommandError, run_async
+from solaris.commands import CommandError, local_time, run_async
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +170,30 @@ def cmd_keys_create(settings: Settings, args: argparse.Namespace) -> int:
     return _run(settings, work)
 
 
+OWNER_EMAILS = "SELECT id, email FROM end_users WHERE id = ANY($1::bigint[])"
+
+
+def cmd_keys_list(settings: Settings, args: argparse.Namespace) -> int:
+    async def work(operator: Operator) -> int:
+        user_id = await operator.users.find_by_email(args.email) if args.email else None
+        keys = [k for k in await operator.keys.list(user_id) if not args.service or k.kind == "service"]
+        owners = dict(await operator.pool.fetch(OWNER_EMAILS, [k.user_id for k in keys if k.user_id]))
+
+        def when(value: dt.datetime | None) -> str:
+            return local_time(value, settings.timezone)
+
+        print(f"{'prefix':<16} {'name':<20} {'owner':<32} {'created':<16} {'last used':<16} revoked")
+        for k in keys:
+            owner = "(service)" if k.user_id is None else owners.get(k.user_id, f"#{k.user_id}")
+            print(
+                f"{k.prefix:<16} {k.name[:20]:<20} {owner:<32} {when(k.created_at):<16} "
+                f"{when(k.last_used_at):<16} {when(k.revoked_at)}"
+            )
+        return 0
+
+    return _run(settings, work)
+
+
 def cmd_keys_revoke(settings: Settings, args: argparse.Namespace) -> int:
     async def work(operator: Operator) -> int:
         revoked = await operator.keys.revoke(args.prefix)
@@ -226,13 +251,17 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
             command.add_argument("--reason", required=True, help="why (kept in the grant and the audit log)")
         command.set_defaults(handler=handler)
 
-    keys = sub.add_parser("keys", help="issue and revoke API keys")
+    keys = sub.add_parser("keys", help="list, issue and revoke API keys")
     keys_sub = keys.add_subparsers(dest="keys_command", metavar="ACTION", required=True)
     create_key = keys_sub.add_parser("create", help="issue a personal key for EMAIL, or a service key (--service)")
     create_key.add_argument("email", nargs="?")
     create_key.add_argument("--service", action="store_true", help="a service key for LibreChat (no end user)")
     create_key.add_argument("--name", help="a label to recognise the key by")
     create_key.set_defaults(handler=cmd_keys_create)
+    list_keys = keys_sub.add_parser("list", help="list keys (prefix, name, owner, dates): all, EMAIL's, or --service")
+    list_keys.add_argument("email", nargs="?")
+    list_keys.add_argument("--service", action="store_true", help="only service keys (LibreChat)")
+    list_keys.set_defaults(handler=cmd_keys_list)
     revoke = keys_sub.add_parser("revoke", help="revoke a key by its displayed prefix (or id)")
     revoke.add_argument("prefix")
     revoke.set_defaults(handler=cmd_keys_revoke)

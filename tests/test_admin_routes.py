@@ -12,6 +12,8 @@ from pathlib import Path
 from admin import auth
 from admin.route_table import Route
 from admin.routes import API_ROUTES, openapi_document
+from metering.audit import Actor
+from runtime.appkeys import QUOTA_REQUESTS
 from tests.admin_client import PASSWORD, AdminApi, api_fixture, smtp_fixture  # noqa: F401 - the fixtures
 from tests.test_admin_settings import smtp_patch
 from tests.test_mailer import Inbox
@@ -113,7 +115,11 @@ async def test_every_mutation_writes_an_audit_entry_with_its_request_id(api: Adm
     doomed = await api.create_user(email="gone@example.com")
     alert = (await api.post("/admin/alerts/test", json={"userId": user["id"], "type": "usage_80"})).data
     key = (await api.post("/admin/keys", json={"name": "old"})).data
-    await api.account("viewer")
+    v = await api.account("viewer")
+    asks = api.gateway.app[QUOTA_REQUESTS]
+    bea = await api.create_user(email="bea@example.com")
+    approved = await asks.create(user["id"], 10, "more", "api", Actor(None, "end-user:ana@example.com"))
+    denied = await asks.create(bea["id"], 10, "more", "api", Actor(None, "end-user:bea@example.com"))
     u, d, a = user["id"], doomed["id"], alert["id"]
     calls: dict[tuple[str, str], tuple[str, str, object]] = {
         ("POST", "/auth/login"): ("auth.login", "/auth/login", {"email": "viewer@solaris.test", "password": PASSWORD}),
@@ -135,6 +141,17 @@ async def test_every_mutation_writes_an_audit_entry_with_its_request_id(api: Adm
         ("POST", "/admin/models/refresh"): ("models.refresh", "/admin/models/refresh", None),
         ("GET", "/admin/logs/export"): ("logs.export", "/admin/logs/export", None),
         ("GET", "/admin/usage/export"): ("usage.export", "/admin/usage/export", None),
+        ("POST", r"/admin/quota-requests/{id:\d+}/approve"): ("quota_request.approve",
+                                                              f"/admin/quota-requests/{approved.id}/approve", {}),
+        ("POST", r"/admin/quota-requests/{id:\d+}/deny"): ("quota_request.deny",
+                                                           f"/admin/quota-requests/{denied.id}/deny", None),
+        ("POST", "/admin/admins"): ("admin.create", "/admin/admins",
+                                    {"email": "op@example.com", "name": "Op", "role": "operator", "password": PASSWORD}),
+        ("PATCH", r"/admin/admins/{id:\d+}"): ("admin.update", f"/admin/admins/{v}", {"name": "Vi"}),
+        ("POST", r"/admin/admins/{id:\d+}/disable"): ("admin.disable", f"/admin/admins/{v}/disable", None),
+        ("POST", r"/admin/admins/{id:\d+}/enable"): ("admin.enable", f"/admin/admins/{v}/enable", None),
+        ("POST", r"/admin/admins/{id:\d+}/password"): ("admin.password_reset", f"/admin/admins/{v}/password",
+                                                      {"password": "a new long password"}),
     }  # fmt: skip
     audited_routes = {(r.method, r.path) for r in API_ROUTES if r.mutating or r.action}
     assert audited_routes == set(calls)

@@ -10,9 +10,8 @@ import openai
 import orjson
 import pytest
 
-from admin import accounts
 from metering import events
-from tests.admin_client import AdminApi, api_fixture  # noqa: F401 - the fixture
+from tests.admin_client import AdminApi, api_fixture, insert_account  # noqa: F401 - the fixture
 
 SEED_USER_FIELDS = {
     "id", "email", "name", "phone", "status", "plan", "monthlyLimit", "currentUsage", "additionalTokens",
@@ -139,10 +138,10 @@ async def test_update_validation_is_422_and_changes_nothing(api: AdminApi) -> No
 
 async def test_setting_additional_tokens_needs_the_grant_permission(api: AdminApi) -> None:
     user = await api.create_user()
-    row = await accounts.upsert_admin(
-        api.gateway.pool, email="editor@solaris.test", name="Editor", password="long enough pw",
-        role="user", permissions=["users:read", "users:write"],
-    )  # fmt: skip
+    editor = await insert_account(
+        api.gateway.pool, "editor@solaris.test", "Editor", "user", ["users:read", "users:write"]
+    )
+    row = {"id": editor}
     api.account_ids["editor"] = row["id"]
     from admin import auth
     from metering.audit import Actor

@@ -83,6 +83,7 @@ async def test_health_lists_every_background_task_running(gateway: Gateway) -> N
         tasks = (await response.json())["backgroundTasks"]
     expected = {
         "settings-listener", "calibration", "invalidation-listener", "alert-dispatcher", "alert-recovery",
+        "forecast-alerts",
         "ledger-writer", "heartbeat", "sweeper", "usage-buffer", "redis-recovery", "ledger-backlog",
         "price-refresh", "metrics-sampler", "dependency-probe", "real-time-metrics", "memory-trim",
     }  # fmt: skip

@@ -193,7 +193,7 @@ async def test_routes_work_with_and_without_v1_prefix(gateway: Gateway, path: st
 
 async def test_models_are_listed_with_the_service_key_alone(gateway: Gateway, upstream: FakeUpstream) -> None:
     models = await gateway.client(user=None).models.list()
-    assert [m.id for m in models.data] == ["gpt-4o-mini", "gpt-4o"]
+    assert [m.id for m in models.data] == ["gpt-4o-mini", "gpt-4o", "minha-cota"]  # and the virtual quota model
     assert await usage_rows(gateway) == []
 
 

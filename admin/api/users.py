@@ -11,8 +11,10 @@ from aiohttp import web
 from admin import schemas
 from admin.http import ApiError, Ctx, Query, json_body, ok, paginated, path_id
 from admin.route_table import Param, Route
+from admin.wire.forecast import FORECAST, forecast_to_api
 from admin.wire.users import user_changes, user_to_api
 from metering.user_rules import PLANS, STATUSES
+from runtime.appkeys import FORECASTER
 
 USER_ID = r"/admin/users/{id:\d+}"
 
@@ -29,7 +31,9 @@ async def list_users(request: web.Request, ctx: Ctx) -> web.StreamResponse:
 
 
 async def get_user(request: web.Request, ctx: Ctx) -> web.StreamResponse:
-    return ok(user_to_api(await ctx.users.get(path_id(request))))
+    user = await ctx.users.get(path_id(request))
+    forecast = await request.config_dict[FORECASTER].for_user(user.id, user.quota)
+    return ok({**user_to_api(user), "forecast": forecast_to_api(forecast)})
 
 
 async def create_user(request: web.Request, ctx: Ctx) -> web.StreamResponse:
@@ -104,7 +108,15 @@ ROUTES = [
         status=201,
         errors=(409,),
     ),
-    Route("GET", USER_ID, get_user, "users:read", "One end user with this period's counters", "users", data=USER),
+    Route(
+        "GET",
+        USER_ID,
+        get_user,
+        "users:read",
+        "One end user with this period's counters and run-out forecast",
+        "users",
+        data={"allOf": [USER, schemas.obj({"forecast": FORECAST})]},
+    ),  # fmt: skip
     Route(
         "PATCH",
         USER_ID,

@@ -3,10 +3,24 @@
 from __future__ import annotations
 
 from admin.auth import AUTHENTICATED, PUBLIC
-from admin.pages import alerts, analytics, auth, dashboard, events, logs, models, settings, users
+from admin.pages import (
+    admins,
+    alerts,
+    analytics,
+    auth,
+    dashboard,
+    events,
+    keys,
+    logs,
+    models,
+    quota_requests,
+    settings,
+    users,
+)
 from admin.pages.common import Page
 
 USER = r"/users/{id:\d+}"
+ADMIN = r"/admins/{id:\d+}"
 
 ROUTES: list[Page] = [
     Page("GET", "/login", auth.login_form, PUBLIC),
@@ -28,9 +42,21 @@ ROUTES: list[Page] = [
     Page("POST", USER + "/delete", users.delete_user, "users:write", "user.delete", "user"),
     Page("POST", USER + "/keys", users.issue_key, "keys:write", "key.create", "api_key"),
     Page("POST", r"/keys/{key_id:\d+}/revoke", users.revoke_key, "keys:write", "key.revoke", "api_key"),
+    Page("GET", "/keys", keys.list_keys, "keys:read"),
+    Page("POST", "/keys", keys.issue_service_key, "keys:write"),
+    Page("GET", "/admins", admins.list_admins, "admins:manage"),
+    Page("GET", "/admins/new", admins.new_admin, "admins:manage"),
+    Page("POST", "/admins", admins.create_admin, "admins:manage"),
+    Page("GET", ADMIN, admins.show_admin, "admins:manage"),
+    Page("POST", ADMIN + "/edit", admins.update_admin, "admins:manage"),
+    Page("POST", ADMIN + "/password", admins.reset_password, "admins:manage"),
+    Page("POST", ADMIN + "/status", admins.set_status, "admins:manage"),
     Page("GET", "/analytics", analytics.analytics_page, "usage:read"),
     Page("GET", "/alerts", alerts.list_alerts, "alerts:read"),
     Page("POST", r"/alerts/{id:\d+}/acknowledge", alerts.acknowledge, "alerts:write", "alert.acknowledge", "alert"),
+    Page("GET", "/quota-requests", quota_requests.list_requests, "users:read"),
+    Page("POST", r"/quota-requests/{id:\d+}/approve", quota_requests.approve, "tokens:grant"),
+    Page("POST", r"/quota-requests/{id:\d+}/deny", quota_requests.deny, "tokens:grant"),
     Page("GET", "/models", models.list_models, "models:read"),
     Page("POST", "/models/refresh", models.refresh, "models:write", "models.refresh", "model"),
     Page("GET", "/logs", logs.list_logs, "logs:read"),

@@ -56,9 +56,12 @@ NAV = (
     ("users", "/admin/users", "Users", "users:read"),
     ("analytics", "/admin/analytics", "Analytics", "usage:read"),
     ("alerts", "/admin/alerts", "Alerts", "alerts:read"),
+    ("quota_requests", "/admin/quota-requests", "Token requests", "users:read"),
     ("models", "/admin/models", "Models", "models:read"),
     ("logs", "/admin/logs", "Logs", "logs:read"),
     ("settings", "/admin/settings", "Settings", "settings:read"),
+    ("keys", "/admin/keys", "Service keys", "keys:read"),
+    ("admins", "/admin/admins", "Admin accounts", "admins:manage"),
 )
 
 

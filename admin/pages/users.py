@@ -25,6 +25,7 @@ from metering import analytics, hourly
 from metering import usage_history as history
 from metering.user_rules import LANGUAGES, PLANS, STATUSES, UserValidationError
 from metering.users import User, UserConflict
+from runtime.appkeys import FORECASTER
 
 PAGE_SIZE = 20
 FORM_FIELDS = (
@@ -216,11 +217,13 @@ async def _user_page(
         recent = [usage_to_api(r) for r in records]
     keys = [key_to_api(k) for k in await ctx.keys.list(user_id)] if principal.can("keys:read") else []
     limit = user.total_limit
+    forecast = await request.config_dict[FORECASTER].for_user(user_id, user.quota)
     return render(
         request,
         "admin/user_detail.html",
         {
             "user": user,
+            "forecast": forecast,
             "used_percent": min(100.0, 100.0 * user.used / limit) if limit else 0.0,
             "period": period,
             "periods": PERIODS,
@@ -304,5 +307,5 @@ async def revoke_key(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     if not raw.isdigit() or len(raw) > 18:
         raise web.HTTPNotFound()
     key = await keys_api.revoke(ctx, int(raw))
-    target = f"/admin/users/{key['userId']}" if key.get("userId") else "/admin/users"
+    target = f"/admin/users/{key['userId']}" if key.get("userId") else "/admin/keys"
     raise redirect(target, "success", formatter(request).gettext("Key revoked."))

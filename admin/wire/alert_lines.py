@@ -66,6 +66,8 @@ def summary(alert: Alert, fmt: Formatter) -> str:
         )
     if alert.is_test:
         return fmt.gettext("Test alert ({type}) raised by an administrator.", type=alert.type)
+    if alert.user_id is not None:  # another alert about a user (say, a forecast): who, and its title
+        return f"{who}: {alert.title}"
     return f"{alert.title}: {alert.message}" if alert.message else alert.title
 
 
