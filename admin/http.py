@@ -241,7 +241,12 @@ async def json_body(request: web.Request, *, required: bool = True) -> dict[str,
     """The request's JSON object. No body counts as `{}` when not `required`."""
     if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
         raise ApiError(413, "payload_too_large", f"The request body must be at most {MAX_BODY_BYTES} bytes")
-    raw = await request.content.read(MAX_BODY_BYTES + 1)
+    raw = b""
+    while len(raw) <= MAX_BODY_BYTES:  # read(n) answers what has arrived so far, not the whole body
+        chunk = await request.content.read(MAX_BODY_BYTES + 1 - len(raw))
+        if not chunk:
+            break
+        raw += chunk
     if len(raw) > MAX_BODY_BYTES:
         raise ApiError(413, "payload_too_large", f"The request body must be at most {MAX_BODY_BYTES} bytes")
     if not raw.strip():

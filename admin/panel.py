@@ -29,6 +29,7 @@ from admin.api.models import CATALOG
 from admin.errors import as_api_error
 from admin.http import AUDITED, FAILED_WITH, ROOT_APP, ApiError, Ctx
 from admin.middlewares import audit_failure, request_id_of
+from admin.oidc import oidc_ctx
 from admin.pages import ROUTES, common
 from admin.pages.common import PRINCIPAL, SESSION_COOKIE, Page, login_redirect
 from admin.people import UserNames
@@ -166,6 +167,7 @@ def create_panel_app(root: web.Application, catalog: ModelCatalog) -> web.Applic
         panel.router.add_route(page.method, page.path, guard(page))
     panel.router.add_static("/static", STATIC_DIR, append_version=True)
     panel.on_response_prepare.append(security_headers)
+    panel.cleanup_ctx.append(oidc_ctx)
     panel.on_startup.append(start_hub)
     panel.on_shutdown.append(stop_hub)
     return panel

@@ -4,6 +4,7 @@ While Redis was away, requests were served (fail-open) or settled without it: th
 to Postgres directly, and the reservations they made before the outage stayed in Redis. Once
 Redis answers and the ledger has caught up, those reservations are released (each request is in
 the ledger already, so nothing is charged twice) and the users' counters are rebuilt from it.
+Requests settle while that happens; the rebuild counts each of them once (see rebuild.lua).
 """
 
 from __future__ import annotations
@@ -54,6 +55,9 @@ class OutageReconciler:
             if self._unmetered or self._unreleased:
                 await self.reconcile_once()
 
+    async def _flush(self) -> None:
+        await self._writer.flush(timeout=60)
+
     async def reconcile_once(self) -> None:
         try:
             await self._redis.ping()
@@ -70,7 +74,7 @@ class OutageReconciler:
         users, self._unmetered = self._unmetered, set()
         for user_id in users:
             try:
-                await self._users.load_into_redis(user_id)
+                await self._users.load_into_redis(user_id, settle_first=self._flush)
             except Exception:  # keep the others going; this one is retried
                 log.exception("reconcile of user %s failed", user_id)
                 self._unmetered.add(user_id)

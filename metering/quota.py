@@ -15,6 +15,8 @@ and every script touches a single slot:
 - ``sol:inflight:{u:ID}`` hash request_id -> ``"<reservation>|<period>|<caller info>"``: what a
   settle releases, and what the sweeper finds when a process died mid-request.
 - ``sol:rate:{u:ID}`` hash ``tokens``, ``ts``: the per-user token bucket.
+- ``sol:rb:{u:ID}:PERIOD`` hash request_id -> tokens, ``_n``: while a rebuild of the period is
+  open, what settle.lua charged meanwhile (see rebuild.lua); expires in ``REBUILD_TTL_SECONDS``.
 
 Thresholds: with ``total_limit = monthly_limit + extra_tokens`` (`total_limit`), admission stops
 at ``cap = floor(total_limit * block% / 100)``; an alert at p% fires when
@@ -63,6 +65,7 @@ from redis.exceptions import NoScriptError
 from metering.quota_state import (
     DECISIONS,
     INFLIGHT_PATTERN,
+    REBUILD_TTL_SECONDS,
     REFUSAL_REASONS,
     STATUSES,
     USE_TTL_SECONDS,
@@ -77,6 +80,7 @@ from metering.quota_state import (
     cfg_key,
     inflight_key,
     rate_key,
+    rebuild_key,
     total_limit,
     use_key,
 )
@@ -239,7 +243,7 @@ class QuotaEngine:
         _check_period(period)
         if actual_tokens < 0:
             raise ValueError("actual_tokens must not be negative")
-        keys = [cfg_key(user_id), use_key(user_id, period), inflight_key(user_id)]
+        keys = [cfg_key(user_id), use_key(user_id, period), inflight_key(user_id), rebuild_key(user_id, period)]
         args: list[Any] = [
             request_id, actual_tokens, _pct(thresholds.alert80), _pct(thresholds.alert95),
             _pct(thresholds.block), period, USE_TTL_SECONDS,
@@ -288,16 +292,43 @@ class QuotaEngine:
             await pipe.execute()
         return await self.snapshot(user_id, period)
 
+    async def rebuild_begin(self, user_id: int, period: str) -> None:
+        """Open a rebuild's window: settlements from now on are recorded in it (see rebuild.lua)."""
+        _check_period(period)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hincrby(rebuild_key(user_id, period), "_n", 1)
+            pipe.expire(rebuild_key(user_id, period), REBUILD_TTL_SECONDS)
+            await pipe.execute()
+
+    async def rebuild_window(self, user_id: int, period: str) -> dict[str, int]:
+        """The requests settled since the window opened: request id -> tokens charged."""
+        window = await self._redis.hgetall(rebuild_key(user_id, period))
+        return {_text(k): int(v) for k, v in window.items() if _text(k) != "_n"}
+
+    async def rebuild_abandon(self, user_id: int, period: str) -> None:
+        """Close a window whose rebuild failed (its expiry closes it if Redis is away)."""
+        key = rebuild_key(user_id, period)
+        if await self._redis.hincrby(key, "_n", -1) <= 0:
+            await self._redis.delete(key)
+
     async def rebuild(
-        self, user_id: int, period: str, *, used: int, extra_tokens: int, thresholds: Thresholds
+        self,
+        user_id: int,
+        period: str,
+        *,
+        used: int,
+        extra_tokens: int,
+        thresholds: Thresholds,
+        counted: Iterable[str] | None = None,
     ) -> UserQuota:
         """Set the counters from the ledger, and `reserved` from the requests in flight; thresholds
-        already passed are marked, not fired."""
+        already passed are marked, not fired. `counted`: after `rebuild_begin`, the requests of the
+        window that `used` includes; those settled since are added, and the window is closed."""
         _check_period(period)
-        keys = [cfg_key(user_id), use_key(user_id, period), inflight_key(user_id)]
+        keys = [cfg_key(user_id), use_key(user_id, period), inflight_key(user_id), rebuild_key(user_id, period)]
         args: list[str | int] = [
             used, extra_tokens, _pct(thresholds.alert80), _pct(thresholds.alert95), _pct(thresholds.block),
-            USE_TTL_SECONDS, period,
+            USE_TTL_SECONDS, period, "0" if counted is None else "1", *(counted or ()),
         ]  # fmt: skip
         await self._rebuild(keys=keys, args=args)
         return await self.snapshot(user_id, period)

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from typing import Literal, get_args
 
 USE_TTL_SECONDS = 70 * 24 * 3600
+# A rebuild's window (see `rebuild_key`) outlives any rebuild; one whose process died closes itself.
+REBUILD_TTL_SECONDS = 600
 STATUSES = ("active", "suspended", "blocked", "pending", "deleted")
 # "busy": what is left is held by the user's own requests in flight, not spent; wait or retry.
 Decision = Literal["ok", "quota", "busy", "rate", "suspended", "pending", "blocked", "deleted", "unknown_user"]
@@ -35,6 +37,12 @@ def use_key(user_id: int, period: str) -> str:
 
 def inflight_key(user_id: int) -> str:
     return f"sol:inflight:{{u:{user_id}}}"
+
+
+def rebuild_key(user_id: int, period: str) -> str:
+    """While a rebuild of the period's counters is open, settle.lua records here each request it
+    charges (request id -> tokens), so the rebuild adds what the ledger it read did not have yet."""
+    return f"sol:rb:{{u:{user_id}}}:{period}"
 
 
 def rate_key(user_id: int) -> str:

@@ -4,7 +4,8 @@ The values live in one Postgres row (`system_settings`) as a partial document ho
 admins have set, so untouched fields keep following the process defaults (for example the LiteLLM
 URL from LITELLM_BASE_URL). The document keeps the names it has always been saved with (the seed's
 camelCase paths, such as `emailSettings.smtpPort`), so rows saved by earlier releases read the same.
-The SMTP password sits in its own column and is write-only.
+The SMTP password sits in its own column, write-only and encrypted (`metering.secret_box`); a
+password an earlier release saved in plain text is encrypted when the settings are next loaded.
 
 Every process keeps the settings in memory. An update is saved in one transaction and announced on
 the Redis channel `solaris:settings`; `SettingsStore.run_listener` reloads on each announcement.
@@ -22,6 +23,7 @@ from typing import Any
 import asyncpg
 import redis.asyncio as aioredis
 
+from metering.secret_box import SecretBox, SecretUnreadable
 from metering.settings_rules import FIELDS, apply_changes, flatten
 from metering.system_settings import SettingsValidationError, SystemSettings
 
@@ -97,6 +99,7 @@ def _saved_after(document: Mapping[str, Any], changes: Mapping[str, Any], after:
 SELECT_SETTINGS = "SELECT settings, smtp_password <> '' AS password_set FROM system_settings WHERE id"
 SELECT_SETTINGS_FOR_UPDATE = SELECT_SETTINGS + " FOR UPDATE"
 SELECT_SMTP_PASSWORD = "SELECT smtp_password FROM system_settings WHERE id"
+SEAL_SMTP_PASSWORD = "UPDATE system_settings SET smtp_password = $1 WHERE id AND smtp_password = $2"
 INSERT_EMPTY_SETTINGS = """
 INSERT INTO system_settings (id, settings) VALUES (true, '{}') ON CONFLICT (id) DO NOTHING
 """
@@ -110,10 +113,16 @@ WHERE id
 class SettingsStore:
     """The settings of this process, kept in step with Postgres and with the other processes."""
 
-    def __init__(self, pool: asyncpg.Pool, redis: aioredis.Redis, defaults: SystemSettings) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, redis: aioredis.Redis, defaults: SystemSettings, box: SecretBox, *, seal_plain: bool
+    ) -> None:
+        """`seal_plain`: encrypt a plain password on load (the server does; a CLI run from another
+        folder may hold another generated key, and must not seal it with that)."""
         self._pool = pool
         self._redis = redis
         self._defaults = defaults
+        self._box = box
+        self._seal_plain = seal_plain
         self._current = defaults
         self.subscribed = asyncio.Event()  # set while run_listener is subscribed and up to date
 
@@ -127,7 +136,17 @@ class SettingsStore:
             self._current = self._defaults
         else:
             self._current = settings_from_saved(self._defaults, row["settings"], row["password_set"])
+            if row["password_set"] and self._seal_plain:
+                await self._seal_plain_password()
         return self._current
+
+    async def _seal_plain_password(self) -> None:
+        """Encrypt a password an earlier release stored in plain text (once: the update is
+        conditional on the value read, so racing processes do it once)."""
+        stored = await self._pool.fetchval(SELECT_SMTP_PASSWORD) or ""
+        if not self._box.is_sealed(stored):
+            await self._pool.execute(SEAL_SMTP_PASSWORD, self._box.seal(stored), stored)
+            log.info("the stored SMTP password is now encrypted")
 
     async def update(
         self, changes: Mapping[str, Any], actor: str, *, password: str | None = None
@@ -140,14 +159,20 @@ class SettingsStore:
             before = settings_from_saved(self._defaults, row["settings"], row["password_set"])
             after = apply_changes(before, changes, password=password)
             document = _saved_after(row["settings"], changes, after)
-            await conn.execute(UPDATE_SETTINGS, document, password, actor)
+            sealed = None if password is None else self._box.seal(password)
+            await conn.execute(UPDATE_SETTINGS, document, sealed, actor)
         self._current = after
         await self._announce()
         return before, after
 
     async def smtp_password(self) -> str:
-        password = await self._pool.fetchval(SELECT_SMTP_PASSWORD)
-        return password or ""
+        """The SMTP password in clear, for the mailer only ("" when none, or unreadable)."""
+        stored = await self._pool.fetchval(SELECT_SMTP_PASSWORD) or ""
+        try:
+            return self._box.open(stored)
+        except SecretUnreadable as exc:
+            log.error("SMTP password not usable: %s; save it again in the settings", exc)
+            return ""
 
     async def _announce(self) -> None:
         try:

@@ -7,6 +7,7 @@ announced the same way whoever makes it. Users come back as `User` objects (`met
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
@@ -60,6 +61,7 @@ USED_SINCE = """
 SELECT coalesce(sum(total_tokens), 0) FROM token_usage
 WHERE user_id = $1 AND created_at >= $2 AND created_at < $3
 """
+RECORDED_AMONG = "SELECT request_id FROM usage_request_ids WHERE request_id = ANY($1::text[])"
 ACTIVE_USER_IDS = "SELECT id FROM end_users WHERE deleted_at IS NULL ORDER BY id"
 MAX_GRANT = 1_000_000_000_000
 LIST_CHUNK = 1000  # users whose quota flags one Redis round trip reads
@@ -322,22 +324,41 @@ class UserService:
             alert95=_percent(row["custom_alert_threshold95"]),
         )
 
-    async def load_into_redis(self, user_id: int) -> None:
+    async def load_into_redis(self, user_id: int, settle_first: Callable[[], Awaitable[None]] | None = None) -> None:
         """Redis had no config for this user (new user, or Redis lost its data): rebuild it all."""
         await self.sync_config(await self.row(user_id))
-        await self.rebuild_counters(user_id)
+        await self.rebuild_counters(user_id, settle_first)
 
-    async def rebuild_counters(self, user_id: int) -> UserQuota:
-        """Recompute this period's counters from the ledger (after the last reset) and grants."""
+    async def rebuild_counters(
+        self, user_id: int, settle_first: Callable[[], Awaitable[None]] | None = None
+    ) -> UserQuota:
+        """Recompute this period's counters from the ledger (after the last reset) and grants.
+
+        Settlements go on meanwhile, so the rebuild opens a window in Redis first (see rebuild.lua):
+        what is settled from then on is recorded there, and counted once whether or not the ledger
+        read below has it. `settle_first`: brings what was settled before into the ledger (the
+        ledger writer's flush)."""
         period = self._clock.current()
-        async with self._pool.acquire() as conn:
-            last_reset = await conn.fetchval(LAST_RESET, user_id, period.name)
-            since = max(period.start, last_reset) if last_reset else period.start
-            used = int(await conn.fetchval(USED_SINCE, user_id, since, period.end))
-            extra_tokens = int(await conn.fetchval(PERIOD_EXTRA, user_id, period.name))
+        await self._quota.rebuild_begin(user_id, period.name)
+        try:
+            if settle_first is not None:
+                await settle_first()
+            async with self._pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+                last_reset = await conn.fetchval(LAST_RESET, user_id, period.name)  # the transaction's snapshot
+                window = await self._quota.rebuild_window(user_id, period.name)
+                since = max(period.start, last_reset) if last_reset else period.start
+                used = int(await conn.fetchval(USED_SINCE, user_id, since, period.end))
+                extra_tokens = int(await conn.fetchval(PERIOD_EXTRA, user_id, period.name))
+                recorded = {r["request_id"] for r in await conn.fetch(RECORDED_AMONG, list(window))}
+        except BaseException:
+            with contextlib.suppress(Exception):  # Redis away too: the window expires by itself
+                await self._quota.rebuild_abandon(user_id, period.name)
+            raise
+        used += sum(tokens for request_id, tokens in window.items() if request_id not in recorded)
         return await self._quota.rebuild(
-            user_id, period.name, used=used, extra_tokens=extra_tokens, thresholds=self._policy().thresholds
-        )
+            user_id, period.name, used=used, extra_tokens=extra_tokens, thresholds=self._policy().thresholds,
+            counted=window,
+        )  # fmt: skip
 
     async def rebuild_all(self) -> int:
         ids = [r["id"] for r in await self._pool.fetch(ACTIVE_USER_IDS)]

@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import time
 
+import asyncpg
 import redis.asyncio as aioredis
 
 from metering.admission import admit_patiently
@@ -27,6 +28,10 @@ from proxy import wording
 from proxy.errors import ProxyError, forbidden, unavailable
 from proxy.exchange import Exchange, user_language
 from runtime.appkeys import ALERTS, CLOCK, METRICS, POLICY, PROCESS_ID, QUOTA, RECONCILER, SETTINGS, USERS
+
+# What asyncpg raises when Postgres goes away mid-call (InternalClientError: a connection caught
+# between two states, as the ledger writer once died of).
+POSTGRES_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError)
 
 BUSY_RETRY_SECONDS = 2  # the user's requests in flight settle within an answer's time
 
@@ -59,7 +64,9 @@ async def admit(ex: Exchange) -> None:
             admission = await attempt()
         if admission.decision == "busy":
             admission = await admit_patiently(attempt, app[SETTINGS].admission_wait, first=admission)
-    except (aioredis.RedisError, OSError) as exc:
+    except (aioredis.RedisError, OSError, *POSTGRES_ERRORS) as exc:
+        # The quota cannot be checked: Redis is down, or it lacks the user and Postgres (to load the
+        # user from) is down too; the Redis failure policy decides (a 500 before, issue 13).
         app[METRICS].quota_decisions.labels("redis_down").inc()
         if app[SETTINGS].redis_failure == "closed":
             raise unavailable(wording.text("unavailable", app[SETTINGS].language)) from exc

@@ -54,6 +54,7 @@ class Exchange:
     upstream_started: float | None = None
     upstream_seconds: float = 0.0
     retries: int = 0
+    timed_out_attempts: int = 0  # earlier attempts given up on a timeout (each cost its prompt)
 
     @property
     def app(self) -> web.Application:

@@ -75,9 +75,10 @@ async def send(ex: Exchange, body: bytes | None, *, record: bool = True) -> upst
             timeout=litellm.timeout,
             max_retries=litellm.max_retries,
             stream=ex.stream,
+            retry_timeouts=app[SETTINGS].upstream_retry_timeouts,
         )
     except upstream.UpstreamTimedOut as exc:
-        ex.retries = exc.retries
+        ex.retries, ex.timed_out_attempts = exc.retries, exc.timed_out - 1  # the last one is the outcome's
         app[METRICS].upstream_failures.labels("timeout").inc()
         if record:  # the provider may have done the work: the prompt is charged, as for a cut answer
             await finish(ex, Outcome(504, error=("upstream_timeout", str(exc)), complete=False))
@@ -85,14 +86,14 @@ async def send(ex: Exchange, body: bytes | None, *, record: bool = True) -> upst
             504, "The model service did not answer in time.", type="server_error", code="upstream_timeout"
         ) from None
     except upstream.UpstreamUnavailable as exc:
-        ex.retries = exc.retries
+        ex.retries, ex.timed_out_attempts = exc.retries, exc.timed_out
         app[METRICS].upstream_failures.labels("connection").inc()
         if record:
             await finish(ex, Outcome(502, error=("upstream_unavailable", str(exc))))
         raise ProxyError(
             502, "The model service (LiteLLM) could not be reached.", type="server_error", code="upstream_unavailable"
         ) from None
-    ex.retries = call.retries
+    ex.retries, ex.timed_out_attempts = call.retries, call.timed_out
     if call.response.status >= 500:
         app[METRICS].upstream_failures.labels(str(call.response.status)).inc()
     return call

@@ -93,7 +93,7 @@ async def identify(
         user_id = await users.resolve(email, librechat_id, auto_provision=auto_provision)
     except ProvisioningDisabled:
         raise forbidden(wording.text("not_provisioned", language), "user_not_provisioned") from None
-    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError) as exc:
         # Known users are cached; a new one cannot be looked up while Postgres is away.
         raise unavailable(wording.text("unavailable", language), "directory_unavailable") from exc
     return Caller(key, user_id)

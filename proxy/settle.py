@@ -3,7 +3,8 @@
 The upstream's reported usage is the bill. Without it, an answer (or the part of it that was
 relayed before a disconnect) costs the estimated prompt plus the answer's text as this gateway
 counts it, by the one counter below, the same for a whole and a streamed answer. An error answer
-or an unreachable upstream costs nothing.
+or an unreachable upstream costs nothing. An attempt given up on a timeout costs its prompt, the
+last one (above) and, when timeouts are retried, each one before it.
 """
 
 from __future__ import annotations
@@ -54,6 +55,8 @@ def bill(ex: Exchange, outcome: Outcome) -> Bill:
         prompt, completion = ex.reserved_prompt, count_answer(ex, outcome.text() if outcome.text else "")
     else:  # an error answer, or the upstream never answered
         prompt, completion = 0, 0
+    # Attempts given up on a timeout (when timeouts are retried): each had the prompt.
+    prompt += ex.reserved_prompt * ex.timed_out_attempts
     cost, per_token, known = ex.app[PRICES].cost(ex.model, prompt, completion)
     if outcome.cached:  # nobody was billed upstream (LiteLLM reports no cost either)
         cost = per_token = 0.0

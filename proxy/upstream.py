@@ -4,8 +4,10 @@ A failed connection, a 502/503 answer and a garbled answer are retried with back
 reached the client yet, and (but for the garbled case) nothing reached a provider. A timeout is
 not: the provider may well be working on the request, and retrying it tripled the calls and the
 wait (issue 13: 3 upstream calls, 9.5 s, 0 tokens recorded for the work done). It ends the call
-as `UpstreamTimedOut`, recorded with what it is known to have cost. A 504 (LiteLLM's own
-provider timed out) is passed through as it is, like any other answer.
+as `UpstreamTimedOut`, recorded with what it is known to have cost. An admin who prefers another
+try may ask for timeouts to be retried too (`SOLARIS_UPSTREAM_RETRY_TIMEOUTS`); each attempt given
+up on a timeout is then counted (`timed_out`) and charged its prompt, as the last one would be.
+A 504 (LiteLLM's own provider timed out) is passed through as it is, like any other answer.
 """
 
 from __future__ import annotations
@@ -64,19 +66,23 @@ async def upstream_pool_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 class UpstreamUnavailable(Exception):
-    """The upstream could not be reached (after retries); nothing was sent to the client."""
+    """The upstream could not be reached (after retries); nothing was sent to the client.
+    `timed_out`: attempts before that were given up on a timeout (retried timeouts only)."""
 
-    def __init__(self, message: str, retries: int) -> None:
+    def __init__(self, message: str, retries: int, timed_out: int = 0) -> None:
         super().__init__(message)
         self.retries = retries
+        self.timed_out = timed_out
 
 
 class UpstreamTimedOut(Exception):
-    """The upstream took the request but did not answer in time; it is not sent again."""
+    """The upstream took the request but did not answer in time (`timed_out` attempts in all,
+    this last one included); it is not sent again."""
 
-    def __init__(self, message: str, retries: int) -> None:
+    def __init__(self, message: str, retries: int, timed_out: int = 1) -> None:
         super().__init__(message)
         self.retries = retries
+        self.timed_out = timed_out
 
 
 @dataclass(slots=True)
@@ -84,6 +90,7 @@ class UpstreamCall:
     response: Response
     retries: int
     started: float  # perf_counter when the first attempt began
+    timed_out: int = 0  # earlier attempts given up on a timeout (retried timeouts only)
 
 
 def upstream_url(base_url: str, path: str) -> str:
@@ -130,23 +137,28 @@ async def send(
     timeout: float,
     max_retries: int,
     stream: bool,
+    retry_timeouts: bool = False,
 ) -> UpstreamCall:
     """Send with retries; the caller must release the returned response. `timeout` bounds a
     whole answer, or for a stream each wait for more of it."""
     started = time.perf_counter()
     last_error = ""
+    timed_out = 0
     for attempt in range(max_retries + 1):
         try:
             response = await pool.request(method, url, headers.items(), body, timeout=timeout, stream=stream)
         except TimeoutError as exc:
-            raise UpstreamTimedOut(f"no answer within {timeout:g} s", attempt) from exc
+            timed_out += 1
+            if not retry_timeouts or attempt == max_retries:
+                raise UpstreamTimedOut(f"no answer within {timeout:g} s", attempt, timed_out) from exc
+            last_error = f"no answer within {timeout:g} s"
         except aiohttp.ClientError as exc:  # unreachable, dropped, or garbled
             last_error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         else:
             if response.status not in RETRY_STATUSES or attempt == max_retries:
-                return UpstreamCall(response, attempt, started)
+                return UpstreamCall(response, attempt, started, timed_out)
             last_error = f"upstream answered {response.status}"
             response.release()
         if attempt < max_retries:
             await asyncio.sleep(_backoff(attempt))
-    raise UpstreamUnavailable(last_error, max_retries)
+    raise UpstreamUnavailable(last_error, max_retries, timed_out)

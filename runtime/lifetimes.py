@@ -43,6 +43,7 @@ from metering.quota import QuotaEngine, Settlement
 from metering.quota_requests import QuotaRequestService
 from metering.recorder import Metered, Recorder
 from metering.redis_mux import RedisMux
+from metering.secret_box import SecretBox
 from metering.settings_store import SettingsStore
 from metering.sweeper import Sweeper
 from metering.system_settings import default_system_settings
@@ -143,7 +144,8 @@ async def settings_ctx(app: web.Application) -> AsyncIterator[None]:
     """The admin's system settings (kept in step across processes) and the quota policy from them."""
     settings = app[SETTINGS]
     app[CLOCK] = PeriodClock(settings.timezone)
-    store = SettingsStore(app[PG], app[REDIS], default_system_settings(settings.litellm_base_url))
+    box = SecretBox.from_settings(settings.secret_key, settings.data_dir)
+    store = SettingsStore(app[PG], app[REDIS], default_system_settings(settings.litellm_base_url), box, seal_plain=True)
     await store.load()
     app[SYSTEM] = store
     app[POLICY] = PolicySource(store)
@@ -236,7 +238,7 @@ async def ledger_ctx(app: web.Application) -> AsyncIterator[None]:
 
     recorder = app[RECORDER] = Recorder(
         redis, pool, quota, timezone=settings.timezone,
-        on_redis_failure=reconciler.note_fallback, on_settled=on_settled,
+        on_redis_failure=reconciler.note_fallback, on_settled=on_settled, backlog=writer.backlog,
     )  # fmt: skip
     sweeper = app[SWEEPER] = Sweeper(
         redis, quota, recorder, process_id=process_id, interval=settings.sweep_interval,
@@ -249,6 +251,7 @@ async def ledger_ctx(app: web.Application) -> AsyncIterator[None]:
         heartbeat=sweeper.run_heartbeat,
         sweeper=sweeper.run,
         usage_buffer=recorder.run_buffer_flusher,
+        usage_confirmer=recorder.run_confirmer,
         redis_recovery=reconciler.run,
         ledger_backlog=lambda: watch_ledger_backlog(metrics, writer, recorder),
     ):

@@ -8,6 +8,7 @@ undocumented. Nothing else in the code base reads `os.environ`.
 from __future__ import annotations
 
 import dataclasses
+import json
 import tomllib
 import zoneinfo
 from collections.abc import Callable, Mapping
@@ -23,8 +24,11 @@ class SettingsError(ValueError):
     """A setting has a value that cannot be used; the message names the setting."""
 
 
-def _setting(env: str, default: Any, help: str, parse: Callable[[str], Any] | None = None) -> Any:
-    return field(default=default, metadata={"env": env, "help": help, "parse": parse})
+def _setting(
+    env: str, default: Any, help: str, parse: Callable[[str], Any] | None = None, *, secret: bool = False
+) -> Any:
+    # A secret is left out of the settings' repr, so that logging the settings cannot leak it.
+    return field(default=default, repr=not secret, metadata={"env": env, "help": help, "parse": parse})
 
 
 def _bool(raw: str) -> bool:
@@ -54,6 +58,13 @@ def _non_negative_float(raw: str) -> float:
     value = float(raw)
     if value < 0:
         raise ValueError("expected a number of at least 0")
+    return value
+
+
+def _positive_float(raw: str) -> float:
+    value = float(raw)
+    if not 0 < value < float("inf"):
+        raise ValueError("expected a number above 0")
     return value
 
 
@@ -123,6 +134,18 @@ def _paths(raw: str) -> tuple[str, ...]:
         if not path.startswith("/"):
             raise ValueError(f"{path!r} is not a path (it must start with /)")
     return paths
+
+
+def _role_mapping(raw: str) -> tuple[tuple[str, str], ...]:
+    """A JSON object from identity-provider group to panel role: `{"gw-admins": "admin"}` (JSON, as
+    group names may hold commas and equals signs, e.g. LDAP DNs)."""
+    value = json.loads(raw) if raw.strip() else {}
+    if not isinstance(value, dict):
+        raise ValueError('expected a JSON object such as {"gateway-admins": "admin"}')
+    for group, role in value.items():
+        if role not in ("admin", "operator", "viewer"):
+            raise ValueError(f"group {group!r}: expected the role admin, operator or viewer")
+    return tuple((str(group), str(role)) for group, role in value.items())
 
 
 LANGUAGES = ("pt-BR", "en")
@@ -236,6 +259,25 @@ class Settings:
     max_body_bytes: int = _setting(
         "SOLARIS_MAX_BODY_BYTES", 32 * 1024 * 1024, "Largest request body accepted, in bytes.", _positive_int
     )
+    upstream_retry_timeouts: bool = _setting(
+        "SOLARIS_UPSTREAM_RETRY_TIMEOUTS",
+        False,
+        "Retry an upstream call that timed out, like a refused connection (each attempt is charged "
+        "its prompt: the provider may have done the work).",
+        _bool,
+    )
+    body_timeout: float = _setting(
+        "SOLARIS_BODY_TIMEOUT",
+        60.0,
+        "Seconds a client has to send a request's whole body; a slower one is answered 408 and cut off.",
+        _positive_float,
+    )
+    secret_key: str = _setting(
+        "SOLARIS_SECRET_KEY",
+        "",
+        "Key that encrypts stored secrets (the SMTP password): a Fernet key, or long random text; "
+        "comma-separated keys rotate (the first encrypts). Empty: a key generated into the data folder.",
+    )
     store_bodies: bool = _setting(
         "SOLARIS_STORE_BODIES", False, "Store prompt and answer bodies in the usage ledger.", _bool
     )
@@ -275,6 +317,35 @@ class Settings:
     )
     session_hours: float = _setting(
         "SOLARIS_SESSION_HOURS", 12.0, "Hours an admin session token stays valid.", _non_negative_float
+    )
+    # Sign-in with the company's identity provider (OpenID Connect); off while the issuer is empty.
+    oidc_issuer: str = _setting(
+        "SOLARIS_OIDC_ISSUER",
+        "",
+        "OIDC issuer URL (discovery at its /.well-known/openid-configuration); empty: off.",
+        _url("http", "https"),
+    )
+    oidc_client_id: str = _setting("SOLARIS_OIDC_CLIENT_ID", "", "OIDC client id of the panel at the provider.")
+    oidc_client_secret: str = _setting(
+        "SOLARIS_OIDC_CLIENT_SECRET",
+        "",
+        "OIDC client secret (never logged nor shown); empty: a public client.",
+        secret=True,
+    )
+    oidc_redirect_url: str = _setting(
+        "SOLARIS_OIDC_REDIRECT_URL",
+        "",
+        "The panel's callback URL as registered at the provider: https://<gateway>/admin/oidc/callback.",
+        _url("http", "https"),
+    )
+    oidc_scopes: str = _setting("SOLARIS_OIDC_SCOPES", "openid email profile", "Scopes asked for (openid included).")
+    oidc_groups_claim: str = _setting("SOLARIS_OIDC_GROUPS_CLAIM", "groups", "ID token claim listing the groups.")
+    oidc_role_mapping: tuple[tuple[str, str], ...] = _setting(
+        "SOLARIS_OIDC_ROLE_MAPPING",
+        (),
+        'JSON object from group to role, e.g. {"gw-admins": "admin", "gw-ops": "operator"}; the highest '
+        "role of the groups wins; no mapped group: refused.",
+        _role_mapping,
     )
     config_file: Path | None = _setting(
         "SOLARIS_CONFIG", None, "Optional TOML file with any of these settings (lower-case names, no prefix).", Path
@@ -327,6 +398,8 @@ def load_settings(environ: Mapping[str, str], **overrides: Any) -> Settings:
         else:
             continue
         try:
+            if isinstance(raw, dict) and parse is _role_mapping:
+                raw = json.dumps(raw)
             if isinstance(raw, dict) and parse is _mapping:
                 values[f.name] = tuple((str(k), str(v)) for k, v in raw.items())
             else:

@@ -25,7 +25,7 @@ from runtime.lifetimes import add_lifetimes
 from runtime.metrics import metrics_view
 from runtime.security_headers import add_security_headers
 from runtime.settings import Settings
-from solaris import db
+from solaris import db, http_guard
 
 log = logging.getLogger(__name__)
 
@@ -76,4 +76,5 @@ def create_app(settings: Settings, *, metrics_dir: Path | None = None) -> web.Ap
     proxy_routes.add_routes(app)
     admin_routes.add_routes(app)
     add_security_headers(app)
+    http_guard.install(app, settings.body_timeout)
     return app

@@ -27,6 +27,7 @@ from metering.period import PeriodClock
 from metering.policy import PolicySource
 from metering.quota import QuotaEngine
 from metering.redis_mux import RedisMux
+from metering.secret_box import SecretBox
 from metering.settings_store import SettingsStore
 from metering.system_settings import default_system_settings
 from metering.user_rules import UserValidationError
@@ -57,7 +58,8 @@ async def open_operator(settings: Settings) -> AsyncIterator[Operator]:
     try:
         async with pool.acquire() as conn:
             await db.migrate(conn)
-        system = SettingsStore(pool, redis, default_system_settings(settings.litellm_base_url))
+        box = SecretBox.from_settings(settings.secret_key, settings.data_dir)
+        system = SettingsStore(pool, redis, default_system_settings(settings.litellm_base_url), box, seal_plain=False)
         await system.load()
         quota = QuotaEngine(redis, mux)
         users = UserService(

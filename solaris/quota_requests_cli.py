@@ -25,6 +25,7 @@ from metering.quota_requests import (
     QuotaRequestService,
 )
 from metering.redis_mux import RedisMux
+from metering.secret_box import SecretBox
 from metering.settings_store import SettingsStore
 from metering.system_settings import default_system_settings
 from metering.users import UserService
@@ -42,7 +43,8 @@ async def open_service(settings: Settings) -> AsyncIterator[QuotaRequestService]
     try:
         async with pool.acquire() as conn:
             await db.migrate(conn)
-        system = SettingsStore(pool, redis, default_system_settings(settings.litellm_base_url))
+        box = SecretBox.from_settings(settings.secret_key, settings.data_dir)
+        system = SettingsStore(pool, redis, default_system_settings(settings.litellm_base_url), box, seal_plain=False)
         await system.load()
         quota, clock, policy = QuotaEngine(redis, mux), PeriodClock(settings.timezone), PolicySource(system)
         announce = events.publisher(redis, "user_update", user_update_event)

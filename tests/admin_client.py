@@ -57,6 +57,9 @@ class AdminApi:
     session: aiohttp.ClientSession
     tokens: dict[str, str] = field(default_factory=dict)
     account_ids: dict[str, int] = field(default_factory=dict)
+    # Concurrent first calls (asyncio.gather) must make one account and one session, not race.
+    _account_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    _token_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @property
     def base(self) -> str:
@@ -64,12 +67,14 @@ class AdminApi:
 
     async def account(self, role: str) -> int:
         """The account of a role (admin, operator, viewer), created on first use."""
-        if role not in self.account_ids:
+        async with self._account_lock:
+            if role in self.account_ids:
+                return self.account_ids[role]
             kind, permissions = ROLES[role]
             self.account_ids[role] = await insert_account(
                 self.gateway.pool, f"{role}@solaris.test", role.title(), kind, permissions
             )
-        return self.account_ids[role]
+            return self.account_ids[role]
 
     async def new_token(self, role: str) -> str:
         """A fresh session for the role's account, made directly (no login, no throttle)."""
@@ -78,9 +83,10 @@ class AdminApi:
         return token
 
     async def token(self, role: str) -> str:
-        if role not in self.tokens:
-            self.tokens[role] = await self.new_token(role)
-        return self.tokens[role]
+        async with self._token_lock:
+            if role not in self.tokens:
+                self.tokens[role] = await self.new_token(role)
+            return self.tokens[role]
 
     async def call(
         self,

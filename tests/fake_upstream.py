@@ -26,6 +26,7 @@ class Behaviour:
     fail_status: int | None = None  # answer this status...
     fail_times: int = 0  # ...this many times, then behave
     delay: float = 0.0  # before answering
+    delay_times: int = 0  # ...only this many requests (0: all of them)
     chunk_delay: float = 0.0  # between streamed chunks
     chunks: int = 5  # content chunks in a stream
     cut_stream_after: int | None = None  # close the connection after this many chunks
@@ -65,7 +66,7 @@ class FakeUpstream:
         body = await request.json() if request.can_read_body else {}
         self.requests.append({"path": request.path, "headers": dict(request.headers), "body": body})
         b = self.behaviour
-        if b.delay:
+        if b.delay and (b.delay_times == 0 or len(self.requests) <= b.delay_times):
             await asyncio.sleep(b.delay)
         if b.fail_status is not None and b.fail_times > 0:
             b.fail_times -= 1

@@ -11,6 +11,7 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 from aiosmtpd.controller import Controller
+from cryptography.fernet import Fernet
 
 from admin.wire.records import alert_to_api
 from metering import events, listings
@@ -19,6 +20,7 @@ from metering.alerts import MAX_ATTEMPTS, AlertService, retry_delay
 from metering.mailer import Mailer
 from metering.quota import QuotaEngine, RateLimit, Thresholds
 from metering.redis_mux import RedisMux
+from metering.secret_box import SecretBox
 from metering.settings_store import SettingsStore
 from metering.system_settings import default_system_settings
 from tests.conftest import Gateway
@@ -54,7 +56,10 @@ def smtp() -> Iterator[SmtpServer]:
 
 @pytest.fixture
 async def settings_store(db_pool: asyncpg.Pool, redis_client: aioredis.Redis, smtp: SmtpServer) -> SettingsStore:
-    store = SettingsStore(db_pool, redis_client, default_system_settings("http://litellm.test:4000"))
+    box = SecretBox(Fernet.generate_key().decode())
+    store = SettingsStore(
+        db_pool, redis_client, default_system_settings("http://litellm.test:4000"), box, seal_plain=True
+    )
     smtp_settings = {"email.smtp_host": "127.0.0.1", "email.smtp_port": smtp.port, "email.use_tls": False}
     await store.update(smtp_settings, actor="test")
     return store

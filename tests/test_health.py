@@ -84,7 +84,7 @@ async def test_health_lists_every_background_task_running(gateway: Gateway) -> N
     expected = {
         "settings-listener", "calibration", "invalidation-listener", "alert-dispatcher", "alert-recovery",
         "forecast-alerts",
-        "ledger-writer", "heartbeat", "sweeper", "usage-buffer", "redis-recovery", "ledger-backlog",
+        "ledger-writer", "heartbeat", "sweeper", "usage-buffer", "usage-confirmer", "redis-recovery", "ledger-backlog",
         "price-refresh", "metrics-sampler", "dependency-probe", "real-time-metrics", "memory-trim",
     }  # fmt: skip
     assert set(tasks) == expected

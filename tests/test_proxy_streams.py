@@ -145,6 +145,35 @@ async def test_an_upstream_timeout_is_not_retried_and_is_recorded_with_its_cost(
     assert row["prompt_tokens"] == row["estimated_tokens"] > 0  # what the provider was given
 
 
+async def test_timeouts_retried_when_the_admin_asks_charge_each_attempt_its_prompt(
+    gateway_with, upstream: FakeUpstream
+) -> None:  # type: ignore[no-untyped-def]
+    """SOLARIS_UPSTREAM_RETRY_TIMEOUTS: a timed-out attempt is retried; what each attempt is known
+    to have cost (the prompt it was given) is recorded in the request's one row."""
+    gateway = await gateway_with(upstream_retry_timeouts=True)
+    await gateway.system.update({"litellm.timeout": 0.3, "litellm.max_retries": 2}, "test")
+    upstream.behaviour.delay, upstream.behaviour.delay_times = 1.0, 1  # the first call only
+    answer = await gateway.client().chat.completions.create(**CHAT)  # type: ignore[call-overload]
+    assert answer.choices[0].message.content and len(upstream.requests) == 2
+    [row] = await rows(gateway)
+    assert (row["status_code"], row["retry_count"], row["is_complete"]) == (200, 1, True)
+    assert row["prompt_tokens"] == PROMPT_TOKENS + row["estimated_tokens"]  # the answer's, and the lost try's
+    assert row["completion_tokens"] == COMPLETION_TOKENS
+
+    upstream.requests.clear()
+    upstream.behaviour.delay_times = 0  # every call times out
+    response = await gateway.post("/v1/chat/completions", CHAT)
+    assert response.status == 504 and (await response.json())["error"]["code"] == "upstream_timeout"
+    assert len(upstream.requests) == 3
+    [_, row] = sorted(await rows(gateway), key=lambda r: r["created_at"])
+    assert (row["status_code"], row["retry_count"], row["error_type"]) == (504, 2, "upstream_timeout")
+    assert row["prompt_tokens"] == 3 * row["estimated_tokens"] > 0 and row["completion_tokens"] == 0
+    user_id, period = row["user_id"], gateway.clock.current().name
+    quota = await gateway.quota.snapshot(user_id, period)
+    ledger = await gateway.pool.fetchval("SELECT sum(total_tokens) FROM token_usage WHERE user_id = $1", user_id)
+    assert (quota.used, quota.reserved) == (ledger, 0)
+
+
 async def test_a_garbled_upstream_answer_is_retried_then_a_recorded_502(
     gateway: Gateway, upstream: FakeUpstream
 ) -> None:

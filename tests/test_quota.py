@@ -20,6 +20,7 @@ from metering.quota import (
     total_limit,
     use_key,
 )
+from metering.quota_state import rebuild_key
 from metering.redis_mux import RedisMux
 
 PERIOD = "2026-11"
@@ -346,6 +347,49 @@ async def test_rebuild_recomputes_reserved_from_the_requests_really_in_flight(
     assert snap.reserved == 20
 
 
+async def test_two_rebuilds_at_once_each_count_what_settled_during_them(
+    engine: QuotaEngine, redis_client: aioredis.Redis
+) -> None:
+    """The two-phase rebuild (issue 13): a window per period, shared by the rebuilds open on it."""
+    await make_user(engine, 1000)
+    for request_id in ("r1", "r2", "r3"):
+        await admit(engine, request_id, prompt=10, allowance=10)
+    await engine.rebuild_begin(USER, PERIOD)
+    await engine.rebuild_begin(USER, PERIOD)  # another gateway rebuilds the same user
+    await settle(engine, "r1", 30)  # before the first rebuild reads its window (its ledger lacks it)
+    first_window = await engine.rebuild_window(USER, PERIOD)
+    assert first_window == {"r1": 30}
+    await settle(engine, "r2", 40)  # after the first read, before the second
+    snap = await engine.rebuild(
+        USER, PERIOD, used=100 + 30, extra_tokens=0, thresholds=DEFAULTS, counted=first_window
+    )  # fmt: skip
+    assert (snap.used, snap.reserved) == (170, 20)  # r2 added by the script, r3 still in flight
+    assert await redis_client.exists(rebuild_key(USER, PERIOD)) == 1  # the second is still open
+    second_window = await engine.rebuild_window(USER, PERIOD)
+    await settle(engine, "r3", 50)
+    snap = await engine.rebuild(  # its ledger has r1 already, not r2
+        USER, PERIOD, used=130 + 40, extra_tokens=0, thresholds=DEFAULTS, counted=second_window
+    )  # fmt: skip
+    assert (snap.used, snap.reserved) == (220, 0)
+    assert await redis_client.exists(rebuild_key(USER, PERIOD)) == 0
+    await admit(engine, "r4", prompt=10, allowance=10)
+    await settle(engine, "r4", 5)  # no window open: nothing recorded
+    assert await redis_client.exists(rebuild_key(USER, PERIOD)) == 0
+
+
+async def test_a_rebuild_whose_window_expired_is_refused_and_changes_nothing(
+    engine: QuotaEngine, redis_client: aioredis.Redis
+) -> None:
+    await make_user(engine, 1000)
+    await engine.rebuild(USER, PERIOD, used=100, extra_tokens=0, thresholds=DEFAULTS)
+    await engine.rebuild_begin(USER, PERIOD)
+    assert 0 < await redis_client.ttl(rebuild_key(USER, PERIOD)) <= 600  # a dead rebuild's window closes
+    await redis_client.delete(rebuild_key(USER, PERIOD))  # what its expiry does
+    with pytest.raises(aioredis.ResponseError, match="expired"):
+        await engine.rebuild(USER, PERIOD, used=5, extra_tokens=0, thresholds=DEFAULTS, counted={})
+    assert (await engine.snapshot(USER, PERIOD)).used == 100
+
+
 async def test_settle_of_a_settled_request_is_a_no_op(engine: QuotaEngine) -> None:
     await make_user(engine)
     await admit(engine, "r1")
@@ -370,6 +414,7 @@ async def test_keys_of_one_user_share_a_hash_slot() -> None:
         use_key(USER, "2027-01"),
         inflight_key(USER),
         rate_key(USER),
+        rebuild_key(USER, PERIOD),
     ]
     assert len({key_slot(key.encode()) for key in keys}) == 1
     assert key_slot(cfg_key(USER).encode()) != key_slot(cfg_key(USER + 1).encode())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -12,15 +13,25 @@ import time
 from pathlib import Path
 
 import aiohttp
+import asyncpg
 import openai
 import pytest
+import redis.asyncio as aioredis
 
 from metering.audit import Actor
+from metering.ledger import STREAM, UsageEvent
+from metering.ledger_writer import LedgerWriter
+from metering.quota import QuotaEngine, Thresholds, cfg_key, inflight_key
+from metering.quota_state import rebuild_key
+from metering.recorder import Recorder
+from metering.redis_mux import RedisMux
 from metering.user_model import UserChanges
 from solaris.engines import Engines
 from tests.conftest import SERVICE_KEY, Gateway
 from tests.fake_upstream import COMPLETION_TOKENS, PROMPT_TOKENS, FakeUpstream
+from tests.load import Load, books_at_rest
 
+TZ = "America/Sao_Paulo"
 CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Olá"}]}
 
 
@@ -220,3 +231,162 @@ async def test_refusals_and_notices_need_no_postgres(
         assert "Aviso" in (answer.choices[0].message.content or "")  # the 80% notice, in the default language
     finally:
         engines.postgres.start_again()
+
+
+async def _rebuild_with_a_settlement_at(gateway: Gateway, upstream: FakeUpstream, step: str, monkeypatch) -> int:  # type: ignore[no-untyped-def]
+    """Rebuild a user's counters while one of its requests settles just before `step` of the
+    rebuild (a QuotaEngine method) runs; returns the user's id."""
+    client = gateway.client()
+    await client.chat.completions.create(**CHAT)  # type: ignore[call-overload]  # the user is known
+    await gateway.flush_ledger()
+    user_id = await gateway.pool.fetchval("SELECT id FROM end_users")
+    upstream.behaviour.chunk_delay, upstream.behaviour.chunks = 0.05, 5
+    stream = await client.chat.completions.create(**CHAT, stream=True)  # type: ignore[call-overload]
+    await anext(aiter(stream))  # admitted and in flight
+    original = getattr(gateway.quota, step)
+
+    async def settled_meanwhile(*args, **kwargs):  # type: ignore[no-untyped-def]
+        _ = [chunk async for chunk in stream]
+
+        async def settled() -> bool:
+            return bool(await gateway.redis.hlen(inflight_key(user_id)) == 0)  # type: ignore[misc]
+
+        await wait_for(settled, timeout=10)
+        return await original(*args, **kwargs)
+
+    monkeypatch.setattr(gateway.quota, step, settled_meanwhile)
+    await gateway.users.rebuild_counters(user_id)
+    return int(user_id)
+
+
+async def _counters_match_the_ledger(gateway: Gateway, user_id: int) -> None:
+    await gateway.flush_ledger()
+    rows, ledger = await gateway.pool.fetchrow(
+        "SELECT count(*), sum(total_tokens) FROM token_usage WHERE user_id = $1", user_id
+    )
+    quota = await gateway.quota.snapshot(user_id, gateway.clock.current().name)
+    assert rows == 2
+    assert (quota.used, quota.reserved) == (ledger, 0)
+
+
+async def test_a_settlement_after_the_rebuild_read_the_ledger_is_not_lost(
+    gateway: Gateway, upstream: FakeUpstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 13: after a Redis outage, `used` ended one request below the ledger for 2-15 users in
+    half the runs: the rebuild overwrote the settlements made while it read the ledger."""
+    user_id = await _rebuild_with_a_settlement_at(gateway, upstream, "rebuild", monkeypatch)
+    await _counters_match_the_ledger(gateway, user_id)
+
+
+async def test_a_settlement_between_the_ledger_read_and_the_window_read_is_counted_once(
+    gateway: Gateway, upstream: FakeUpstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    user_id = await _rebuild_with_a_settlement_at(gateway, upstream, "rebuild_window", monkeypatch)
+    await _counters_match_the_ledger(gateway, user_id)
+    assert await gateway.redis.exists(rebuild_key(user_id, gateway.clock.current().name)) == 0  # window closed
+
+
+USERS = ("ana@example.com", "bia@example.com", "caio@example.com")
+
+
+def _forget_redis_data(folder: Path) -> None:
+    """What a Redis that lost its disk starts from: no append-only file, no snapshot."""
+    shutil.rmtree(folder / "appendonlydir", ignore_errors=True)
+    for name in ("appendonly.aof", "dump.rdb"):
+        (folder / name).unlink(missing_ok=True)
+
+
+@pytest.mark.parametrize("data", ["kept", "killed", "lost"])
+async def test_a_redis_restart_under_load_leaves_the_books_right(gateway_with, engines: Engines, data: str) -> None:  # type: ignore[no-untyped-def]
+    """Issue 13, done when: a Redis restart with and without its data, under load, and then the
+    ledger has every answered request once, and Redis agrees with it per user, nothing reserved."""
+    gateway = await gateway_with(redis_failure="open")
+    await gateway.system.update({"security.rate_limit_per_minute": 0}, "test")
+    redis = engines.redis
+    assert redis is not None
+    load = Load(gateway.url, USERS, workers=6)
+    load.start()
+    await asyncio.sleep(1.5)
+    if data == "kept":
+        await asyncio.to_thread(redis.stop)  # SIGTERM: Redis writes its append-only file first
+    elif data == "killed":
+        await asyncio.to_thread(redis.kill)  # SIGKILL: the append-only file lacks up to its last second
+    else:
+        await asyncio.to_thread(redis.kill)
+        _forget_redis_data(redis.folder)
+    await asyncio.sleep(2.0)
+    await asyncio.to_thread(redis.start)
+    await asyncio.sleep(2.0)
+    await load.stop()
+    result = await books_at_rest(
+        gateway.pool, gateway.quota, gateway.clock.current().name, load.answered, flush=gateway.flush_ledger
+    )
+    print(f"redis restart, data {data}: {dict(load.statuses)} {result}")
+    assert load.answered and result.rows > 0
+    assert result.right, result
+    assert 500 not in load.statuses
+
+
+async def test_usage_events_redis_loses_before_the_writer_took_them_are_written_from_memory(
+    db_pool: asyncpg.Pool, redis_client: aioredis.Redis
+) -> None:
+    """Issue 13: after a Redis restart without its data, 1 to 12 answered requests a run had no
+    row: their events were in the stream, not yet taken by the ledger writer."""
+    user_id = await db_pool.fetchval(
+        "INSERT INTO end_users (email, monthly_limit) VALUES ('l@x.test', 100) RETURNING id"
+    )
+    quota = QuotaEngine(redis_client, RedisMux.for_client(redis_client))
+    writer = LedgerWriter(redis_client, db_pool, consumer="test", timezone=TZ)
+    noted: list[str] = []
+    recorder = Recorder(
+        redis_client, db_pool, quota, timezone=TZ, backlog=writer.backlog,
+        on_redis_failure=lambda event, _unsettled: noted.append(event.request_id),
+    )  # fmt: skip
+    try:
+        for request_id in ("kept", "lost"):
+            event = UsageEvent(request_id=request_id, user_id=user_id, model="m", endpoint="/v1/chat/completions",
+                               status_code=200, created_at=time.time(), prompt_tokens=5, total_tokens=9)  # fmt: skip
+            await recorder.settle(event, None, Thresholds(), 9)
+        assert await recorder.confirm_once(grace=0) == 0  # in the stream: the writer's to write
+        await writer.flush()
+        await redis_client.xadd(STREAM, {"e": b"not ours"})  # the stream is not empty...
+        await db_pool.execute("DELETE FROM usage_request_ids WHERE request_id = 'lost'")
+        await db_pool.execute("DELETE FROM token_usage WHERE request_id = 'lost'")  # ...and "lost" never made it
+        assert await recorder.confirm_once(grace=0) == 0 and recorder.unconfirmed == 1  # "kept" is confirmed
+        await redis_client.delete(STREAM)  # Redis restarted without its data
+        assert await recorder.confirm_once(grace=0) == 1 and recorder.unconfirmed == 0
+        rows = await db_pool.fetch("SELECT request_id FROM token_usage ORDER BY request_id")
+        assert [r["request_id"] for r in rows] == ["kept", "lost"] and noted == ["lost"]
+    finally:
+        await quota.mux.aclose()
+
+
+@pytest.mark.parametrize(("failure", "status"), [("open", 200), ("closed", 503)])
+async def test_a_user_redis_lost_while_postgres_is_down_follows_the_redis_failure_policy(
+    gateway_with, engines: Engines, failure: str, status: int
+) -> None:  # type: ignore[no-untyped-def]
+    """Issue 13's fault matrix on main: 3 requests a run answered 500 when Postgres stopped while
+    Redis did not have their user yet (asyncpg's InternalClientError, loading the user): the quota
+    cannot be checked, as when Redis is down, so the Redis failure policy applies."""
+    gateway = await gateway_with(redis_failure=failure)
+    await gateway.system.update({"security.rate_limit_per_minute": 0}, "test")
+    client = gateway.client()
+    await client.chat.completions.create(**CHAT)  # type: ignore[call-overload]  # known, and in the cache
+    user_id = await gateway.pool.fetchval("SELECT id FROM end_users")
+    await gateway.flush_ledger()
+    assert engines.postgres is not None
+    await asyncio.to_thread(engines.postgres.stop)
+    try:
+        await gateway.redis.delete(cfg_key(user_id))  # Redis no longer has the user
+        replies = await asyncio.gather(*(gateway.post("/v1/chat/completions", CHAT) for _ in range(5)))
+        assert [reply.status for reply in replies] == [status] * 5
+    finally:
+        await asyncio.to_thread(engines.postgres.start_again)
+    period = gateway.clock.current().name
+
+    async def reconciled() -> bool:
+        ledger = await gateway.pool.fetchval("SELECT sum(total_tokens) FROM token_usage WHERE user_id = $1", user_id)
+        quota = await gateway.quota.snapshot(user_id, period)
+        return bool(quota.used == ledger and quota.reserved == 0)
+
+    await wait_for(reconciled, timeout=30)

@@ -4,24 +4,29 @@ SMTP password, and every process in step."""
 from __future__ import annotations
 
 import asyncio
+import stat
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import asyncpg
 import pytest
 import redis.asyncio as aioredis
+from cryptography.fernet import Fernet
 
 from admin.wire.common import InputError
 from admin.wire.settings import settings_patch, settings_to_api
+from metering.secret_box import KEY_FILE, SecretBox, SecretUnreadable
 from metering.settings_rules import apply_changes
 from metering.settings_store import SETTINGS_CHANNEL, SettingsStore
 from metering.system_settings import SettingsValidationError, SystemSettings, default_system_settings
 
 DEFAULTS = default_system_settings("http://litellm.test:4000/")
+KEY = Fernet.generate_key().decode()
 
 
-def _store(db_pool: asyncpg.Pool, redis_client: aioredis.Redis) -> SettingsStore:
-    return SettingsStore(db_pool, redis_client, DEFAULTS)
+def _store(db_pool: asyncpg.Pool, redis_client: aioredis.Redis, key: str = KEY) -> SettingsStore:
+    return SettingsStore(db_pool, redis_client, DEFAULTS, SecretBox(key), seal_plain=True)
 
 
 async def _eventually(condition: Callable[[], bool], seconds: float = 5.0) -> bool:
@@ -209,6 +214,42 @@ async def test_smtp_password_is_write_only(db_pool: asyncpg.Pool, redis_client: 
     _, cleared = await update(store, {"emailSettings": {"smtpPassword": ""}}, actor="a")
     assert cleared["emailSettings"]["smtpPasswordSet"] is False
     assert await store.smtp_password() == ""
+
+
+async def test_the_smtp_password_is_stored_encrypted(db_pool: asyncpg.Pool, redis_client: aioredis.Redis) -> None:
+    """Issue 13: the SMTP password was stored in plain text."""
+    store = _store(db_pool, redis_client)
+    await update(store, {"emailSettings": {"smtpPassword": "s3cret!"}}, actor="a")
+    stored = await db_pool.fetchval("SELECT smtp_password FROM system_settings")
+    assert "s3cret!" not in stored and stored.startswith("fernet:")
+    assert await store.smtp_password() == "s3cret!"
+    assert await _store(db_pool, redis_client, f"{Fernet.generate_key().decode()},{KEY}").smtp_password() == "s3cret!"
+    assert await _store(db_pool, redis_client, "another key").smtp_password() == ""  # unreadable: none
+
+
+async def test_a_password_saved_in_plain_text_is_encrypted_when_loaded(
+    db_pool: asyncpg.Pool, redis_client: aioredis.Redis
+) -> None:
+    await db_pool.execute("INSERT INTO system_settings (id, settings, smtp_password) VALUES (true, '{}', 'old-plain')")
+    cli = SettingsStore(db_pool, redis_client, DEFAULTS, SecretBox("a CLI's own key"), seal_plain=False)
+    assert await cli.load() and await cli.smtp_password() == "old-plain"
+    assert await db_pool.fetchval("SELECT smtp_password FROM system_settings") == "old-plain"  # left to the server
+    store = _store(db_pool, redis_client)
+    assert to_api(await store.load())["emailSettings"]["smtpPasswordSet"] is True
+    stored = await db_pool.fetchval("SELECT smtp_password FROM system_settings")
+    assert stored.startswith("fernet:") and "old-plain" not in stored
+    assert await store.smtp_password() == "old-plain"
+
+
+def test_without_a_secret_key_one_is_generated_once_into_the_data_folder(tmp_path: Path) -> None:
+    box = SecretBox.from_settings("", tmp_path)
+    key_file = tmp_path / KEY_FILE
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    sealed = box.seal("pw")
+    assert SecretBox.from_settings("", tmp_path).open(sealed) == "pw"  # the same key, read back
+    assert SecretBox(key_file.read_text().strip()).open(sealed) == "pw"
+    with pytest.raises(SecretUnreadable):  # the environment's key wins over the file
+        SecretBox.from_settings("set in the environment", tmp_path).open(sealed)
 
 
 async def test_another_process_reloads_after_the_change_is_announced(

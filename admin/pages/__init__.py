@@ -13,6 +13,7 @@ from admin.pages import (
     keys,
     logs,
     models,
+    oidc,
     quota_requests,
     settings,
     users,
@@ -25,6 +26,8 @@ ADMIN = r"/admins/{id:\d+}"
 ROUTES: list[Page] = [
     Page("GET", "/login", auth.login_form, PUBLIC),
     Page("POST", "/login", auth.login, PUBLIC),
+    Page("GET", "/oidc/start", oidc.start, PUBLIC),
+    Page("GET", "/oidc/callback", oidc.callback, PUBLIC),
     Page("POST", "/logout", auth.logout, AUTHENTICATED),
     Page("POST", "/language", auth.set_language, AUTHENTICATED),
     Page("GET", "/", dashboard.dashboard, "analytics:read"),

@@ -6,10 +6,11 @@ from aiohttp import web
 
 from admin import auth, csrf, i18n
 from admin.http import Ctx
+from admin.oidc import OIDC
 from admin.pages.common import PRE_CSRF, SESSION_COOKIE, formatter, redirect, render
 
 
-def _safe_next(target: str | None) -> str:
+def safe_next(target: str | None) -> str:
     # Only our own pages: no scheme, no other host, no protocol-relative "//evil".
     if target and target.startswith("/admin") and not target.startswith("//") and "\\" not in target:
         return target
@@ -25,7 +26,7 @@ def _with_pre_csrf(request: web.Request) -> str | None:
     return token
 
 
-def _login_page(request: web.Request, email: str = "", error: str = "", status: int = 200) -> web.Response:
+def login_page(request: web.Request, email: str = "", error: str = "", status: int = 200) -> web.Response:
     fmt = formatter(request)
     new_token = _with_pre_csrf(request)
     expired = request.query.get("expired") == "1"
@@ -36,7 +37,8 @@ def _login_page(request: web.Request, email: str = "", error: str = "", status: 
             "email": email,
             "error": error,
             "expired_notice": fmt.gettext("Session expired. Please sign in again.") if expired else "",
-            "next": _safe_next(request.query.get("next")),
+            "next": safe_next(request.query.get("next")),
+            "oidc": OIDC in request.config_dict,  # offer the company's sign-in beside the password
         },
         status=status,
     )
@@ -51,8 +53,8 @@ async def login_form(request: web.Request, ctx: Ctx) -> web.StreamResponse:
         response.set_cookie(i18n.COOKIE, request.query["lang"], path="/admin", samesite="Lax", max_age=365 * 86400)
         raise response
     if await auth.authenticate_token(ctx.pool, request.cookies.get(SESSION_COOKIE)):
-        raise web.HTTPSeeOther(_safe_next(request.query.get("next")))
-    return _login_page(request)
+        raise web.HTTPSeeOther(safe_next(request.query.get("next")))
+    return login_page(request)
 
 
 async def login(request: web.Request, ctx: Ctx) -> web.StreamResponse:
@@ -64,7 +66,7 @@ async def login(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     email = str(form.get("email", ""))[:254]
     password = str(form.get("password", ""))[:1024]
     if not email.strip() or not password:
-        return _login_page(request, email, fmt.gettext("Enter your e-mail and password."), 422)
+        return login_page(request, email, fmt.gettext("Enter your e-mail and password."), 422)
     try:
         result = await auth.login(
             ctx.pool,
@@ -80,10 +82,10 @@ async def login(request: web.Request, ctx: Ctx) -> web.StreamResponse:
             "Too many failed sign-ins. Try again in {count} seconds.",
             exc.retry_after,
         )
-        return _login_page(request, email, wait, 429)
+        return login_page(request, email, wait, 429)
     except auth.LoginFailed:
-        return _login_page(request, email, fmt.gettext("Wrong e-mail or password."), 401)
-    response = web.HTTPSeeOther(_safe_next(str(form.get("next", ""))))
+        return login_page(request, email, fmt.gettext("Wrong e-mail or password."), 401)
+    response = web.HTTPSeeOther(safe_next(str(form.get("next", ""))))
     response.set_cookie(
         SESSION_COOKIE,
         result.token,
@@ -108,7 +110,7 @@ async def logout(request: web.Request, ctx: Ctx) -> web.StreamResponse:
 async def set_language(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     form = await request.post()
     language = str(form.get("language", ""))
-    back = _safe_next(str(form.get("next", "")))
+    back = safe_next(str(form.get("next", "")))
     response = web.HTTPSeeOther(back)
     if language in i18n.LANGUAGES:
         response.set_cookie(i18n.COOKIE, language, path="/admin", samesite="Lax", max_age=365 * 86400)

@@ -1,6 +1,8 @@
 -- Settlement: swap a request's reservation for its actual usage, then fire each threshold the
 -- new total reaches for the first time this period. Atomic, so each fires exactly once.
--- KEYS: cfg, use, inflight
+-- While a rebuild of the period is open (the `rebuild` key exists), the request and what it was
+-- charged are recorded there, so the rebuild cannot overwrite this settlement (see rebuild.lua).
+-- KEYS: cfg, use, inflight, rebuild
 -- ARGV: request_id, actual_tokens, alert80_pct, alert95_pct, block_pct, period, use_ttl_seconds
 -- Returns {found (0|1), used, total_limit, crossed...}
 local entry = redis.call('HGET', KEYS[3], ARGV[1])
@@ -22,6 +24,9 @@ if redis.call('HINCRBY', KEYS[2], 'reserved', 0 - tonumber(reservation)) < 0 the
 end
 local used = redis.call('HINCRBY', KEYS[2], 'used', ARGV[2])
 redis.call('EXPIRE', KEYS[2], ARGV[7])
+if redis.call('EXISTS', KEYS[4]) == 1 then
+  redis.call('HSET', KEYS[4], ARGV[1], ARGV[2])
+end
 
 local flags = redis.call('HMGET', KEYS[2], 'extra', 'a80', 'a95', 'blk')
 local total_limit = monthly_limit + (tonumber(flags[1]) or 0)
