@@ -61,6 +61,8 @@ MAX_ID = 2**63 - 1
 
 ROOT_APP = web.AppKey("solaris_root_app", web.Application)
 AUDITED = web.RequestKey("audited", bool)  # set by a handler that has audited its own failure
+# A panel page that answers a refused change with a form (422) says why here, for its audit entry.
+FAILED_WITH = web.RequestKey("failed_with", Exception)
 
 
 def now_iso() -> str:

@@ -163,20 +163,20 @@ def bind(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 async def _audit_failure(ctx: Ctx, route: Route, exc: Exception) -> None:
+    await audit_failure(ctx, route.action or "", route.resource or "", exc)
+
+
+async def audit_failure(ctx: Ctx, action: str, resource: str, exc: Exception) -> None:
+    """The audit entry of a refused or failed change, the same from the API and the panel: the
+    error as `error_message`, and the field errors, if any, as `details.errors` (once: they used to
+    be stored as `details.details`)."""
     error = as_api_error(exc)
     message = f"{error.status} {error.code}: {error.message}" if error else f"500 internal_error: {type(exc).__name__}"
-    details = {"details": error.details} if error and error.details else {}
+    details = {"errors": error.details} if error and error.details else {}
     resource_id = next(iter(ctx.request.match_info.values()), None) if ctx.request.match_info else None
     try:
         await audit.record(
-            ctx.pool,
-            ctx.actor,
-            route.action or "",
-            route.resource or "",
-            resource_id,
-            details,
-            success=False,
-            error_message=message[:1000],
+            ctx.pool, ctx.actor, action, resource, resource_id, details, success=False, error_message=message[:1000]
         )
     except Exception:  # the original error matters more than its audit entry
-        log.exception("could not audit the failure of %s", route.action)
+        log.exception("could not audit the failure of %s", action)

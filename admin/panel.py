@@ -27,14 +27,15 @@ from admin import csrf
 from admin.access import Forbidden, NotSignedIn, enter
 from admin.api.models import CATALOG
 from admin.errors import as_api_error
-from admin.http import ROOT_APP
-from admin.middlewares import request_id_of
+from admin.http import AUDITED, FAILED_WITH, ROOT_APP, ApiError, Ctx
+from admin.middlewares import audit_failure, request_id_of
 from admin.oidc import oidc_ctx
 from admin.pages import ROUTES, common
 from admin.pages.common import PRINCIPAL, SESSION_COOKIE, Page, login_redirect
+from admin.people import UserNames
 from admin.sse import HUB, EventHub
 from metering.models_info import ModelCatalog
-from runtime.appkeys import REDIS
+from runtime.appkeys import PG, REDIS
 from runtime.net import REQUEST_ID
 
 log = logging.getLogger("admin.panel")
@@ -75,6 +76,8 @@ def guard(page: Page) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         except Forbidden as exc:
             assert exc.ctx.principal is not None
             request[PRINCIPAL] = exc.ctx.principal  # the error page shows the admin's menu
+            if page.action:
+                await audit_failure(exc.ctx, page.action, page.resource or "", exc)
             raise
         if ctx.principal is not None:
             request[PRINCIPAL] = ctx.principal
@@ -82,10 +85,32 @@ def guard(page: Page) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
                 given = await csrf.submitted_token(request)
                 if not csrf.matches(csrf.session_token(cookie or ""), given):
                     raise web.HTTPForbidden(reason="CSRF token missing or invalid")
-        return await page.handler(request, ctx)
+        if not page.action or ctx.principal is None:
+            return await page.handler(request, ctx)
+        return await _audited(page, request, ctx)
 
     handle.__name__ = page.handler.__name__
     return handle
+
+
+async def _audited(page: Page, request: web.Request, ctx: Ctx) -> web.StreamResponse:
+    """Run a page that makes a change, and audit its failure as the API audits the same failure:
+    an error raised, or a form answered again with a 4xx (why: `FAILED_WITH`). A redirect (3xx,
+    raised) is its success, audited by the service that made the change."""
+    try:
+        response = await page.handler(request, ctx)
+    except web.HTTPException as exc:
+        if exc.status >= 400 and not request.get(AUDITED):
+            await audit_failure(ctx, page.action or "", page.resource or "", exc)
+        raise
+    except Exception as exc:
+        if not request.get(AUDITED):
+            await audit_failure(ctx, page.action or "", page.resource or "", exc)
+        raise
+    if response.status >= 400 and not request.get(AUDITED):
+        why = request.get(FAILED_WITH) or ApiError(response.status, "validation_error", "Invalid input")
+        await audit_failure(ctx, page.action or "", page.resource or "", why)
+    return response
 
 
 @web.middleware
@@ -116,7 +141,7 @@ async def security_headers(request: web.Request, response: web.StreamResponse) -
 
 
 async def start_hub(panel: web.Application) -> None:
-    hub = EventHub(panel[ROOT_APP][REDIS])
+    hub = EventHub(panel[ROOT_APP][REDIS], names=UserNames(panel[ROOT_APP][PG]).lookup)
     hub.start()
     panel[HUB] = hub
 

@@ -150,8 +150,12 @@ TOKEN_USAGE = obj(
         "requestData": nullable(STR),
         "responseData": nullable(STR),
         "createdAt": TIME,
+        **{"userName": nullable(STR), "userEmail": nullable(STR)},  # who userId is
     }
 )
+UNPRICED = {"unpricedRequests": INT, "unpricedTokens": INT, "costComplete": BOOL}
+PEOPLE_AND_DELIVERY = {"userName": nullable(STR), "userEmail": nullable(STR), "test": BOOL, "summary": STR,  # an Alert's
+    "delivery": obj({"state": {"type": "string", "enum": ["queued", "sent", "retrying", "failed", "not_sent"]}, "reason": nullable(STR), "attempts": INT})}  # fmt: skip
 
 DASHBOARD = obj(
     {
@@ -169,6 +173,8 @@ DASHBOARD = obj(
         "period": STR,
         "startDate": STR,
         "endDate": STR,
+        **UNPRICED,
+        "refusalsThisPeriod": {"type": "object", "additionalProperties": INT},
     }
 )
 
@@ -182,10 +188,11 @@ USER_ANALYTICS = obj(
         "totalCost": NUM,
         "requestCount": INT,
         "avgTokensPerRequest": NUM,
-        "modelUsage": array(obj({"model": STR, "tokens": INT, "requests": INT, "cost": NUM})),
+        "modelUsage": array(obj({"model": STR, "tokens": INT, "requests": INT, "cost": NUM, "unpricedRequests": INT})),
         "dailyUsage": array(obj({"date": STR, "tokens": INT, "requests": INT, "cost": NUM})),
         "errorRate": NUM,
         "avgResponseTime": NUM,
+        **UNPRICED,
         "refusalsThisPeriod": {"type": "object", "additionalProperties": INT},
     }
 )
@@ -243,6 +250,7 @@ ALERT = obj(
         "acknowledgedAt": nullable(TIME),
         "metadata": ANY_OBJECT,
         "createdAt": TIME,
+        **PEOPLE_AND_DELIVERY,
     }
 )
 TEST_ALERT = obj({"userId": {"type": "integer", "minimum": 1}, "type": {"type": "string", "enum": ALERT_TYPES}})
@@ -282,6 +290,7 @@ AUDIT_LOG = obj(
         "success": BOOL,
         "errorMessage": nullable(STR),
         "createdAt": TIME,
+        **{"actorName": nullable(STR), "subjectName": nullable(STR), "subjectEmail": nullable(STR)},
     }
 )
 

@@ -67,9 +67,16 @@ def event_from_message(raw: bytes) -> FeedEvent | None:
     return FeedEvent(digest, message["type"], orjson.dumps(message), time.monotonic())
 
 
+NAME_LOOKUP_SECONDS = 0.5
+
+
 class EventHub:
-    def __init__(self, redis: aioredis.Redis) -> None:
+    def __init__(
+        self, redis: aioredis.Redis, names: Callable[[int], Awaitable[tuple[str, str] | None]] | None = None
+    ) -> None:
+        """`names` gives a user's (name, e-mail): added to `usage_update` events (`admin.people`)."""
         self._redis = redis
+        self._names = names
         self._clients: set[asyncio.Queue[FeedEvent | None]] = set()
         self._recent: collections.deque[FeedEvent] = collections.deque(maxlen=REPLAY_SIZE)
         self._task: asyncio.Task[None] | None = None
@@ -123,6 +130,26 @@ class EventHub:
                     queue.get_nowait()
                 queue.put_nowait(None)
 
+    async def _named(self, event: FeedEvent) -> FeedEvent:
+        """A `usage_update` with its user's name and e-mail (`userName`, `userEmail`) added; its id
+        stays the digest of the message as published, the same in every process."""
+        if event.type != "usage_update" or self._names is None:
+            return event
+        message = orjson.loads(event.payload)
+        data = message.get("data")
+        user_id = data.get("userId") if isinstance(data, dict) else None
+        if not isinstance(user_id, int) or "userName" in data:
+            return event
+        try:
+            found = await asyncio.wait_for(self._names(user_id), NAME_LOOKUP_SECONDS)
+        except Exception:
+            log.warning("no name for user %s in the live feed", user_id, exc_info=True)
+            return event
+        if found is None:
+            return event
+        data["userName"], data["userEmail"] = found
+        return FeedEvent(event.id, event.type, orjson.dumps(message), event.received)
+
     async def _listen(self) -> None:
         while not self.closing:
             pubsub = self._redis.pubsub()
@@ -133,7 +160,7 @@ class EventHub:
                     if message.get("type") == "message":
                         event = event_from_message(message["data"])
                         if event is not None:
-                            self.dispatch(event)
+                            self.dispatch(await self._named(event))
             except (aioredis.RedisError, OSError) as exc:
                 log.warning("panel event hub lost Redis: %s", exc)
             finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from typing import Literal
 
 from metering.mailer import format_date, format_number, pick_language
@@ -23,7 +24,7 @@ ALERT_TEXTS: dict[str, dict[str, tuple[str, str]]] = {
         ),
         "blocked": (
             "Limite mensal de tokens atingido",
-            "Você usou {used} de {total_limit} tokens ({percent}%) neste mês. Novas solicitações ficam"
+            "Você usou {used} de {total_limit} tokens neste mês. Novas solicitações ficam"
             " bloqueadas até a renovação do limite.",
         ),
     },
@@ -39,11 +40,38 @@ ALERT_TEXTS: dict[str, dict[str, tuple[str, str]]] = {
         ),
         "blocked": (
             "Monthly token limit reached",
-            "You have used {used} of {total_limit} tokens ({percent}%) this month. New requests are blocked"
+            "You have used {used} of {total_limit} tokens this month. New requests are blocked"
             " until your limit resets.",
         ),
     },
 }
+
+# A test alert (raised by an admin) says so, and quotes the user's real usage, not the threshold's.
+TEST_TEXTS: dict[str, tuple[str, str]] = {
+    "pt-BR": (
+        "[Teste] Aviso de uso de tokens",
+        "Este é um teste do aviso de uso, enviado por um administrador; nenhuma ação é necessária."
+        " Seu uso real neste mês: {used} de {total_limit} tokens.",
+    ),
+    "en": (
+        "[Test] Token usage notice",
+        "This is a test of the usage notice, sent by an administrator; no action is needed."
+        " Your real usage this month: {used} of {total_limit} tokens.",
+    ),
+}
+THRESHOLD_TYPES: tuple[ThresholdType, ...] = ("usage_80", "usage_95", "blocked")  # lowest first
+
+
+def highest_threshold(crossed: Iterable[str]) -> ThresholdType | None:
+    """The one usage alert to raise for thresholds crossed together: the highest.
+
+    One request can cross 80%, 95% and the block threshold at once; its user gets one alert (and one
+    e-mail) that says where they are, not three at once that each quote the same final figures.
+    The lower thresholds' flags are set in Redis too, so they do not fire later this period."""
+    given = set(crossed)
+    ranked: list[ThresholdType] = [c for c in THRESHOLD_TYPES if c in given]
+    return ranked[-1] if ranked else None
+
 
 RESET_TEXT = {"pt-BR": " O limite é renovado em {reset}.", "en": " Your limit resets on {reset}."}
 
@@ -62,9 +90,9 @@ def usage_percent(used: int, total_limit: int) -> float:
 
 
 def threshold_texts(
-    alert_type: ThresholdType, lang: str, used: int, total_limit: int, reset: dt.date | None
+    alert_type: ThresholdType, lang: str, used: int, total_limit: int, reset: dt.date | None, *, test: bool = False
 ) -> tuple[str, str]:
-    """The stored title and message of a usage alert, in `lang`."""
+    """The stored title and message of a usage alert, in `lang` (a test's says it is one)."""
     lang = pick_language(lang)
     values = {
         "percent": format_number(usage_percent(used, total_limit), lang),
@@ -72,6 +100,9 @@ def threshold_texts(
         "total_limit": format_number(total_limit, lang),
     }
     title, message = (text.format(**values) for text in ALERT_TEXTS[lang][alert_type])
+    if test:
+        test_title, test_message = TEST_TEXTS[lang]
+        return test_title, test_message.format(**values)
     if reset is not None:
         message += RESET_TEXT[lang].format(reset=format_date(reset, lang))
     return title, message

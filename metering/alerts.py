@@ -20,13 +20,13 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 import asyncpg
 
-from metering.alert_texts import ThresholdType, period_reset_date, threshold_texts, usage_percent
+from metering.alert_texts import ThresholdType, highest_threshold, period_reset_date, threshold_texts, usage_percent
 from metering.background import TaskSet
 from metering.mailer import Mailer, MailError, pick_language, render_email
 from metering.settings_store import SettingsStore
@@ -58,7 +58,8 @@ WITH inserted AS (
     UPDATE end_users SET last_alert_date = inserted.created_at
     FROM inserted WHERE end_users.id = inserted.user_id
 )
-SELECT * FROM inserted
+SELECT inserted.*, u.name AS user_name, u.email AS user_email
+FROM inserted LEFT JOIN end_users u ON u.id = inserted.user_id
 """
 
 SELECT_EXISTING_KEYS = "SELECT dedupe_key FROM alerts WHERE dedupe_key = ANY($1::text[])"
@@ -128,6 +129,14 @@ class Alert:
     acknowledged_at: dt.datetime | None
     metadata: dict[str, Any]
     created_at: dt.datetime
+    user_name: str | None = None  # who it is about (None: a system alert, or read without them)
+    user_email: str | None = None
+    attempts: int = 0
+    next_attempt_at: dt.datetime | None = None
+
+    @property
+    def is_test(self) -> bool:
+        return bool(self.metadata.get("test"))
 
 
 def alert_from_row(row: Mapping[str, Any]) -> Alert:
@@ -143,6 +152,10 @@ def alert_from_row(row: Mapping[str, Any]) -> Alert:
         acknowledged_at=row["acknowledged_at"],
         metadata=dict(row["metadata"] or {}),
         created_at=row["created_at"],
+        user_name=row.get("user_name"),
+        user_email=row.get("user_email"),
+        attempts=row.get("attempts") or 0,
+        next_attempt_at=row.get("next_attempt_at"),
     )
 
 
@@ -190,6 +203,15 @@ class AlertService:
             self.raise_threshold(user_id, alert_type, period, used, total_limit), name=f"alert-{alert_type}-{user_id}"
         )
 
+    def raise_crossed_later(
+        self, user_id: int, crossed: Iterable[str], period: str, used: int, total_limit: int
+    ) -> ThresholdType | None:
+        """The alert for thresholds one settlement crossed: the highest only (`highest_threshold`)."""
+        highest = highest_threshold(crossed)
+        if highest is not None:
+            self.raise_threshold_later(user_id, highest, period, used, total_limit)
+        return highest
+
     async def raise_threshold(
         self,
         user_id: int,
@@ -214,7 +236,8 @@ class AlertService:
                 log.warning("%s alert for unknown user %s not raised", alert_type, user_id)
                 return None
             lang = pick_language(user["language"], self._language)
-            title, message = threshold_texts(alert_type, lang, used, total_limit, period_reset_date(period))
+            reset = None if test else period_reset_date(period)
+            title, message = threshold_texts(alert_type, lang, used, total_limit, reset, test=test)
             # "limit" in the stored metadata (and the API's Alert) is the total limit.
             metadata = {"used": used, "limit": total_limit, "percent": usage_percent(used, total_limit)}
             if test:
@@ -266,13 +289,10 @@ class AlertService:
         """
         missing: list[tuple[int, ThresholdType, int, int]] = []
         async for user_id, state in quota.fired(period):
-            for flag, alert_type in (
-                (state.alert80, "usage_80"),
-                (state.alert95, "usage_95"),
-                (state.blocked, "blocked"),
-            ):
-                if flag:
-                    missing.append((user_id, alert_type, state.used, state.total_limit))  # type: ignore[arg-type]
+            flags = {"usage_80": state.alert80, "usage_95": state.alert95, "blocked": state.blocked}
+            highest = highest_threshold(t for t, flag in flags.items() if flag)  # as after a settlement
+            if highest is not None:
+                missing.append((user_id, highest, state.used, state.total_limit))
         if not missing:
             return 0
         keys = [f"{user_id}:{period}:{alert_type}" for user_id, alert_type, _, _ in missing]
@@ -343,10 +363,11 @@ class AlertService:
             lang,
             user_name=row["user_name"] or "",
             alert_type=row["type"],
+            test=bool(metadata.get("test")),
             percent=metadata.get("percent", 0),
             used=metadata.get("used", 0),
             total_limit=metadata.get("limit", 0),
-            reset_date=period_reset_date(row["period"]),
+            reset_date=None if metadata.get("test") else period_reset_date(row["period"]),
         )
         try:
             await self._mailer.send(row["user_email"], subject, text, html, settings=email_settings, password=password)

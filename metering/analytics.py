@@ -24,10 +24,12 @@ import datetime as dt
 import re
 import zoneinfo
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
+
+from metering.quota import QuotaEngine
 
 DEFAULT_PERIOD = "30d"
 MAX_DAYS = 366
@@ -109,10 +111,54 @@ FROM usage_daily_models WHERE day BETWEEN $1 AND $2 GROUP BY day
 """
 DAILY_USERS = "SELECT day, count(*) AS users FROM usage_daily_users WHERE day BETWEEN $1 AND $2 GROUP BY day"
 COUNT_USERS = "SELECT count(*) FROM end_users WHERE deleted_at IS NULL"
+# Requests with no known price (their cost counts as 0): from the ledger, through its partial index.
+UNPRICED = """
+SELECT count(*) AS requests, coalesce(sum(total_tokens), 0) AS tokens FROM token_usage
+WHERE NOT price_known AND created_at >= $1 AND created_at < $2 AND ($3::bigint IS NULL OR user_id = $3)
+"""
+UNPRICED_BY_MODEL = """
+SELECT model, count(*) AS requests FROM token_usage
+WHERE NOT price_known AND created_at >= $1 AND created_at < $2 AND user_id = $3 GROUP BY model
+"""
+ALL_USER_IDS = "SELECT id FROM end_users ORDER BY id"
+REFUSAL_CHUNK = 1000
 ALERTS_BY_TYPE = """
 SELECT type, count(*) AS n FROM alerts
 WHERE created_at >= $1 AND created_at < $2 AND type IN ('usage_80', 'usage_95', 'blocked') GROUP BY type
 """
+
+
+@dataclass(frozen=True, slots=True)
+class Unpriced:
+    """What a cost total leaves out: the requests (and their tokens) whose model had no known price."""
+
+    requests: int = 0
+    tokens: int = 0
+
+    @property
+    def cost_complete(self) -> bool:
+        return self.requests == 0
+
+
+async def unpriced(
+    conn: asyncpg.Connection | asyncpg.Pool, start: dt.datetime, end: dt.datetime, user_id: int | None = None
+) -> Unpriced:
+    row = await conn.fetchrow(UNPRICED, start, end, user_id)
+    assert row is not None
+    return Unpriced(int(row["requests"]), int(row["tokens"]))
+
+
+async def period_refusals(pool: asyncpg.Pool, quota: QuotaEngine, period: str) -> dict[str, int]:
+    """Requests refused this quota period, by reason (quota, busy, rate, suspended, ...), summed over
+    every user. Refusals are counted per user in Redis (they write no ledger row), so this reads
+    each user's counters, in pipelined chunks."""
+    ids = [r["id"] for r in await pool.fetch(ALL_USER_IDS)]
+    totals: dict[str, int] = {}
+    for first in range(0, len(ids), REFUSAL_CHUNK):
+        for user_quota in (await quota.snapshots(ids[first : first + REFUSAL_CHUNK], period)).values():
+            for reason, count in user_quota.refusals.items():
+                totals[reason] = totals.get(reason, 0) + count
+    return totals
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +193,7 @@ class Dashboard:
     by_day: list[DayTotals]
     alerts_raised: dict[str, int]  # usage_80, usage_95, blocked
     system_health: dict[str, str]  # proxy, litellm, database, redis
+    unpriced: Unpriced = Unpriced()  # what `total_cost` leaves out
 
 
 async def dashboard(
@@ -161,6 +208,7 @@ async def dashboard(
         users = {r["day"]: r["users"] for r in await conn.fetch(DAILY_USERS, days.first, days.last)}
         total_users = await conn.fetchval(COUNT_USERS)
         alerts = {r["type"]: r["n"] for r in await conn.fetch(ALERTS_BY_TYPE, start, end)}
+        missing = await unpriced(conn, start, end)
     assert totals is not None
     tokens = int(totals["tokens"])
     return Dashboard(
@@ -184,6 +232,7 @@ async def dashboard(
         ],
         alerts_raised={kind: int(alerts.get(kind, 0)) for kind in ("usage_80", "usage_95", "blocked")},
         system_health={k: system_health.get(k, "unhealthy") for k in ("proxy", "litellm", "database", "redis")},
+        unpriced=missing,
     )
 
 
@@ -241,15 +290,20 @@ class UserUsage:
     by_day: list[DayUsage]
     error_rate: float
     avg_response_time_ms: float
+    unpriced: Unpriced = Unpriced()  # what `total_cost` leaves out
+    unpriced_by_model: dict[str, int] = field(default_factory=dict)  # requests with no known price
 
 
-async def user_analytics(pool: asyncpg.Pool, user_id: int, days: DayRange) -> UserUsage:
+async def user_analytics(pool: asyncpg.Pool, user_id: int, days: DayRange, tz: zoneinfo.ZoneInfo) -> UserUsage:
+    start, end = days.bounds(tz)
     async with pool.acquire() as conn:
         if await conn.fetchval(USER_EXISTS, user_id) is None:
             raise UnknownUser(user_id)
         totals = await conn.fetchrow(USER_TOTALS, user_id, days.first, days.last)
         models = await conn.fetch(USER_MODELS, user_id, days.first, days.last)
         daily = {r["day"]: r for r in await conn.fetch(USER_DAILY, user_id, days.first, days.last)}
+        missing = await unpriced(conn, start, end, user_id)
+        by_model = {r["model"]: int(r["requests"]) for r in await conn.fetch(UNPRICED_BY_MODEL, start, end, user_id)}
     assert totals is not None
     tokens, requests = int(totals["tokens"]), int(totals["requests"])
     return UserUsage(
@@ -271,4 +325,6 @@ async def user_analytics(pool: asyncpg.Pool, user_id: int, days: DayRange) -> Us
         ],
         error_rate=_rate(totals["errors"], requests),
         avg_response_time_ms=round(int(totals["response_ms"]) / requests, 2) if requests else 0.0,
+        unpriced=missing,
+        unpriced_by_model=by_model,
     )

@@ -80,6 +80,9 @@ class AuditEntry:
     success: bool
     error_message: str | None
     created_at: dt.datetime
+    actor_name: str | None = None  # the acting admin's name (their e-mail is `actor_label`)
+    subject_name: str | None = None  # the end user an entry on resource 'user' is about
+    subject_email: str | None = None
 
 
 def entry_from_row(row: Mapping[str, Any]) -> AuditEntry:
@@ -98,4 +101,7 @@ def entry_from_row(row: Mapping[str, Any]) -> AuditEntry:
         success=row["success"],
         error_message=row["error_message"],
         created_at=row["created_at"],
+        actor_name=row.get("actor_name"),
+        subject_name=row.get("subject_name"),
+        subject_email=row.get("subject_email"),
     )

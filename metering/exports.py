@@ -17,8 +17,8 @@ import asyncpg
 import orjson
 
 from metering.audit import AuditEntry, entry_from_row
-from metering.listings import AUDIT_COLUMNS, AuditFilter
-from metering.usage_history import USAGE_COLUMNS, UsageFilter, UsageRecord, record_from_row
+from metering.listings import AUDIT_COLUMNS, AUDIT_PEOPLE, AuditFilter
+from metering.usage_history import USAGE_COLUMNS, USAGE_PEOPLE, UsageFilter, UsageRecord, record_from_row
 
 Format = Literal["csv", "json"]
 FORMATS: tuple[Format, ...] = ("csv", "json")
@@ -102,7 +102,8 @@ def usage_export(
 ) -> AsyncIterator[bytes]:
     """Ledger rows in time order, each as `shape` makes it (with the keys `fields` lists)."""
     clause, params = where.where()
-    query = f"SELECT {', '.join(USAGE_COLUMNS)} FROM token_usage WHERE {clause} ORDER BY created_at, id"  # noqa: S608
+    rows = f"SELECT {', '.join(USAGE_COLUMNS)} FROM token_usage WHERE {clause}"  # noqa: S608 - fixed text
+    query = USAGE_PEOPLE.format(rows=rows, order="t.created_at, t.id")
     return stream_query(pool, query, params, lambda row: shape(record_from_row(row)), fields, fmt)
 
 
@@ -115,5 +116,6 @@ def audit_export(
 ) -> AsyncIterator[bytes]:
     """Audit entries in time order, each as `shape` makes it (with the keys `fields` lists)."""
     clause, params = where.where()
-    query = f"SELECT {AUDIT_COLUMNS} FROM audit_log WHERE {clause} ORDER BY created_at, id"  # noqa: S608
+    rows = f"SELECT {AUDIT_COLUMNS} FROM audit_log WHERE {clause}"  # noqa: S608 - clause is fixed text
+    query = AUDIT_PEOPLE.format(rows=rows, order="l.created_at, l.id")
     return stream_query(pool, query, params, lambda row: shape(entry_from_row(row)), fields, fmt)

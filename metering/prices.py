@@ -70,8 +70,9 @@ class PriceBook:
         return UNKNOWN
 
     def knows(self, model: str) -> bool:
-        """Whether LiteLLM or the overrides list this model (for bounded metric labels)."""
-        return model in self._overrides or model in self._known
+        """Whether LiteLLM (its `/model/info` or `/v1/models`) or the overrides list this model, as
+        sent or without its provider prefix: the bounded set of metric labels (issue 14 #13)."""
+        return any(name in self._overrides or name in self._known for name in (model, _strip_provider(model)))
 
     def cost(self, model: str, prompt_tokens: int, completion_tokens: int) -> tuple[float, float, bool]:
         """Total cost, average cost per token, and whether the price is known."""
@@ -93,31 +94,62 @@ class PriceBook:
         self._known = frozenset(e["model_name"] for e in entries if isinstance(e.get("model_name"), str))
 
     async def refresh(self, session: aiohttp.ClientSession, base_url: str, api_key: str) -> bool:
-        """Fetch `/model/info`; keep the old prices when LiteLLM cannot be reached."""
+        """Fetch `/model/info` (prices) and `/v1/models` (the models served); keep the old prices
+        when LiteLLM cannot be reached. True when the prices were read."""
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        entries = await self._model_info(session, base_url, headers)
+        if entries is not None:
+            self.load_model_info(entries)
+        self._known = self._known | await self._listed_models(session, base_url, headers)
+        return entries is not None
+
+    async def _model_info(
+        self, session: aiohttp.ClientSession, base_url: str, headers: dict[str, str]
+    ) -> list[dict[str, Any]] | None:
         try:
             async with session.get(
                 f"{base_url}/model/info", headers=headers, timeout=aiohttp.ClientTimeout(total=10)
             ) as resp:
                 if resp.status != 200:
                     log.warning("price refresh: /model/info answered %s", resp.status)
-                    return False
+                    return None
                 payload = await resp.json(content_type=None)
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
             log.warning("price refresh failed: %s", exc)
-            return False
+            return None
         entries = payload.get("data") if isinstance(payload, dict) else None
         if not isinstance(entries, list):
-            return False
-        self.load_model_info([e for e in entries if isinstance(e, dict)])
-        return True
+            return None
+        return [e for e in entries if isinstance(e, dict)]
+
+    async def _listed_models(
+        self, session: aiohttp.ClientSession, base_url: str, headers: dict[str, str]
+    ) -> frozenset[str]:
+        """The ids of LiteLLM's `/v1/models` (a model may be served with no price in /model/info);
+        empty when it cannot be read."""
+        try:
+            async with session.get(
+                f"{base_url}/v1/models", headers=headers, timeout=aiohttp.ClientTimeout(total=10)
+            ) as resp:
+                payload = await resp.json(content_type=None) if resp.status == 200 else None
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            log.warning("model list refresh failed: %s", exc)
+            return frozenset()
+        data = payload.get("data") if isinstance(payload, dict) else None
+        if not isinstance(data, list):
+            return frozenset()
+        return frozenset(m["id"] for m in data if isinstance(m, dict) and isinstance(m.get("id"), str))
 
     async def run_refresh(
         self, session: aiohttp.ClientSession, litellm: Callable[[], tuple[str, float]], api_key: str
     ) -> None:
         """Refresh for the process's lifetime; `litellm()` gives the current base URL and health
         check interval (the admin may change both)."""
+        failures = 0
         while True:
             base_url, check_interval = litellm()
-            await self.refresh(session, base_url, api_key)
-            await asyncio.sleep(max(60.0, check_interval * 10))
+            failures = 0 if await self.refresh(session, base_url, api_key) else failures + 1
+            interval = max(60.0, check_interval * 10)
+            # A LiteLLM that was not up yet is asked again soon: until then every price is unknown
+            # and every model's metrics are labelled "other".
+            await asyncio.sleep(interval if not failures else min(interval, 2.0 * 2**failures))

@@ -88,10 +88,22 @@ class UsageRecord:
     request_data: str | None
     response_data: str | None
     created_at: dt.datetime
+    user_name: str | None = None  # who `user_id` is (issue 14 #4), when the row was read with them
+    user_email: str | None = None
 
 
 def record_from_row(row: Mapping[str, Any]) -> UsageRecord:
-    return UsageRecord(**{c: row[c] for c in USAGE_COLUMNS})
+    return UsageRecord(
+        **{c: row[c] for c in USAGE_COLUMNS}, user_name=row.get("user_name"), user_email=row.get("user_email")
+    )
+
+
+# Ledger rows ({rows}: a filtered subquery of token_usage) with their user's name and e-mail.
+USAGE_PEOPLE = """
+SELECT t.*, u.name AS user_name, u.email AS user_email
+FROM ({rows}) t LEFT JOIN end_users u ON u.id = t.user_id
+ORDER BY {order}
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,11 +115,13 @@ class UsageFilter:
     # The gateway's time zone, in which the rollups file rows by day. Without it the total of a
     # date-bounded listing is counted from the ledger row by row (exact, but slow on a big ledger).
     timezone: zoneinfo.ZoneInfo | None = None
+    user: str | None = None  # the user by part of their name or e-mail (or their id)
 
     def where(self) -> tuple[str, list[Any]]:
         return sql.where(
             [
                 ("user_id", "=", self.user_id),
+                ("user_id", "user", self.user),
                 ("model", "=", self.model),
                 ("created_at", ">=", self.start),
                 ("created_at", "<", self.end),
@@ -161,10 +175,12 @@ async def count_usage(conn: asyncpg.Connection, where: UsageFilter) -> int:
     if split is None or (where.user_id is not None and where.user_id < 1):  # the rollup files no user as 0
         clause, params = where.where()
         return int(await conn.fetchval(COUNT_LEDGER.format(clause), *params))
-    table = "usage_daily" if where.user_id is not None else "usage_daily_models"
+    by_user = where.user_id is not None or where.user is not None
+    table = "usage_daily" if by_user else "usage_daily_models"
     clause, params = sql.where(
         [
             ("user_id", "=", where.user_id),
+            ("user_id", "user", where.user),
             ("model", "=", where.model),
             ("day", ">=", split.first),
             ("day", "<", split.stop),
@@ -180,18 +196,19 @@ async def count_usage(conn: asyncpg.Connection, where: UsageFilter) -> int:
 # The page's keys first, from the index alone where it can (a deep page skips thousands of index
 # entries, not thousands of rows), then only its rows.
 USAGE_PAGE = """
-SELECT {columns} FROM token_usage
+SELECT {columns}, u.name AS user_name, u.email AS user_email FROM token_usage t
 JOIN (SELECT id, created_at FROM token_usage WHERE {clause}
       ORDER BY created_at DESC, id DESC LIMIT ${limit} OFFSET ${offset}) page USING (id, created_at)
-ORDER BY created_at DESC, id DESC
+LEFT JOIN end_users u ON u.id = t.user_id
+ORDER BY t.created_at DESC, t.id DESC
 """
 
 
 async def usage_page(pool: asyncpg.Pool, where: UsageFilter, *, page: int, limit: int) -> tuple[list[UsageRecord], int]:
-    """One page of ledger rows, newest first, and how many rows match in all."""
+    """One page of ledger rows, newest first, with their users' names, and how many rows match."""
     clause, params = where.where()
     query = USAGE_PAGE.format(
-        columns=", ".join(USAGE_COLUMNS), clause=clause, limit=len(params) + 1, offset=len(params) + 2
+        columns=", ".join(f"t.{c}" for c in USAGE_COLUMNS), clause=clause, limit=len(params) + 1, offset=len(params) + 2
     )
     async with pool.acquire() as conn:
         total = await count_usage(conn, where)

@@ -8,7 +8,7 @@ announced the same way whoever makes it. Users come back as `User` objects (`met
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import asyncpg
@@ -64,6 +64,7 @@ WHERE user_id = $1 AND created_at >= $2 AND created_at < $3
 RECORDED_AMONG = "SELECT request_id FROM usage_request_ids WHERE request_id = ANY($1::text[])"
 ACTIVE_USER_IDS = "SELECT id FROM end_users WHERE deleted_at IS NULL ORDER BY id"
 MAX_GRANT = 1_000_000_000_000
+LIST_CHUNK = 1000  # users whose quota flags one Redis round trip reads
 
 
 async def _announce_nothing(change: UserChange) -> None:
@@ -135,18 +136,32 @@ class UserService:
         status: str | None = None,
         plan: str | None = None,
     ) -> tuple[list[User], int]:
-        """One page of users and how many match; `limit` is the page size."""
+        """One page of users and how many match; `limit` is the page size.
+
+        The status filter means the status in force (`User.effective_status`): an active user
+        whose quota is spent is 'blocked', not 'active'. That part lives in Redis, so for those
+        two statuses the candidates' ids are read first and the rows, the count and the page are
+        all taken from the same filtered list (one definition for rows and total)."""
         where = ["deleted_at IS NULL"]
         params: list[Any] = []
         if search:
             params.append(f"%{search.lower()}%")
             where.append(f"(lower(email) LIKE ${len(params)} OR lower(name) LIKE ${len(params)})")
-        if status and status != "blocked":
-            params.append(status)
-            where.append(f"status = ${len(params)}")
         if plan:
             params.append(plan)
             where.append(f"plan = ${len(params)}")
+        if status in ("active", "blocked"):
+            ids = await self._ids_in_force(" AND ".join(where), params, status)
+            total = len(ids)
+            chosen = list(ids[(page - 1) * limit : page * limit])
+            rows = await self._pool.fetch(
+                f"SELECT {USER_COLUMNS} FROM end_users WHERE id = ANY($1::bigint[]) ORDER BY id",  # noqa: S608 - constant
+                chosen,
+            )
+            return await self._with_quotas(list(rows)), total
+        if status:
+            params.append(status)
+            where.append(f"status = ${len(params)}")
         clause = " AND ".join(where)
         total = await self._pool.fetchval(f"SELECT count(*) FROM end_users WHERE {clause}", *params)  # noqa: S608
         params += [limit, (page - 1) * limit]
@@ -155,10 +170,24 @@ class UserService:
             f"ORDER BY id LIMIT ${len(params) - 1} OFFSET ${len(params)}",
             *params,
         )
-        users = await self._with_quotas(list(rows))
-        if status == "blocked":  # quota-blocked is live state in Redis, not a column
-            users = [u for u in users if u.effective_status == "blocked"]
-        return users, int(total)
+        return await self._with_quotas(list(rows)), int(total)
+
+    async def _ids_in_force(self, clause: str, params: Sequence[Any], status: str) -> tuple[int, ...]:
+        """The ids (ascending) of the users matching `clause` whose status in force is `status`
+        ('active' or 'blocked'): stored 'blocked', or stored 'active' with the quota's flag."""
+        rows = await self._pool.fetch(
+            f"SELECT id, status FROM end_users WHERE {clause} AND status IN ('active', 'blocked') ORDER BY id",  # noqa: S608
+            *params,
+        )
+        period = self._clock.current().name
+        active = [r["id"] for r in rows if r["status"] == "active"]
+        spent: set[int] = set()
+        for start in range(0, len(active), LIST_CHUNK):
+            quotas = await self._quota.snapshots(active[start : start + LIST_CHUNK], period)
+            spent.update(user_id for user_id, quota in quotas.items() if quota.blocked)
+        if status == "active":
+            return tuple(user_id for user_id in active if user_id not in spent)
+        return tuple(r["id"] for r in rows if r["status"] == "blocked" or r["id"] in spent)
 
     # -- changes ---------------------------------------------------------------------------
 

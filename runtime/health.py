@@ -9,9 +9,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
+import orjson
 from aiohttp import web
 
-from runtime.appkeys import LITELLM_HTTP, METRICS, PG, REDIS, SETTINGS, SUPERVISOR, WORKERS
+from runtime.appkeys import LITELLM_HTTP, METRICS, PG, REDIS, SETTINGS, SUPERVISOR, SYSTEM, WORKERS
 
 CHECK_TIMEOUT = 2.0
 
@@ -27,7 +28,6 @@ async def _timed(check: Callable[[], Awaitable[Any]]) -> tuple[str, float | None
 
 async def system_health(app: web.Application) -> dict[str, Any]:
     """Probe Postgres, Redis and LiteLLM concurrently; each is healthy or unhealthy with a latency."""
-    settings = app[SETTINGS]
 
     async def database() -> None:
         await app[PG].fetchval("SELECT 1")
@@ -35,16 +35,10 @@ async def system_health(app: web.Application) -> dict[str, Any]:
     async def redis() -> None:
         await app[REDIS].ping()
 
-    async def litellm() -> None:
-        url = f"{settings.litellm_base_url}/health/liveliness"
-        timeout = aiohttp.ClientTimeout(total=CHECK_TIMEOUT)
-        async with app[LITELLM_HTTP].get(url, timeout=timeout) as resp:
-            if resp.status >= 500:
-                raise RuntimeError(f"litellm answered {resp.status}")
-
-    (db_status, db_ms), (redis_status, redis_ms), (llm_status, llm_ms) = await asyncio.gather(
-        _timed(database), _timed(redis), _timed(litellm)
+    (db_status, db_ms), (redis_status, redis_ms), llm = await asyncio.gather(
+        _timed(database), _timed(redis), probe_litellm(app)
     )
+    llm_status, llm_ms = llm["status"], llm["liveliness"]["responseTimeMs"]
     ready = db_status == "healthy" and redis_status == "healthy"
     loops = background_loops(app)
     workers = app[WORKERS]() if WORKERS in app else None
@@ -111,3 +105,52 @@ async def ready_view(request: web.Request) -> web.Response:
     health = await system_health(request.app)
     status = _status_code(health)
     return web.json_response({"status": "ready" if status == 200 else "not ready", **health}, status=status)
+
+
+# -- LiteLLM: one probe for /health and /api/admin/litellm/health -------------------------------
+
+
+async def _probe(http: aiohttp.ClientSession, url: str, api_key: str) -> dict[str, Any]:
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    started = time.perf_counter()
+    try:
+        async with http.get(url, headers=headers, timeout=aiohttp.ClientTimeout(total=CHECK_TIMEOUT)) as resp:
+            text = (await resp.read())[:2000].decode(errors="replace")
+            status = resp.status
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        error = str(exc) or type(exc).__name__
+        return {"status": "unhealthy", "httpStatus": None, "responseTimeMs": None, "body": None, "error": error}
+    elapsed = round((time.perf_counter() - started) * 1000, 1)
+    try:
+        body: Any = orjson.loads(text)
+    except ValueError:
+        body = text
+    if status == 404:
+        state = "not_available"  # an older LiteLLM without this probe
+    else:
+        state = "healthy" if status < 400 else "unhealthy"
+    return {"status": state, "httpStatus": status, "responseTimeMs": elapsed, "body": body, "error": None}
+
+
+async def probe_litellm(app: web.Application) -> dict[str, Any]:
+    """LiteLLM's `/health/liveliness` and, where it has one, `/health/readiness`, at the base URL the
+    proxy forwards to (the system settings', which an admin may change at run time), with the key
+    the proxy sends. Healthy when liveliness answers 2xx/3xx and readiness is not failing (a 503 from
+    readiness, e.g. its database down, is unhealthy; a LiteLLM without readiness is not).
+
+    `/health` and `/api/admin/litellm/health` both read this one result: they used to probe
+    differently (the start-up URL without a key and anything under 500 as healthy, against the
+    settings' URL with a key and both probes), and so disagreed (issue 14 #13)."""
+    base_url = (app[SYSTEM].current.litellm.base_url if SYSTEM in app else app[SETTINGS].litellm_base_url).rstrip("/")
+    key = app[SETTINGS].litellm_api_key
+    live, ready = await asyncio.gather(
+        _probe(app[LITELLM_HTTP], f"{base_url}/health/liveliness", key),
+        _probe(app[LITELLM_HTTP], f"{base_url}/health/readiness", key),
+    )
+    healthy = live["status"] == "healthy" and ready["status"] != "unhealthy"
+    return {
+        "status": "healthy" if healthy else "unhealthy",
+        "baseUrl": base_url,
+        "liveliness": live,
+        "readiness": ready,
+    }

@@ -230,11 +230,11 @@ async def ledger_ctx(app: web.Application) -> AsyncIterator[None]:
     reconciler = app[RECONCILER] = OutageReconciler(redis, writer, app[USERS], quota)
 
     def on_settled(event: UsageEvent, metered: Metered, settlement: Settlement) -> None:
-        for crossed in settlement.crossed:
-            metrics.alerts.labels(crossed).inc()
-            alerts.raise_threshold_later(
-                metered.user_id, crossed, metered.period, settlement.used, settlement.total_limit
-            )
+        raised = alerts.raise_crossed_later(
+            metered.user_id, settlement.crossed, metered.period, settlement.used, settlement.total_limit
+        )  # thresholds crossed together: one alert, the highest
+        if raised is not None:
+            metrics.alerts.labels(raised).inc()
 
     recorder = app[RECORDER] = Recorder(
         redis, pool, quota, timezone=settings.timezone,

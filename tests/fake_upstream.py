@@ -153,7 +153,8 @@ class FakeUpstream:
         return web.json_response({"id": "modr-1", "results": [{"flagged": False}]})
 
     async def models(self, request: web.Request) -> web.StreamResponse:
-        self.requests.append({"path": request.path, "headers": dict(request.headers), "body": None})
+        if "X-Request-ID" in request.headers:  # forwarded by the proxy; not the price refresh's own call
+            self.requests.append({"path": request.path, "headers": dict(request.headers), "body": None})
         return web.json_response(
             {"object": "list", "data": [{"id": "gpt-4o-mini", "object": "model"}, {"id": "gpt-4o", "object": "model"}]}
         )

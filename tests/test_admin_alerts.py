@@ -24,15 +24,19 @@ async def test_test_alert_is_real_and_emailed_to_the_user(api: AdminApi, smtp: t
     assert reply.status == 201, reply.body
     alert = reply.data
     assert alert["type"] == "usage_95" and alert["userId"] == user["id"]
-    assert alert["metadata"]["test"] is True
-    assert alert["metadata"]["used"] == 95_000
+    assert alert["metadata"]["test"] is True and alert["test"] is True
+    # A test quotes the user's real usage (none yet), never the threshold's figures as theirs.
+    assert (alert["metadata"]["used"], alert["metadata"]["limit"]) == (0, 100_000)
+    assert "Test" in alert["summary"] or "Teste" in alert["summary"]
     for _ in range(200):
         if inbox.messages:
             break
         await asyncio.sleep(0.05)
     [message] = inbox.messages
     assert message["To"] == "ana@example.com"
-    assert "95%" in message["Subject"]
+    assert message["Subject"].startswith("[Teste]") and "95%" not in message["Subject"]
+    body = message.get_body(("plain",)).get_content()
+    assert "teste" in body and "0 de 100.000 tokens" in body
     [entry] = await api.audit_entries("alert.test")
     assert entry["resource_id"] == str(alert["id"])
 

@@ -108,7 +108,7 @@ async def test_user_analytics_by_model_and_day_with_errors_and_latency(api: Admi
     assert a["requestCount"] == counted
     assert a["errorRate"] == round(100 / counted, 2)
     assert a["modelUsage"][0]["model"] == "gpt-4o-mini"
-    assert a["modelUsage"][1] == {"model": "gpt-4o", "tokens": 0, "requests": 1, "cost": 0.0}
+    assert a["modelUsage"][1] == {"model": "gpt-4o", "tokens": 0, "requests": 1, "cost": 0.0, "unpricedRequests": 0}
     assert a["dailyUsage"][-1]["requests"] == 3 and a["dailyUsage"][-1]["tokens"] == 400
     week = (await api.get(f"/admin/analytics/users/{ana['id']}", params={"period": "7d"})).data
     assert week["requestCount"] == 4

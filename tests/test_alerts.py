@@ -14,9 +14,9 @@ from aiosmtpd.controller import Controller
 from cryptography.fernet import Fernet
 
 from admin.wire.records import alert_to_api
-from metering import events
+from metering import events, listings
 from metering.alert_recovery import AlertRecovery
-from metering.alerts import MAX_ATTEMPTS, AlertService, alert_from_row, retry_delay
+from metering.alerts import MAX_ATTEMPTS, AlertService, retry_delay
 from metering.mailer import Mailer
 from metering.quota import QuotaEngine, RateLimit, Thresholds
 from metering.redis_mux import RedisMux
@@ -139,10 +139,11 @@ async def test_alert_event_is_published(
         await pubsub.aclose()
     event = orjson.loads(message["data"])
     assert event["type"] == "alert"
-    assert event["data"] == alert_to_api(alert_from_row(await _alert(db_pool, alert_id or 0)))
+    assert event["data"] == alert_to_api(await listings.get_alert(db_pool, alert_id or 0))  # type: ignore[arg-type]
+    assert (event["data"]["userName"], event["data"]["userEmail"]) == ("Ana", "ana@example.com")  # who it is about
     assert set(event["data"]) == {
         "id", "userId", "type", "title", "message", "severity", "status",
-        "sentAt", "acknowledgedAt", "metadata", "createdAt",
+        "sentAt", "acknowledgedAt", "metadata", "createdAt", "userName", "userEmail", "test", "delivery",
     }  # fmt: skip
     assert event["data"]["userId"] == user and event["data"]["createdAt"].endswith("Z")
 

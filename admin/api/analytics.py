@@ -32,14 +32,17 @@ def _days(request: web.Request, ctx: Ctx) -> analytics.DayRange:
 async def dashboard(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     days = _days(request, ctx)
     health = await system_health(ctx.root)
-    return ok(dashboard_to_api(await analytics.dashboard(ctx.pool, days, ctx.timezone, health)))
+    metrics = dashboard_to_api(await analytics.dashboard(ctx.pool, days, ctx.timezone, health))
+    # Refused requests write no usage row: this quota period's, by reason, from every user's counters.
+    metrics["refusalsThisPeriod"] = await analytics.period_refusals(ctx.pool, ctx.quota, ctx.clock.current().name)
+    return ok(metrics)
 
 
 async def user_analytics(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     user_id = path_id(request)
     days = _days(request, ctx)
     try:
-        usage = await analytics.user_analytics(ctx.pool, user_id, days)
+        usage = await analytics.user_analytics(ctx.pool, user_id, days, ctx.timezone)
     except analytics.UnknownUser:
         raise not_found("user") from None
     quota = await ctx.quota.snapshot(user_id, ctx.clock.current().name)
@@ -51,9 +54,10 @@ def usage_filter(query: Query) -> history.UsageFilter:
     """With the query's (the gateway's) time zone, so that a dated listing's total is summed from
     the daily rollups instead of counted row by row."""
     user_id = query.integer("userId")
+    user = query.text("user")
     model = query.text("model", max_length=256)
     start, end = query.date_range()
-    return history.UsageFilter(user_id=user_id, model=model, start=start, end=end, timezone=query.timezone)
+    return history.UsageFilter(user_id=user_id, user=user, model=model, start=start, end=end, timezone=query.timezone)
 
 
 async def usage_history(request: web.Request, ctx: Ctx) -> web.StreamResponse:
@@ -68,6 +72,7 @@ async def usage_history(request: web.Request, ctx: Ctx) -> web.StreamResponse:
 DATE = {"type": "string", "example": "2025-08-01"}
 USAGE_QUERY = (
     Param("userId", {"type": "integer", "minimum": 1}),
+    Param("user", {"type": "string"}, "The user by part of their name or e-mail, or their id"),
     Param("model", {"type": "string"}),
     Param("startDate", DATE, "ISO date or date-time (dates are in the gateway's time zone)"),
     Param("endDate", DATE, "ISO date (that whole day included) or date-time (excluded)"),

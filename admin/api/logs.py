@@ -29,8 +29,12 @@ def audit_filter(query: Query) -> listings.AuditFilter:
     user_id = query.integer("userId")
     action = query.text("action")
     resource = query.text("resource")
+    actor = query.text("actor")
+    subject = query.text("user")
     start, end = query.date_range()
-    return listings.AuditFilter(user_id=user_id, action=action, resource=resource, start=start, end=end)
+    return listings.AuditFilter(
+        user_id=user_id, action=action, resource=resource, start=start, end=end, actor=actor, subject=subject
+    )
 
 
 async def list_audit(request: web.Request, ctx: Ctx) -> web.StreamResponse:
@@ -107,6 +111,8 @@ async def export_usage(request: web.Request, ctx: Ctx) -> web.StreamResponse:
 DATE = {"type": "string", "example": "2025-08-01"}
 AUDIT_FILTERS = (
     Param("userId", {"type": "integer", "minimum": 1}, "The acting admin account"),
+    Param("actor", {"type": "string"}, "The acting admin by part of their name or e-mail"),
+    Param("user", {"type": "string"}, "The end user changed, by part of their name or e-mail, or their id"),
     Param("action", {"type": "string"}, "e.g. user.update, auth.login"),
     Param("resource", {"type": "string"}, "e.g. user, system_settings"),
     Param("startDate", DATE),

@@ -10,6 +10,7 @@ from admin import schemas
 from admin.api.alerts import acknowledge_alert
 from admin.http import Ctx
 from admin.pages.common import formatter, redirect, render
+from admin.wire.alert_lines import delivery_text
 from admin.wire.records import alert_to_api
 from metering import listings
 
@@ -20,20 +21,24 @@ async def list_alerts(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     q = request.query
     alert_type = q.get("type") if q.get("type") in schemas.ALERT_TYPES else None
     status = q.get("status") if q.get("status") in schemas.ALERT_STATUSES else None
-    user_id = int(q["userId"]) if q.get("userId", "").isdigit() and len(q["userId"]) < 18 else None
+    user = q.get("user", "").strip()[:200] or None
     page = int(q["page"]) if q.get("page", "").isdigit() and 0 < int(q["page"]) < 1_000_000 else 1
     alerts, total = await listings.list_alerts(
-        ctx.pool, user_id=user_id, alert_type=alert_type, status=status, page=page, limit=PAGE_SIZE
+        ctx.pool, user=user, alert_type=alert_type, status=status, page=page, limit=PAGE_SIZE
     )
+    fmt = formatter(request)
+    shown = [alert_to_api(a, fmt) for a in alerts]
+    for alert in shown:
+        alert["deliveryText"] = delivery_text(alert["delivery"], fmt)
     return render(
         request,
         "admin/alerts.html",
         {
-            "alerts": [alert_to_api(a) for a in alerts],
+            "alerts": shown,
             "total": total,
             "page": page,
             "pages": max(1, math.ceil(total / PAGE_SIZE)),
-            "filters": {"type": alert_type or "", "status": status or "", "userId": q.get("userId", "")},
+            "filters": {"type": alert_type or "", "status": status or "", "user": user or ""},
             "types": schemas.ALERT_TYPES,
             "statuses": schemas.ALERT_STATUSES,
         },

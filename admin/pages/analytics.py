@@ -42,7 +42,7 @@ async def analytics_page(request: web.Request, ctx: Ctx) -> web.StreamResponse:
         if period == "24h":  # by hour, as on the dashboard
             now = dt.datetime.now(ctx.timezone)
             metrics["usageByHour"] = hours_to_api(await hourly.usage_by_hour(ctx.pool, now, ctx.timezone))
-    filters = {name: request.query.get(name, "") for name in ("userId", "model", "startDate", "endDate")}
+    filters = {name: request.query.get(name, "") for name in ("user", "model", "startDate", "endDate")}
     return render(
         request,
         "admin/analytics.html",
@@ -56,6 +56,10 @@ async def analytics_page(request: web.Request, ctx: Ctx) -> web.StreamResponse:
             "pages": max(1, math.ceil(total / PAGE_SIZE)),
             "filters": filters,
             "errors": errors,
+            # Refused requests write no usage row: this quota period's, from every user's counters.
+            "refusals": await analytics.period_refusals(ctx.pool, ctx.quota, ctx.clock.current().name)
+            if metrics is not None
+            else {},
         },
         active="analytics",
     )

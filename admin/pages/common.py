@@ -34,6 +34,10 @@ class Page:
     path: str
     handler: PageHandler
     permission: str  # a permission name, or auth.PUBLIC / auth.AUTHENTICATED
+    # The API's audit action and resource of the change a POST makes: its failures are audited as
+    # the API audits them (its successes by the service that made them).
+    action: str | None = None
+    resource: str | None = None
 
 
 # The seed client's error toasts (services/api.ts), by HTTP status; "connection" for a lost link.

@@ -34,7 +34,9 @@ async def list_logs(request: web.Request, ctx: Ctx) -> web.StreamResponse:
         }
         for e in found
     ]
-    filters = {name: request.query.get(name, "") for name in ("action", "resource", "userId", "startDate", "endDate")}
+    filters = {
+        name: request.query.get(name, "") for name in ("action", "resource", "actor", "user", "startDate", "endDate")
+    }
     return render(
         request,
         "admin/logs.html",

@@ -8,7 +8,7 @@ from typing import Any
 from aiohttp import web
 
 from admin.api.settings import save_settings, send_test_email
-from admin.http import ApiError, Ctx
+from admin.http import FAILED_WITH, ApiError, Ctx
 from admin.pages.audit_view import failure_text
 from admin.pages.common import error_text, form_data, formatter, parse_int, parse_number, redirect, render
 from admin.wire.common import InputError
@@ -158,9 +158,12 @@ async def save(request: web.Request, ctx: Ctx) -> web.StreamResponse:
         try:
             await save_settings(ctx, patch)
         except InputError as exc:
+            request[FAILED_WITH] = exc
             errors = {k: error_text(fmt, v) for k, v in exc.details.items()}
         else:
             raise redirect("/admin/settings", "success", fmt.gettext("Settings saved."))
+    if FAILED_WITH not in request:
+        request[FAILED_WITH] = InputError(errors)
     form[PASSWORD_PATH] = ""  # never echo a password back into the page
     return _page(request, ctx, form, errors, status=422)
 
@@ -172,6 +175,7 @@ async def test_email(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     try:
         result = await send_test_email(ctx, address)
     except ApiError as exc:
+        request[FAILED_WITH] = exc
         if exc.status == 422:
             message = fmt.gettext("must be a valid e-mail address")
         elif exc.code == "smtp_not_configured":

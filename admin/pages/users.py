@@ -14,7 +14,7 @@ from aiohttp import web
 
 from admin.api import keys as keys_api
 from admin.errors import conflict_field
-from admin.http import Ctx
+from admin.http import FAILED_WITH, Ctx
 from admin.pages.common import error_text, form_data, formatter, parse_int, parse_number, redirect, render
 from admin.pages.dashboard import PERIODS, hours_to_api
 from admin.wire.analytics import user_analytics_to_api
@@ -157,6 +157,7 @@ async def create_user(request: web.Request, ctx: Ctx) -> web.StreamResponse:
         try:
             user = await ctx.users.create(user_changes(body), ctx.actor)
         except (UserValidationError, UserConflict, InputError) as exc:
+            request[FAILED_WITH] = exc
             errors = _service_errors(ctx, exc)
         else:
             fmt = formatter(request)
@@ -178,6 +179,7 @@ async def update_user(request: web.Request, ctx: Ctx) -> web.StreamResponse:
         try:
             await ctx.users.update(user_id, user_changes(body), ctx.actor)
         except (UserValidationError, UserConflict, InputError) as exc:
+            request[FAILED_WITH] = exc
             errors = _service_errors(ctx, exc)
         else:
             raise redirect(f"/admin/users/{user_id}", "success", formatter(request).gettext("User updated."))
@@ -205,7 +207,7 @@ async def _user_page(
     if principal.can("analytics:read"):
         now = dt.datetime.now(ctx.timezone)
         usage = user_analytics_to_api(
-            await analytics.user_analytics(ctx.pool, user_id, analytics.parse_period(period, now))
+            await analytics.user_analytics(ctx.pool, user_id, analytics.parse_period(period, now), ctx.timezone)
         )
         if period == "24h":  # a day by hour, as on the dashboard
             usage["hourlyUsage"] = hours_to_api(await hourly.usage_by_hour(ctx.pool, now, ctx.timezone, user_id))
@@ -254,6 +256,7 @@ async def add_tokens(request: web.Request, ctx: Ctx) -> web.StreamResponse:
         try:
             await ctx.users.add_tokens(user_id, amount, form.get("reason", "").strip() or None, ctx.actor)
         except UserValidationError as exc:
+            request[FAILED_WITH] = exc
             errors = {k: error_text(fmt, v) for k, v in api_field_errors(exc.details).items()}
         else:
             text = fmt.gettext("{amount} tokens added.", amount=fmt.number(amount))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from admin.wire.common import iso
-from metering.analytics import Dashboard, UserUsage
+from metering.analytics import Dashboard, Unpriced, UserUsage
 from metering.calibration import ModelCalibration
 from metering.models_info import ModelInfo
 
@@ -30,6 +30,17 @@ def dashboard_to_api(dashboard: Dashboard) -> dict[str, Any]:
         "period": days.period,
         "startDate": days.first.isoformat(),
         "endDate": days.last.isoformat(),
+        **unpriced_to_api(dashboard.unpriced),
+    }
+
+
+def unpriced_to_api(unpriced: Unpriced) -> dict[str, Any]:
+    """Beside a cost total: the requests and tokens whose price is unknown (their cost counts as 0),
+    and whether the total is complete."""
+    return {
+        "unpricedRequests": unpriced.requests,
+        "unpricedTokens": unpriced.tokens,
+        "costComplete": unpriced.cost_complete,
     }
 
 
@@ -45,7 +56,14 @@ def user_analytics_to_api(usage: UserUsage) -> dict[str, Any]:
         "requestCount": usage.requests,
         "avgTokensPerRequest": usage.avg_tokens_per_request,
         "modelUsage": [
-            {"model": m.model, "tokens": m.tokens, "requests": m.requests, "cost": m.cost} for m in usage.by_model
+            {
+                "model": m.model,
+                "tokens": m.tokens,
+                "requests": m.requests,
+                "cost": m.cost,
+                "unpricedRequests": usage.unpriced_by_model.get(m.model, 0),
+            }
+            for m in usage.by_model
         ],
         "dailyUsage": [
             {"date": d.day.isoformat(), "tokens": d.tokens, "requests": d.requests, "cost": d.cost}
@@ -53,6 +71,7 @@ def user_analytics_to_api(usage: UserUsage) -> dict[str, Any]:
         ],
         "errorRate": usage.error_rate,
         "avgResponseTime": usage.avg_response_time_ms,
+        **unpriced_to_api(usage.unpriced),
     }
 
 

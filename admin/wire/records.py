@@ -6,6 +6,8 @@ import dataclasses
 import datetime as dt
 from typing import Any
 
+from admin.i18n import Formatter
+from admin.wire.alert_lines import delivery, summary
 from admin.wire.common import camel, iso
 from metering.alerts import Alert
 from metering.audit import AuditEntry
@@ -14,9 +16,13 @@ from metering.ledger import UsageEvent
 from metering.usage_history import UsageRecord
 
 
-def alert_to_api(alert: Alert) -> dict[str, Any]:
-    """The seed's Alert; absent optional values are null (`userId` too, for system alerts)."""
-    return {
+def alert_to_api(alert: Alert, fmt: Formatter | None = None) -> dict[str, Any]:
+    """The seed's Alert; absent optional values are null (`userId` too, for system alerts).
+
+    Beside the seed's fields: `userName` / `userEmail` (who it is about), `delivery` (where its
+    e-mail stands: `admin.wire.alert_lines.delivery`), `test`, and with a formatter `summary`, the
+    admin's line in that language (`title` and `message` are the end user's words)."""
+    shape: dict[str, Any] = {
         "id": alert.id,
         "userId": alert.user_id,
         "type": alert.type,
@@ -28,7 +34,14 @@ def alert_to_api(alert: Alert) -> dict[str, Any]:
         "acknowledgedAt": iso(alert.acknowledged_at),
         "metadata": dict(alert.metadata),
         "createdAt": iso(alert.created_at),
+        "userName": alert.user_name,
+        "userEmail": alert.user_email,
+        "test": alert.is_test,
+        "delivery": delivery(alert),
     }
+    if fmt is not None:
+        shape["summary"] = summary(alert, fmt)
+    return shape
 
 
 def key_to_api(key: ApiKey) -> dict[str, Any]:
@@ -56,12 +69,14 @@ def usage_to_api(record: UsageRecord) -> dict[str, Any]:
 
 AUDIT_FIELDS = [
     "id", "userId", "actorEmail", "action", "resource", "resourceId", "details", "ipAddress", "userAgent",
-    "requestId", "success", "errorMessage", "createdAt",
+    "requestId", "success", "errorMessage", "createdAt", "actorName", "subjectName", "subjectEmail",
 ]  # fmt: skip
 
 
 def audit_to_api(entry: AuditEntry) -> dict[str, Any]:
-    """The seed's AuditLog; `userId` is the acting admin account (null for the CLI or a failed login)."""
+    """The seed's AuditLog; `userId` is the acting admin account (null for the CLI or a failed login).
+    Beside it: `actorName` (that admin's name), and for an entry about an end user (resource 'user')
+    `subjectName` / `subjectEmail`."""
     return {
         "id": entry.id,
         "userId": entry.admin_id,
@@ -76,6 +91,9 @@ def audit_to_api(entry: AuditEntry) -> dict[str, Any]:
         "success": entry.success,
         "errorMessage": entry.error_message,
         "createdAt": iso(entry.created_at),
+        "actorName": entry.actor_name,
+        "subjectName": entry.subject_name,
+        "subjectEmail": entry.subject_email,
     }
 
 

@@ -322,7 +322,7 @@
       if (!msg || !msg.data) return;
       liveEvent("alert", msg.data);
       if (msg.data.status === "acknowledged") return;
-      toast(I18N.newAlert + ": " + (msg.data.title || msg.data.type), msg.data.severity === "critical" || msg.data.severity === "error" ? "error" : "warning");
+      toast(I18N.newAlert + ": " + ((msg.data.summaries || {})[LOCALE] || msg.data.title || msg.data.type), msg.data.severity === "critical" || msg.data.severity === "error" ? "error" : "warning");
       if (page === "dashboard") refreshDashboard();
     });
     source.addEventListener("user_update", function (e) {
