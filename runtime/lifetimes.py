@@ -25,9 +25,11 @@ from aiohttp import web
 
 from metering import events
 from metering.alert_recovery import AlertRecovery
-from metering.alerts import AlertService
+from metering.alerts import Alert, AlertService
 from metering.background import Supervisor
 from metering.calibration import Calibration
+from metering.channel_delivery import ChannelDispatcher
+from metering.channels import ChannelStore, load_server_key
 from metering.failures import FailureWatch
 from metering.invalidation import Invalidator
 from metering.keys import ApiKeyService
@@ -47,9 +49,12 @@ from metering.system_settings import default_system_settings
 from metering.users import UserService
 from runtime import memory
 from runtime.appkeys import (
+    ALERT_LINE,
     ALERTS,
     API_KEYS,
     CALIBRATION,
+    CHANNEL_DISPATCHER,
+    CHANNELS,
     CLOCK,
     FAILURES,
     FEED,
@@ -182,7 +187,13 @@ async def alerts_ctx(app: web.Application) -> AsyncIterator[None]:
     """Alerts (records, e-mail delivery, recovery of missed ones) and the upstream failure watch."""
     settings, metrics = app[SETTINGS], app[METRICS]
     mailer = app[MAILER] = Mailer()
-    announce = events.publisher(app[REDIS], "alert", app[FEED].alert)
+    publish = events.publisher(app[REDIS], "alert", app[FEED].alert)
+    channels = app[CHANNEL_DISPATCHER]
+
+    async def announce(alert: Alert) -> None:
+        await publish(alert)
+        channels.wake()  # its channel deliveries were queued with it (migration 008's trigger)
+
     alerts = app[ALERTS] = AlertService(app[PG], app[SYSTEM], mailer, settings.language, announce=announce)
     recovery = AlertRecovery(app[REDIS], alerts, app[QUOTA], app[CLOCK], owner=app[PROCESS_ID])
 
@@ -202,6 +213,18 @@ async def alerts_ctx(app: web.Application) -> AsyncIterator[None]:
     async with running(app, alert_dispatcher=alerts.run_dispatcher, alert_recovery=recovery.run):
         yield
     await alerts.raising.close()
+
+
+async def channels_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Alert channels besides e-mail (webhooks, Slack, Teams) and their delivery loop, with a
+    client session of their own: no cookies, no proxy from the environment, no redirects."""
+    settings = app[SETTINGS]
+    store = app[CHANNELS] = ChannelStore(app[PG], load_server_key(settings.data_dir))
+    session = aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar(), trust_env=False)
+    dispatcher = app[CHANNEL_DISPATCHER] = ChannelDispatcher(app[PG], store, session, app[ALERT_LINE])
+    async with running(app, alert_channels=dispatcher.run):
+        yield
+    await session.close()
 
 
 async def ledger_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -297,6 +320,7 @@ def add_lifetimes(app: web.Application, feed: FeedShapes, metrics_dir: Path | No
             quota_ctx,
             calibration_ctx,
             directory_ctx,
+            channels_ctx,
             alerts_ctx,
             ledger_ctx,
             prices_ctx,

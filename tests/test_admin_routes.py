@@ -113,6 +113,8 @@ async def test_every_mutation_writes_an_audit_entry_with_its_request_id(api: Adm
     doomed = await api.create_user(email="gone@example.com")
     alert = (await api.post("/admin/alerts/test", json={"userId": user["id"], "type": "usage_80"})).data
     key = (await api.post("/admin/keys", json={"name": "old"})).data
+    hook = {"name": "ops", "kind": "webhook", "url": "http://127.0.0.1:9/hook", "alertTypes": ["blocked"]}
+    c, c2 = [(await api.post("/admin/alert-channels", json=hook)).data["id"] for _ in range(2)]
     await api.account("viewer")
     u, d, a = user["id"], doomed["id"], alert["id"]
     calls: dict[tuple[str, str], tuple[str, str, object]] = {
@@ -135,6 +137,14 @@ async def test_every_mutation_writes_an_audit_entry_with_its_request_id(api: Adm
         ("POST", "/admin/models/refresh"): ("models.refresh", "/admin/models/refresh", None),
         ("GET", "/admin/logs/export"): ("logs.export", "/admin/logs/export", None),
         ("GET", "/admin/usage/export"): ("usage.export", "/admin/usage/export", None),
+        ("POST", "/admin/alert-channels"): ("alert_channel.create", "/admin/alert-channels", hook),
+        ("PATCH", r"/admin/alert-channels/{id:\d+}"): ("alert_channel.update", f"/admin/alert-channels/{c}",
+                                                       {"enabled": False}),
+        ("POST", r"/admin/alert-channels/{id:\d+}/rotate-secret"): ("alert_channel.rotate_secret",
+                                                                    f"/admin/alert-channels/{c}/rotate-secret", None),
+        ("POST", r"/admin/alert-channels/{id:\d+}/test"): ("alert_channel.test", f"/admin/alert-channels/{c}/test",
+                                                           None),
+        ("DELETE", r"/admin/alert-channels/{id:\d+}"): ("alert_channel.delete", f"/admin/alert-channels/{c2}", None),
     }  # fmt: skip
     audited_routes = {(r.method, r.path) for r in API_ROUTES if r.mutating or r.action}
     assert audited_routes == set(calls)

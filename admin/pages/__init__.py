@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from admin.auth import AUTHENTICATED, PUBLIC
-from admin.pages import alerts, analytics, auth, dashboard, events, logs, models, settings, users
+from admin.pages import alert_channels, alerts, analytics, auth, dashboard, events, logs, models, settings, users
 from admin.pages.common import Page
 
 USER = r"/users/{id:\d+}"
@@ -31,6 +31,8 @@ ROUTES: list[Page] = [
     Page("GET", "/analytics", analytics.analytics_page, "usage:read"),
     Page("GET", "/alerts", alerts.list_alerts, "alerts:read"),
     Page("POST", r"/alerts/{id:\d+}/acknowledge", alerts.acknowledge, "alerts:write", "alert.acknowledge", "alert"),
+    Page("GET", r"/alerts/{id:\d+}", alert_channels.show_alert, "alerts:read"),
+    *alert_channels.PAGES,
     Page("GET", "/models", models.list_models, "models:read"),
     Page("POST", "/models/refresh", models.refresh, "models:write", "models.refresh", "model"),
     Page("GET", "/logs", logs.list_logs, "logs:read"),

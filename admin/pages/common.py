@@ -56,6 +56,7 @@ NAV = (
     ("users", "/admin/users", "Users", "users:read"),
     ("analytics", "/admin/analytics", "Analytics", "usage:read"),
     ("alerts", "/admin/alerts", "Alerts", "alerts:read"),
+    ("alert_channels", "/admin/alert-channels", "Alert channels", "alerts:read"),
     ("models", "/admin/models", "Models", "models:read"),
     ("logs", "/admin/logs", "Logs", "logs:read"),
     ("settings", "/admin/settings", "Settings", "settings:read"),
