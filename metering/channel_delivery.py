@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import asyncpg
@@ -29,6 +30,7 @@ import orjson
 
 from metering import listings
 from metering.alerts import Alert, retry_delay
+from metering.channel_guard import forbidden
 from metering.channels import Channel, ChannelStore, signature
 
 log = logging.getLogger(__name__)
@@ -245,19 +247,8 @@ class ChannelDispatcher:
             headers["X-Solaris-Timestamp"] = str(timestamp)
             headers["X-Solaris-Signature"] = signature(self._store.secret_of(channel), timestamp, body)
             headers["X-Solaris-Delivery"] = str(row["id"])
-        status, error, started = None, None, time.monotonic()
-        try:
-            async with self._session.post(
-                channel.url,
-                data=body,
-                headers=headers,
-                allow_redirects=False,
-                timeout=aiohttp.ClientTimeout(total=SEND_TIMEOUT),
-            ) as response:
-                status = response.status
-                await response.content.read(4096)  # drain a little; never shown
-        except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
-            error = f"{type(exc).__name__}: {exc}"[:500]
+        started = time.monotonic()
+        status, error = await self._post(channel.url, body, headers)
         elapsed = int((time.monotonic() - started) * 1000)
         attempt = row["attempts"] + 1
         if status is not None and not 200 <= status < 300:
@@ -269,6 +260,23 @@ class ChannelDispatcher:
         delay = retry_delay(row["attempts"], self._retry_base)
         log.warning("alert channel %s delivery %s failed (attempt %s): %s", channel.id, row["id"], attempt, error)
         await self._pool.execute(MARK_FAILED, row["id"], delay)
+
+    async def _post(self, url: str, body: bytes, headers: dict[str, str]) -> tuple[int | None, str | None]:
+        """POST once: (HTTP status, None) or (None, why it could not be sent)."""
+        if forbidden(urlsplit(url).hostname or ""):  # an IP literal skips the guarded resolver
+            return None, "refused: link-local, unspecified or multicast address"
+        try:
+            async with self._session.post(
+                url,
+                data=body,
+                headers=headers,
+                allow_redirects=False,
+                timeout=aiohttp.ClientTimeout(total=SEND_TIMEOUT),
+            ) as response:
+                await response.content.read(4096)  # drain a little; never shown
+                return response.status, None
+        except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
+            return None, f"{type(exc).__name__}: {exc}"[:500]
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
         stop = stop or asyncio.Event()

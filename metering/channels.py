@@ -10,8 +10,10 @@ stored: it is HMAC-SHA256(server key, the channel's random salt), shown once whe
 created (or its secret rotated), and never readable back from the API.
 
 SSRF care: only absolute http/https URLs with a host and no user:password part are accepted;
-redirects are never followed; answers are not read past a small prefix and never shown, only their
-HTTP status. The gateway can still reach whatever its network reaches: restrict its egress.
+link-local addresses (cloud metadata) are refused, as literals here and as resolved names when
+sending (`metering.channel_guard`); redirects are never followed; answers are not read past a small
+prefix and never shown, only their HTTP status. The gateway can otherwise reach whatever its
+network reaches: restrict its egress.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import hashlib
 import hmac
 import os
 import secrets
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +32,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import asyncpg
+
+from metering.channel_guard import forbidden
 
 KINDS = ("webhook", "slack", "teams")
 ALERT_TYPES = ("usage_80", "usage_95", "blocked", "system_error", "model_error")
@@ -110,10 +115,12 @@ def load_server_key(data_dir: Path) -> bytes:
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
-        text = path.read_text(encoding="ascii").strip()
-        if not text:
-            raise RuntimeError(f"{path} is empty: remove it") from None
-        return text.encode()
+        for _ in range(50):  # the process that created it may not have written it yet
+            text = path.read_text(encoding="ascii").strip()
+            if text:
+                return text.encode()
+            time.sleep(0.02)
+        raise RuntimeError(f"{path} is empty: remove it") from None
     key = base64.urlsafe_b64encode(os.urandom(32))
     with os.fdopen(fd, "wb") as file:
         file.write(key + b"\n")
@@ -161,6 +168,8 @@ def check_url(url: Any) -> str | None:
         return "must not carry a user name or password"
     if port == 0:
         return "must not use port 0"
+    if forbidden(parts.hostname):
+        return "must not be a link-local, unspecified or multicast address"
     return None
 
 
@@ -256,4 +265,6 @@ def changed(before: Channel, after: Channel, names: Sequence[str]) -> dict[str, 
         get = shown.get(name, lambda c, n=name: getattr(c, n))
         if get(before) != get(after):
             diff["before"][name], diff["after"][name] = get(before), get(after)
+    if "url" in names and before.url != after.url:
+        diff["urlChanged"] = True  # masked alike when only the path (the token) changed
     return diff

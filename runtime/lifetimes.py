@@ -29,6 +29,7 @@ from metering.alerts import Alert, AlertService
 from metering.background import Supervisor
 from metering.calibration import Calibration
 from metering.channel_delivery import ChannelDispatcher
+from metering.channel_guard import GuardedResolver
 from metering.channels import ChannelStore, load_server_key
 from metering.failures import FailureWatch
 from metering.invalidation import Invalidator
@@ -220,7 +221,8 @@ async def channels_ctx(app: web.Application) -> AsyncIterator[None]:
     client session of their own: no cookies, no proxy from the environment, no redirects."""
     settings = app[SETTINGS]
     store = app[CHANNELS] = ChannelStore(app[PG], load_server_key(settings.data_dir))
-    session = aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar(), trust_env=False)
+    connector = aiohttp.TCPConnector(resolver=GuardedResolver())  # no link-local (cloud metadata)
+    session = aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar(), trust_env=False)
     dispatcher = app[CHANNEL_DISPATCHER] = ChannelDispatcher(app[PG], store, session, app[ALERT_LINE])
     async with running(app, alert_channels=dispatcher.run):
         yield

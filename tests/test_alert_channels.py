@@ -23,6 +23,7 @@ from aiohttp.test_utils import TestServer
 
 from admin.wire.channels import line_maker
 from metering.channel_delivery import ChannelDispatcher, deliveries_of_channel
+from metering.channel_guard import GuardedResolver
 from metering.channels import ChannelStore, check_url, load_server_key
 from runtime.appkeys import CHANNEL_DISPATCHER
 from tests.admin_client import AdminApi, api_fixture  # noqa: F401 - the fixture
@@ -216,6 +217,7 @@ async def test_channel_changes_are_audited_and_the_secret_is_not_readable_back(
     stored = await api.gateway.pool.fetchrow("SELECT * FROM alert_channels WHERE id = $1", channel["id"])
     assert channel["signingSecret"] not in str(dict(stored))
     assert (await api.patch(one, json={"alertTypes": ["usage_95"], "enabled": False})).status == 200
+    assert (await api.patch(one, json={"url": receiver.url + "/new-token"})).status == 200
     rotated = (await api.post(one + "/rotate-secret")).data
     assert rotated["signingSecret"] != channel["signingSecret"]
     assert (await api.post(one + "/test")).status == 202
@@ -223,8 +225,9 @@ async def test_channel_changes_are_audited_and_the_secret_is_not_readable_back(
     assert (await api.get(one)).status == 404
     [created] = await api.audit_entries("alert_channel.create")
     assert created["resource_id"] == str(channel["id"]) and "secret-path-token" not in str(created["details"])
-    [updated] = await api.audit_entries("alert_channel.update")
+    updated, moved = await api.audit_entries("alert_channel.update")
     assert updated["details"]["after"] == {"alert_types": ["usage_95"], "enabled": False}
+    assert moved["details"]["urlChanged"] is True and "new-token" not in str(moved["details"])
     assert len(await api.audit_entries("alert_channel.rotate_secret")) == 1
     assert len(await api.audit_entries("alert_channel.test")) == 1
     assert len(await api.audit_entries("alert_channel.delete")) == 1
@@ -233,7 +236,8 @@ async def test_channel_changes_are_audited_and_the_secret_is_not_readable_back(
 @pytest.mark.parametrize(
     "url",
     ["file:///etc/passwd", "ftp://example.com/x", "gopher://127.0.0.1:6379/_INFO", "http://user:pw@example.com/",
-     "https:///no-host", "javascript:alert(1)", "http://example.com/a b", ""],
+     "https:///no-host", "javascript:alert(1)", "http://example.com/a b", "",
+     "http://169.254.169.254/latest/meta-data/", "http://[fe80::1]/", "http://0.0.0.0:8080/", "http://[::ffff:169.254.169.254]/"],
 )  # fmt: skip
 async def test_only_http_and_https_urls_are_accepted(api: AdminApi, url: str) -> None:
     reply = await api.post("/admin/alert-channels", json={"name": "x", "kind": "webhook", "url": url})
@@ -246,3 +250,27 @@ async def test_a_viewer_cannot_change_channels(api: AdminApi) -> None:
     body = {"name": "x", "kind": "slack", "url": "https://hooks.example.com/x"}
     assert (await api.post("/admin/alert-channels", json=body, role="viewer")).status == 403
     assert (await api.get("/admin/alert-channels", role="viewer")).status == 200
+
+
+async def test_a_link_local_address_is_never_reached_by_name_or_by_a_stored_literal(
+    db_pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    """Cloud metadata (169.254.169.254) is refused when a name resolves there, and when a row
+    holds the literal (saved before this check, or written by hand): logged, never sent."""
+    resolver = GuardedResolver()
+    assert [r["host"] for r in await resolver.resolve("localhost", 80)] == ["127.0.0.1"]  # loopback is allowed
+    with pytest.raises(OSError, match="link-local"):
+        await resolver.resolve("169.254.169.254", 80)
+    await resolver.close()
+    store = ChannelStore(db_pool, load_server_key(tmp_path))
+    channel = await store.create({"name": "x", "kind": "slack", "url": "http://10.0.0.1/", "alert_types": []})
+    await db_pool.execute("UPDATE alert_channels SET url = 'http://169.254.169.254/' WHERE id = $1", channel.id)
+    channel = await store.get(channel.id)
+    assert channel is not None
+    async with aiohttp.ClientSession() as session:
+        dispatcher = ChannelDispatcher(db_pool, store, session, line_maker("en", "UTC"))
+        await dispatcher.queue_test(channel)
+        assert await dispatcher.dispatch_once() == 1
+    [delivery] = await deliveries_of_channel(db_pool, channel.id)
+    [attempt] = delivery.log
+    assert attempt["httpStatus"] is None and attempt["error"].startswith("refused: link-local")
