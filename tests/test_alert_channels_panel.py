@@ -12,7 +12,7 @@ from admin import csrf
 from tests.admin_client import AdminApi, api_fixture  # noqa: F401 - the fixture
 from tests.panel_client import Panel, panel_fixture  # noqa: F401 - the fixture
 from tests.test_alert_channels import Receiver, receiver_fixture, settled_deliveries  # noqa: F401 - the fixture
-from tests.test_panel_browser import ARGS, CHROMIUM
+from tests.test_panel_browser import ARGS, CHROMIUM, SHOTS
 
 FORM = {"name": "Ops", "kind": "webhook", "type-blocked": "on", "type-usage_95": "on", "enabled": "on"}
 
@@ -133,6 +133,9 @@ async def test_the_channels_page_fits_a_390_px_phone(api: AdminApi, receiver: Re
                 ".slice(0, 8).map(e => e.tagName + '.' + e.className + ' ' + Math.round(e.getBoundingClientRect().right))"
             )
             assert width <= 390, (path, width, wide)
+            SHOTS.mkdir(parents=True, exist_ok=True)
+            name = "alert-channels" if "channels" in path else "alert-detail"
+            await tab.screenshot(path=str(SHOTS / f"{name}-390.png"), full_page=True)
         assert await tab.locator("[data-delivery-status]").count() == 1  # the alert's delivery
         await tab.goto(api.gateway.url + "/admin/alert-channels")
         assert await tab.get_by_role("button", name=re.compile("Enviar teste|Send test")).is_visible()
