@@ -22,9 +22,9 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from admin.wire.channels import line_maker
-from metering.channel_delivery import ChannelDispatcher, deliveries_of_channel
+from metering.channel_delivery import CLAIM_DUE, ChannelDispatcher, deliveries_of_channel
 from metering.channel_guard import GuardedResolver
-from metering.channels import ChannelStore, check_url, load_server_key
+from metering.channels import ChannelStore, check_url, load_server_key, signature, verify
 from runtime.appkeys import CHANNEL_DISPATCHER
 from tests.admin_client import AdminApi, api_fixture  # noqa: F401 - the fixture
 from tests.test_admin_alert_truth import settle_alerts
@@ -274,3 +274,41 @@ async def test_a_link_local_address_is_never_reached_by_name_or_by_a_stored_lite
     [delivery] = await deliveries_of_channel(db_pool, channel.id)
     [attempt] = delivery.log
     assert attempt["httpStatus"] is None and attempt["error"].startswith("refused: link-local")
+
+
+def test_the_documented_receiver_check_refuses_old_timestamps_and_other_bodies() -> None:
+    body, secret, now = b'{"deliveryId": 1}', "whsec_abc", 1_800_000_000
+    header = signature(secret, now - 10, body)
+    assert verify(secret, str(now - 10), body, header, now=now)
+    assert not verify(secret, str(now - 301), body, signature(secret, now - 301, body), now=now)  # a replay
+    assert not verify(secret, str(now - 10), body + b" ", header, now=now)  # another body
+    assert not verify(secret + "x", str(now - 10), body, header, now=now)  # another secret
+    assert not verify(secret, "", body, header, now=now)
+
+
+async def test_two_processes_share_the_outbox_and_send_each_message_once(
+    db_pool: asyncpg.Pool, receiver: Receiver, tmp_path: Path
+) -> None:
+    store = ChannelStore(db_pool, load_server_key(tmp_path))
+    channel = await store.create({"name": "ops", "kind": "webhook", "url": receiver.url, "alert_types": []})
+    async with aiohttp.ClientSession() as session:
+        one, two = (ChannelDispatcher(db_pool, store, session, line_maker("en", "UTC")) for _ in range(2))
+        ids = [await one.queue_test(channel) for _ in range(30)]
+        handled = await asyncio.gather(one.dispatch_once(), two.dispatch_once())
+    assert sum(handled) == 30 and all(handled)  # both worked, neither twice
+    assert sorted(r["body"]["deliveryId"] for r in receiver.received) == ids
+
+
+async def test_a_delivery_left_by_a_process_that_died_is_sent_once_its_lease_ends(
+    db_pool: asyncpg.Pool, receiver: Receiver, tmp_path: Path
+) -> None:
+    store = ChannelStore(db_pool, load_server_key(tmp_path))
+    channel = await store.create({"name": "ops", "kind": "slack", "url": receiver.url, "alert_types": []})
+    async with aiohttp.ClientSession() as session:
+        dispatcher = ChannelDispatcher(db_pool, store, session, line_maker("en", "UTC"))
+        await dispatcher.queue_test(channel)
+        assert len(await db_pool.fetch(CLAIM_DUE, 10, 0.5)) == 1  # claimed by a process that then died
+        assert await dispatcher.dispatch_once() == 0  # its lease holds
+        await asyncio.sleep(0.6)
+        assert await dispatcher.dispatch_once() == 1
+    assert len(receiver.received) == 1
