@@ -140,3 +140,21 @@ async def test_the_channels_page_fits_a_390_px_phone(api: AdminApi, receiver: Re
         await tab.goto(api.gateway.url + "/admin/alert-channels")
         assert await tab.get_by_role("button", name=re.compile("Enviar teste|Send test")).is_visible()
         await browser.close()
+
+
+async def test_deleting_a_channel_keeps_the_log_of_what_it_delivered(
+    api: AdminApi, panel: Panel, receiver: Receiver
+) -> None:
+    body = {"name": "Old hook", "kind": "slack", "url": receiver.url, "alertTypes": ["usage_80"]}
+    channel = (await api.post("/admin/alert-channels", json=body)).data
+    maria = await api.create_user(email="maria@example.com", name="Maria")
+    alert_id = await api.gateway.alerts.raise_threshold(maria["id"], "usage_80", "2026-01", 80, 100)
+    await settled_deliveries(api, f"/admin/alerts/{alert_id}/deliveries")
+    _, html = await panel.get("/admin/alert-channels")
+    assert "Confirmar: excluir este canal" in html
+    resp, _ = await panel.post(f"/admin/alert-channels/{channel['id']}/delete")
+    assert resp.status == 303 and await channels(api) == []
+    _, detail = await panel.get(f"/admin/alerts/{alert_id}")
+    assert "Old hook" in detail and "HTTP 200" in detail
+    [deleted] = await api.audit_entries("alert_channel.delete")
+    assert deleted["success"] and deleted["details"]["before"]["name"] == "Old hook"
