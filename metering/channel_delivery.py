@@ -36,6 +36,7 @@ from metering.channels import Channel, ChannelStore, signature
 log = logging.getLogger(__name__)
 
 CLAIM_BATCH = 10
+MAX_PER_PASS = 500  # per pass; the rest waits for the next poll, as in the e-mail delivery
 LEASE_SECONDS = 120.0  # longer than a batch of sends can take (10 x SEND_TIMEOUT)
 SEND_TIMEOUT = 10.0
 USER_AGENT = "IA-SOLARIS-Gateway-Alerts/1"
@@ -218,7 +219,7 @@ class ChannelDispatcher:
 
     async def dispatch_once(self) -> int:
         handled = 0
-        while handled < 500:
+        while handled < MAX_PER_PASS:
             rows = await self._pool.fetch(CLAIM_DUE, CLAIM_BATCH, LEASE_SECONDS)
             if not rows:
                 break
