@@ -12,7 +12,19 @@ from typing import Any
 from aiohttp import web
 
 from admin import auth
-from admin.api import admins, alerts, analytics, keys, logs, models, quota_requests, settings, system, users
+from admin.api import (
+    admins,
+    alert_channels,
+    alerts,
+    analytics,
+    keys,
+    logs,
+    models,
+    quota_requests,
+    settings,
+    system,
+    users,
+)
 from admin.api import auth as auth_api
 from admin.http import ROOT_APP, Ctx, json_response
 from admin.middlewares import api_errors, bind, fallback, on_prepare, request_context
@@ -38,6 +50,7 @@ API_ROUTES: list[Route] = [
     *analytics.ROUTES,
     *settings.ROUTES,
     *alerts.ROUTES,
+    *alert_channels.ROUTES,
     *models.ROUTES,
     *logs.ROUTES,
     *system.ROUTES,

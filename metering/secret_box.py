@@ -58,6 +58,13 @@ def _key_file(data_dir: Path) -> str:
     return key.decode()
 
 
+def server_key(secret_key: str, data_dir: Path) -> bytes:
+    """The key other secrets are derived from (webhook signing secrets): the first of
+    `SOLARIS_SECRET_KEY`, else the key file's, so one key serves every secret of the gateway."""
+    texts = [k.strip() for k in secret_key.split(",") if k.strip()]
+    return (texts[0] if texts else _key_file(data_dir)).encode()
+
+
 class SecretBox:
     def __init__(self, keys: str) -> None:
         texts = [k.strip() for k in keys.split(",") if k.strip()]

@@ -22,6 +22,8 @@ if TYPE_CHECKING:
     from metering.alerts import AlertService
     from metering.background import Supervisor
     from metering.calibration import Calibration
+    from metering.channel_delivery import ChannelDispatcher, Describe
+    from metering.channels import ChannelStore
     from metering.failures import FailureWatch
     from metering.forecast import Forecaster
     from metering.invalidation import Invalidator
@@ -62,6 +64,10 @@ INVALIDATOR: web.AppKey[Invalidator] = web.AppKey("invalidator")
 PRICES: web.AppKey[PriceBook] = web.AppKey("prices")
 MAILER: web.AppKey[Mailer] = web.AppKey("mailer")
 ALERTS: web.AppKey[AlertService] = web.AppKey("alerts")
+# Alert channels (webhooks, Slack, Teams), their delivery, and the admin's line about an alert.
+CHANNELS: web.AppKey[ChannelStore] = web.AppKey("alert_channels")
+CHANNEL_DISPATCHER: web.AppKey[ChannelDispatcher] = web.AppKey("alert_channel_dispatcher")
+ALERT_LINE: web.AppKey[Describe] = web.AppKey("alert_line")
 FAILURES: web.AppKey[FailureWatch] = web.AppKey("failures")
 WRITER: web.AppKey[LedgerWriter] = web.AppKey("ledger_writer")
 RECORDER: web.AppKey[Recorder] = web.AppKey("recorder")

@@ -25,9 +25,12 @@ from aiohttp import web
 
 from metering import events
 from metering.alert_recovery import AlertRecovery
-from metering.alerts import AlertService
+from metering.alerts import Alert, AlertService
 from metering.background import Supervisor
 from metering.calibration import Calibration
+from metering.channel_delivery import ChannelDispatcher
+from metering.channel_guard import GuardedResolver
+from metering.channels import ChannelStore
 from metering.failures import FailureWatch
 from metering.forecast import Forecaster, ForecastWatch
 from metering.invalidation import Invalidator
@@ -43,16 +46,19 @@ from metering.quota import QuotaEngine, Settlement
 from metering.quota_requests import QuotaRequestService
 from metering.recorder import Metered, Recorder
 from metering.redis_mux import RedisMux
-from metering.secret_box import SecretBox
+from metering.secret_box import SecretBox, server_key
 from metering.settings_store import SettingsStore
 from metering.sweeper import Sweeper
 from metering.system_settings import default_system_settings
 from metering.users import UserService
 from runtime import memory
 from runtime.appkeys import (
+    ALERT_LINE,
     ALERTS,
     API_KEYS,
     CALIBRATION,
+    CHANNEL_DISPATCHER,
+    CHANNELS,
     CLOCK,
     FAILURES,
     FEED,
@@ -192,7 +198,13 @@ async def alerts_ctx(app: web.Application) -> AsyncIterator[None]:
     """Alerts (records, e-mail delivery, recovery of missed ones) and the upstream failure watch."""
     settings, metrics = app[SETTINGS], app[METRICS]
     mailer = app[MAILER] = Mailer()
-    announce = events.publisher(app[REDIS], "alert", app[FEED].alert)
+    publish = events.publisher(app[REDIS], "alert", app[FEED].alert)
+    channels = app[CHANNEL_DISPATCHER]
+
+    async def announce(alert: Alert) -> None:
+        await publish(alert)
+        channels.wake()  # its channel deliveries were queued with it (migration 008's trigger)
+
     alerts = app[ALERTS] = AlertService(app[PG], app[SYSTEM], mailer, settings.language, announce=announce)
     recovery = AlertRecovery(app[REDIS], alerts, app[QUOTA], app[CLOCK], owner=app[PROCESS_ID])
 
@@ -215,6 +227,19 @@ async def alerts_ctx(app: web.Application) -> AsyncIterator[None]:
     ):
         yield
     await alerts.raising.close()
+
+
+async def channels_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Alert channels besides e-mail (webhooks, Slack, Teams) and their delivery loop, with a
+    client session of their own: no cookies, no proxy from the environment, no redirects."""
+    settings = app[SETTINGS]
+    store = app[CHANNELS] = ChannelStore(app[PG], server_key(settings.secret_key, settings.data_dir))
+    connector = aiohttp.TCPConnector(resolver=GuardedResolver())  # no link-local (cloud metadata)
+    session = aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar(), trust_env=False)
+    dispatcher = app[CHANNEL_DISPATCHER] = ChannelDispatcher(app[PG], store, session, app[ALERT_LINE])
+    async with running(app, alert_channels=dispatcher.run):
+        yield
+    await session.close()
 
 
 async def ledger_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -311,6 +336,7 @@ def add_lifetimes(app: web.Application, feed: FeedShapes, metrics_dir: Path | No
             quota_ctx,
             calibration_ctx,
             directory_ctx,
+            channels_ctx,
             alerts_ctx,
             ledger_ctx,
             prices_ctx,

@@ -17,9 +17,10 @@ import redis.asyncio as aioredis
 from aiohttp import web
 
 from admin import routes as admin_routes
+from admin.wire.channels import line_maker
 from admin.wire.feed import FEED_SHAPES
 from proxy import routes as proxy_routes
-from runtime.appkeys import PG, REDIS, SETTINGS
+from runtime.appkeys import ALERT_LINE, PG, REDIS, SETTINGS
 from runtime.health import health_view, live_view, ready_view
 from runtime.lifetimes import add_lifetimes
 from runtime.metrics import metrics_view
@@ -67,6 +68,7 @@ def create_app(settings: Settings, *, metrics_dir: Path | None = None) -> web.Ap
     `metrics_dir`: the folder worker processes share their metrics in (`solaris.server`)."""
     app = web.Application(client_max_size=settings.max_body_bytes, handler_args={"max_field_size": 16384})
     app[SETTINGS] = settings
+    app[ALERT_LINE] = line_maker(settings.language, settings.timezone)  # channel messages' words
     app.cleanup_ctx.extend([postgres_ctx, redis_ctx])
     add_lifetimes(app, FEED_SHAPES, metrics_dir)
     app.router.add_get("/health", health_view)

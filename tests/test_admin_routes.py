@@ -120,6 +120,8 @@ async def test_every_mutation_writes_an_audit_entry_with_its_request_id(api: Adm
     bea = await api.create_user(email="bea@example.com")
     approved = await asks.create(user["id"], 10, "more", "api", Actor(None, "end-user:ana@example.com"))
     denied = await asks.create(bea["id"], 10, "more", "api", Actor(None, "end-user:bea@example.com"))
+    hook = {"name": "ops", "kind": "webhook", "url": "http://127.0.0.1:9/hook", "alertTypes": ["blocked"]}
+    c, c2 = [(await api.post("/admin/alert-channels", json=hook)).data["id"] for _ in range(2)]
     u, d, a = user["id"], doomed["id"], alert["id"]
     calls: dict[tuple[str, str], tuple[str, str, object]] = {
         ("POST", "/auth/login"): ("auth.login", "/auth/login", {"email": "viewer@solaris.test", "password": PASSWORD}),
@@ -152,6 +154,14 @@ async def test_every_mutation_writes_an_audit_entry_with_its_request_id(api: Adm
         ("POST", r"/admin/admins/{id:\d+}/enable"): ("admin.enable", f"/admin/admins/{v}/enable", None),
         ("POST", r"/admin/admins/{id:\d+}/password"): ("admin.password_reset", f"/admin/admins/{v}/password",
                                                       {"password": "a new long password"}),
+        ("POST", "/admin/alert-channels"): ("alert_channel.create", "/admin/alert-channels", hook),
+        ("PATCH", r"/admin/alert-channels/{id:\d+}"): ("alert_channel.update", f"/admin/alert-channels/{c}",
+                                                       {"enabled": False}),
+        ("POST", r"/admin/alert-channels/{id:\d+}/rotate-secret"): ("alert_channel.rotate_secret",
+                                                                    f"/admin/alert-channels/{c}/rotate-secret", None),
+        ("POST", r"/admin/alert-channels/{id:\d+}/test"): ("alert_channel.test", f"/admin/alert-channels/{c}/test",
+                                                           None),
+        ("DELETE", r"/admin/alert-channels/{id:\d+}"): ("alert_channel.delete", f"/admin/alert-channels/{c2}", None),
     }  # fmt: skip
     audited_routes = {(r.method, r.path) for r in API_ROUTES if r.mutating or r.action}
     assert audited_routes == set(calls)

@@ -82,7 +82,7 @@ async def test_health_lists_every_background_task_running(gateway: Gateway) -> N
     async with aiohttp.ClientSession() as session, session.get(f"{gateway.url}/health") as response:
         tasks = (await response.json())["backgroundTasks"]
     expected = {
-        "settings-listener", "calibration", "invalidation-listener", "alert-dispatcher", "alert-recovery",
+        "settings-listener", "calibration", "invalidation-listener", "alert-channels", "alert-dispatcher", "alert-recovery",
         "forecast-alerts",
         "ledger-writer", "heartbeat", "sweeper", "usage-buffer", "usage-confirmer", "redis-recovery", "ledger-backlog",
         "price-refresh", "metrics-sampler", "dependency-probe", "real-time-metrics", "memory-trim",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from admin.auth import AUTHENTICATED, PUBLIC
 from admin.pages import (
     admins,
+    alert_channels,
     alerts,
     analytics,
     auth,
@@ -60,6 +61,8 @@ ROUTES: list[Page] = [
     Page("GET", "/quota-requests", quota_requests.list_requests, "users:read"),
     Page("POST", r"/quota-requests/{id:\d+}/approve", quota_requests.approve, "tokens:grant"),
     Page("POST", r"/quota-requests/{id:\d+}/deny", quota_requests.deny, "tokens:grant"),
+    Page("GET", r"/alerts/{id:\d+}", alert_channels.show_alert, "alerts:read"),
+    *alert_channels.PAGES,
     Page("GET", "/models", models.list_models, "models:read"),
     Page("POST", "/models/refresh", models.refresh, "models:write", "models.refresh", "model"),
     Page("GET", "/logs", logs.list_logs, "logs:read"),
