@@ -128,3 +128,13 @@ def test_audit_details_show_what_changed_before_and_after() -> None:
 def test_an_accounts_role_is_a_word(role: str, permissions: set[str], expected: str) -> None:
     principal = Principal(1, "a@example.com", "A", role, frozenset(permissions), b"", dt.datetime.now(dt.UTC))
     assert role_label(_fmt("pt-BR"), principal) == expected
+
+
+@pytest.mark.parametrize("language", ["pt-BR", "en"])
+def test_each_message_is_translated_once(language: str) -> None:
+    """A message defined twice (two branches adding the same words) is read as whichever comes last,
+    silently; gettext's own compiler refuses such a catalog."""
+    path = i18n.LOCALE_DIR / i18n.babel_locale(language) / "LC_MESSAGES" / "messages.po"
+    ids = re.findall(r'^msgid ((?:".*"\n)+)', path.read_text(), flags=re.M)
+    repeated = sorted({i for i in ids if ids.count(i) > 1})
+    assert not repeated, repeated
