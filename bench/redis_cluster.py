@@ -6,6 +6,8 @@ Used by the cluster tests (`tests/redis_cluster.py`) and by `bench.run --redis-c
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import os
 import shutil
 import signal
@@ -24,6 +26,13 @@ class ClusterUnavailable(RuntimeError):
 
 
 NODES = 6
+
+
+def _die_with_parent() -> None:
+    """In the child: SIGKILL when the process that started it dies (a test run killed midway
+    leaves no node behind)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 def _free_ports(count: int) -> list[int]:
@@ -51,34 +60,19 @@ class Node:
     process: subprocess.Popen[bytes] | None = None
 
     def start(self, server: str) -> None:
+        args = [
+            server,
+            "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.folder),
+            "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "1500",
+            # A replica takes over however long it was away: the tests restart killed nodes.
+            "--cluster-replica-validity-factor", "0",
+            "--appendonly", "no", "--save", "", "--logfile", "redis.log", "--daemonize", "no",
+        ]  # fmt: skip
         self.process = subprocess.Popen(
-            [
-                server,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--dir",
-                str(self.folder),
-                "--cluster-enabled",
-                "yes",
-                "--cluster-config-file",
-                "nodes.conf",
-                "--cluster-node-timeout",
-                "1500",
-                "--appendonly",
-                "no",
-                "--save",
-                "",
-                "--logfile",
-                "redis.log",
-                "--daemonize",
-                "no",
-                "--protected-mode",
-                "no",
-            ],  # fmt: skip
+            args,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent,
         )
 
     def client(self) -> redis.Redis:
@@ -153,6 +147,21 @@ class RedisCluster:
             time.sleep(0.1)
         raise TimeoutError(f"the Redis Cluster is not ok after {timeout:.0f}s: {last}")
 
+    def wait_served(self, slot: int, timeout: float = 30.0) -> Node:
+        """Until a live node serves `slot` (after its primary died: its replica, promoted) and the
+        cluster is ok again; returns that node."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                node = self.node_of_slot(slot)
+                if node.alive:
+                    self.wait_ok(max(1.0, deadline - time.monotonic()))
+                    return node
+            except (redis.RedisError, LookupError):
+                pass
+            time.sleep(0.1)
+        raise TimeoutError(f"no live node serves slot {slot} after {timeout:.0f}s")
+
     def flush(self) -> None:
         for node in self.primaries():
             node.client().flushall()
@@ -170,6 +179,22 @@ class RedisCluster:
             except redis.RedisError:
                 time.sleep(0.1)
         self.wait_ok()
+        self.wait_replicas_synced()
+
+    def wait_replicas_synced(self, timeout: float = 30.0) -> None:
+        """Until every replica's link to its primary is up (its first sync done): only then can it
+        take over."""
+        deadline = time.monotonic() + timeout
+        while True:
+            synced = 0
+            for node in self.nodes:
+                with contextlib.suppress(redis.RedisError):
+                    synced += node.client().info("replication").get("master_link_status") == "up"
+            if synced >= len(self.nodes) // 2:
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError("replicas did not sync")
+            time.sleep(0.1)
 
     def stop(self) -> None:
         for node in self.nodes:
@@ -207,12 +232,7 @@ def start_cluster() -> RedisCluster:
             timeout=60,
         )
         cluster.wait_ok()
-        # Every replica has finished its first sync (a failover needs a replica in step).
-        deadline = time.monotonic() + 30
-        while sum(1 for n in nodes if n.client().info("replication").get("master_link_status") == "up") < 3:
-            if time.monotonic() > deadline:
-                raise TimeoutError("replicas did not sync")
-            time.sleep(0.1)
+        cluster.wait_replicas_synced()
     except BaseException:
         cluster.stop()
         shutil.rmtree(folder, ignore_errors=True)

@@ -143,8 +143,10 @@ class LedgerWriter:
         await self._ensure_group_retrying(stop)
         if len(self._streams) == 1:
             await self._run_stream(self._streams[0], stop)
-        else:
-            await asyncio.gather(*(self._run_stream(stream, stop) for stream in self._streams))
+            return
+        async with asyncio.TaskGroup() as group:  # one stream's loop failing stops the others too
+            for stream in self._streams:
+                group.create_task(self._run_stream(stream, stop))
 
     async def _run_stream(self, stream: str, stop: asyncio.Event | None) -> None:
         delay = 0.5

@@ -28,11 +28,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
-from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.cluster import ClusterNode, ClusterPipeline, RedisCluster
 from redis.asyncio.connection import parse_url
 from redis.crc import key_slot
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
+from redis.exceptions import RedisClusterException, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from metering.redis_mux import DEFAULT_TIMEOUT, Command, RedisMux
@@ -184,8 +184,11 @@ class ClusterMux(RedisMux):
     async def execute(self, *commands: Command) -> list[Any]:
         """Send the commands (each to its slot's primary); replies in order, error replies in place.
 
-        Raises when every command failed to reach its node; when only some did, their places hold
-        the exception (as an error reply), so a caller can tell what was done.
+        When a node cannot be reached, the call raises its `ConnectionError` even if the commands
+        bound for other nodes were done, as one Redis failing the whole call would: the recorder
+        then keeps the event in Postgres and the outage reconcile rebuilds the user's counters from
+        the ledger, which is right whichever half was done (the ledger is idempotent on the request
+        id, and a release finds nothing to release after a settle).
         """
         if not self._loaded:
             await self.refresh()
@@ -204,13 +207,9 @@ class ClusterMux(RedisMux):
                 *(self._send(address, commands, indexes, replies) for address, indexes in groups.items()),
                 return_exceptions=True,
             )
-            failures = [o for o in outcomes if isinstance(o, BaseException)]
-            if len(failures) == len(outcomes):
-                raise failures[0]
-            for outcome, indexes in zip(outcomes, groups.values(), strict=True):
+            for outcome in outcomes:
                 if isinstance(outcome, BaseException):
-                    for index in indexes:
-                        replies[index] = outcome
+                    raise outcome
         await self._follow_redirects(commands, replies)
         return replies
 
@@ -257,12 +256,41 @@ class ClusterMux(RedisMux):
             await mux.aclose()
 
 
+class _Unreachable(RedisConnectionError):
+    """A slot without a serving node (a primary died and no replica is promoted yet) and the like:
+    to callers, Redis is unreachable for that key, as when one Redis is down."""
+
+
+class _Pipeline(ClusterPipeline):
+    async def execute(self, raise_on_error: bool = True, allow_redirections: bool = True) -> list[Any]:
+        try:
+            return await super().execute(raise_on_error, allow_redirections)
+        except RedisClusterException as exc:
+            raise _Unreachable(str(exc)) from exc
+
+
+class SolarisCluster(RedisCluster):
+    """redis-py's cluster client whose cluster-only failures (`RedisClusterException`, not a
+    `RedisError`) are `redis.exceptions.ConnectionError`, which every caller already handles."""
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await super().execute_command(*args, **kwargs)
+        except RedisClusterException as exc:
+            raise _Unreachable(str(exc)) from exc
+
+    def pipeline(self, transaction: Any | None = None, shard_hint: Any | None = None) -> ClusterPipeline:
+        if shard_hint:
+            raise RedisClusterException("shard_hint is not supported")
+        return _Pipeline(self, transaction)  # type: ignore[abstract]  # as RedisCluster.pipeline does
+
+
 def cluster_client(url: str, *, max_connections: int = 4096) -> RedisCluster:
     """redis-py's cluster client (everything but the request path) for the comma-separated seeds of
     `url`; credentials and TLS from the first URL."""
     options = parse_url(url.split(",")[0].strip())
     tls = "connection_class" in options
-    return RedisCluster(
+    return SolarisCluster(
         startup_nodes=[ClusterNode(host, port) for host, port in seed_addresses(url)],
         username=options.get("username"),
         password=options.get("password"),

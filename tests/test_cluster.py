@@ -7,15 +7,19 @@ one Redis.
 
 from __future__ import annotations
 
+import asyncio
 import re
+from collections.abc import Callable
 from pathlib import Path
 
+import aiohttp
 import asyncpg
 import pytest
 from redis.crc import key_slot
 
+from admin import auth
 from admin.auth import _attempt_keys
-from metering import ledger
+from metering import events, ledger
 from metering.calibration import Calibration
 from metering.ledger import UsageEvent, write_events
 from metering.quota import cfg_key, inflight_key, rate_key, use_key
@@ -153,3 +157,57 @@ async def test_calibration_syncs_and_rebuilds_on_a_cluster(redis_cluster: RedisC
         assert other.factor("model-0") == pytest.approx(1.5) and other.factor("model-9") == pytest.approx(2.0)
     finally:
         await client.aclose()
+
+
+async def test_settings_throttle_and_the_live_feed_reach_across_nodes(
+    cluster_gateway_with: object, upstream: FakeUpstream, redis_cluster: RedisCluster
+) -> None:
+    """Two gateways on the cluster: a setting changed on one reaches the other's cache; the login
+    throttle holds across them; the feed's events (classic PUBLISH, broadcast by the cluster) are
+    heard on every primary."""
+    first: Gateway = await cluster_gateway_with()  # type: ignore[operator]
+    second: Gateway = await cluster_gateway_with()  # type: ignore[operator]
+    await first.system.update({"security.rate_limit_per_minute": 0}, "test")
+    await eventually(lambda: second.system.current.security.rate_limit_per_minute == 0)
+
+    body = {"email": "nobody@solaris.test", "password": "wrong-password"}
+    async with aiohttp.ClientSession() as http:
+        for n in range(auth.FREE_FAILURES_PER_PAIR):
+            gateway = (first, second)[n % 2]
+            async with http.post(f"{gateway.url}/api/auth/login", json=body) as reply:
+                assert reply.status == 401
+        async with http.post(f"{second.url}/api/auth/login", json=body) as reply:
+            assert reply.status == 429
+
+    client = redis_client(redis_cluster.url, cluster=True)
+    await client.ping()
+    listeners = []
+    try:
+        for node in redis_cluster.primaries():
+            pubsub = client.pubsub(node=client.get_node("127.0.0.1", node.port))  # type: ignore[attr-defined]
+            await pubsub.subscribe(events.CHANNEL)
+            listeners.append(pubsub)
+        await make_user(second, "ana@example.com", 100_000)
+        await second.client().chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "oi"}])
+        await second.flush_ledger()
+        for pubsub in listeners:
+            heard: list[bytes] = []
+            for _ in range(100):
+                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.1)
+                if message is not None:
+                    heard.append(message["data"])
+                if any(b"usage_update" in m for m in heard):
+                    break
+            assert any(b"usage_update" in m for m in heard), heard
+    finally:
+        for pubsub in listeners:
+            await pubsub.aclose()
+        await client.aclose()
+
+
+async def eventually(check: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not check():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("not in time")
+        await asyncio.sleep(0.05)
