@@ -21,6 +21,7 @@ error reply, so the recorder keeps the event in Postgres too (see docs/deploymen
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 from collections.abc import Callable, Sequence
@@ -35,7 +36,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisClusterException, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from metering.redis_mux import DEFAULT_TIMEOUT, Command, RedisMux
+from metering.redis_mux import DEFAULT_TIMEOUT, Command, NotConnected, RedisMux
 
 log = logging.getLogger(__name__)
 
@@ -123,21 +124,24 @@ class ClusterMux(RedisMux):
             mux = self._nodes[address] = self._factory(*address)
         return mux
 
-    async def refresh(self) -> None:
-        """Load the slot map (CLUSTER SLOTS) from the first node that answers; one load at a time."""
+    async def refresh(self, unreachable: Address | None = None) -> None:
+        """Load the slot map (CLUSTER SLOTS) from the first node that answers; one load at a time.
+        `unreachable`: a node just found dead; a map still routing to it is taken only when no
+        other node gives one without it (a node that has not heard of the promotion yet)."""
         if self._refreshing is not None:
             return await asyncio.shield(self._refreshing)
-        self._refreshing = asyncio.ensure_future(self._load())
+        self._refreshing = asyncio.ensure_future(self._load(unreachable))
         try:
             await asyncio.shield(self._refreshing)
         finally:
             self._refreshing = None
 
-    async def _load(self) -> None:
+    async def _load(self, unreachable: Address | None = None) -> None:
         known = [a for a in self._nodes if a not in self._seeds]
-        candidates = self._seeds + known
+        candidates = [a for a in self._seeds + known if a != unreachable]
         random.shuffle(candidates)  # spread the loads; a dead seed costs one failed connect
         last: Exception | None = None
+        fallback: list[Address | None] | None = None
         for address in candidates:
             try:
                 (reply,) = await self._node(address).execute((b"CLUSTER", b"SLOTS"))
@@ -153,18 +157,27 @@ class ClusterMux(RedisMux):
                 target = (host, int(primary[1]))
                 for slot in range(int(start), int(end) + 1):
                     slots[slot] = target
-            self._slots, self._loaded = slots, True
-            self._last_refresh = asyncio.get_running_loop().time()
-            self.refreshes += 1
+            if unreachable is not None and unreachable in slots:
+                fallback = fallback or slots  # stale, or the failover is not done: ask the others
+                continue
+            self._install(slots)
+            return
+        if fallback is not None:
+            self._install(fallback)
             return
         raise RedisConnectionError(f"no Redis Cluster node answered CLUSTER SLOTS: {last}")
 
-    def _refresh_soon(self) -> None:
+    def _install(self, slots: list[Address | None]) -> None:
+        self._slots, self._loaded = slots, True
+        self._last_refresh = asyncio.get_running_loop().time()
+        self.refreshes += 1
+
+    def _refresh_soon(self, unreachable: Address | None = None) -> None:
         """After a node failed: reload the map in the background (at most every few hundred ms)."""
         loop = asyncio.get_running_loop()
         if self._refreshing is None and loop.time() - self._last_refresh >= REFRESH_AT_MOST_EVERY:
             self._last_refresh = loop.time()
-            task = loop.create_task(self.refresh())
+            task = loop.create_task(self.refresh(unreachable))
             task.add_done_callback(lambda t: t.cancelled() or t.exception())  # failure: the next error retries
 
     def address_of(self, slot: int) -> Address:
@@ -222,8 +235,16 @@ class ClusterMux(RedisMux):
             batch.append(self._wait)  # type: ignore[arg-type]
         try:
             got = await self._node(address).execute(*batch)
+        except NotConnected:
+            # Nothing was sent: after a failover the slot may have a new primary already.
+            await self._reroute(address)
+            moved = {self._target(commands[i]) for i in indexes} - {address}
+            if len(moved) != 1:
+                raise
+            (address,) = moved
+            got = await self._node(address).execute(*batch)
         except (RedisConnectionError, RedisTimeoutError, OSError):
-            self._refresh_soon()
+            self._refresh_soon(address)
             raise
         if wait_after:
             acked = got.pop()
@@ -233,6 +254,13 @@ class ClusterMux(RedisMux):
                 got = [unconfirmed if _bytes(c[0]).upper() == b"XADD" else r for c, r in zip(batch, got, strict=False)]
         for index, reply in zip(indexes, got, strict=True):
             replies[index] = reply
+
+    async def _reroute(self, unreachable: Address) -> None:
+        """Reload the map now (bounded by the connect timeouts), unless it was reloaded a moment ago."""
+        if asyncio.get_running_loop().time() - self._last_refresh < REFRESH_AT_MOST_EVERY and not self._refreshing:
+            return
+        with contextlib.suppress(RedisConnectionError, RedisTimeoutError, OSError):
+            await self.refresh(unreachable)
 
     async def _follow_redirects(self, commands: Sequence[Command], replies: list[Any]) -> None:
         for index, reply in enumerate(replies):

@@ -34,6 +34,10 @@ DEFAULT_CONNECT_TIMEOUT = 2.0
 DEFAULT_RETRY_AFTER = 0.5  # after a failed connect, fail at once for this long before trying again
 
 
+class NotConnected(RedisConnectionError):
+    """Redis could not be reached: the commands were not sent (so sending them elsewhere is safe)."""
+
+
 class _Call:
     __slots__ = ("expected", "future", "replies", "sent_at")
 
@@ -229,7 +233,7 @@ class RedisMux:
             except (OSError, TimeoutError, RedisConnectionError) as exc:
                 self._down = f"cannot connect to Redis: {exc or type(exc).__name__}"
                 self._down_until = loop.time() + self._retry_after
-                raise RedisConnectionError(self._down) from exc
+                raise NotConnected(self._down) from exc
             self._conn, self._down = conn, None
             return conn
 
@@ -237,7 +241,7 @@ class RedisMux:
         """After a failed connect, callers fail at once for `retry_after` seconds: an unreachable
         Redis (a silent host costs the whole connect timeout) must not hold every request."""
         if self._down is not None and asyncio.get_running_loop().time() < self._down_until:
-            raise RedisConnectionError(self._down)
+            raise NotConnected(self._down)
 
     async def _greet(self, conn: _MuxProtocol) -> None:
         for reply in await conn.send(self._handshake):
