@@ -360,6 +360,10 @@ def load_settings(environ: Mapping[str, str], **overrides: Any) -> Settings:
         except (ValueError, TypeError) as exc:
             raise SettingsError(f"{env}: invalid value {str(raw)!r}: {exc}") from exc
     values.update(overrides)
+    if values.get("redis_cluster") and not values.get("redis_url"):
+        raise SettingsError(
+            "SOLARIS_REDIS_CLUSTER: needs REDIS_URL naming the cluster's nodes (the embedded Redis is one node)"
+        )
     return Settings(**values)
 
 

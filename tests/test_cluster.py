@@ -23,8 +23,9 @@ from metering import events, ledger
 from metering.calibration import Calibration
 from metering.ledger import UsageEvent, write_events
 from metering.quota import cfg_key, inflight_key, rate_key, use_key
-from metering.redis_cluster import ClusterMux, command_slot, mux_for
+from metering.redis_cluster import ClusterMux, command_slot, mux_for, seed_addresses
 from metering.redis_mux import RedisMux
+from runtime.settings import SettingsError, load_settings
 from solaris.app import redis_client
 from tests.conftest import Gateway
 from tests.fake_upstream import FakeUpstream
@@ -211,3 +212,12 @@ async def eventually(check: Callable[[], bool], timeout: float = 10.0) -> None:
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError("not in time")
         await asyncio.sleep(0.05)
+
+
+def test_a_cluster_needs_its_nodes_named() -> None:
+    with pytest.raises(SettingsError, match="SOLARIS_REDIS_CLUSTER"):
+        load_settings({"SOLARIS_REDIS_CLUSTER": "true"})
+    settings = load_settings({"SOLARIS_REDIS_CLUSTER": "true", "REDIS_URL": "redis://a:7000, redis://b:7001"})
+    assert seed_addresses(settings.redis_url) == [("a", 7000), ("b", 7001)]
+    with pytest.raises(SettingsError, match="REDIS_URL"):
+        load_settings({"REDIS_URL": "redis://a:7000,http://b"})
