@@ -196,14 +196,16 @@ def prepare_database(database_url: str) -> None:
 
 
 def start_gateway(
-    workdir: Path, upstream: Server, cores: Cores, database_url: str, redis_url: str, workers: int = 1
-) -> Server:
+    workdir: Path, upstream: Server, cores: Cores, database_url: str, redis_url: str, workers: int = 1,
+    *, extra_env: dict[str, str] | None = None, name: str = "",
+) -> Server:  # fmt: skip
+    """`extra_env`: more settings (e.g. SOLARIS_REDIS_CLUSTER); `name`: tells several gateways apart."""
     port = free_port()
     env = {
         "SOLARIS_HOST": "127.0.0.1",
         "SOLARIS_PORT": str(port),
         "SOLARIS_WORKERS": str(workers),
-        "SOLARIS_DATA_DIR": str(workdir / "gateway-data"),
+        "SOLARIS_DATA_DIR": str(workdir / f"gateway-data{name}"),
         "DATABASE_URL": database_url,
         "REDIS_URL": redis_url,
         "LITELLM_BASE_URL": upstream.url,
@@ -211,9 +213,10 @@ def start_gateway(
         "SOLARIS_SERVICE_KEY": SERVICE_KEY,
         "SOLARIS_LOG_LEVEL": "WARNING",
         "SOLARIS_INCHAT_NOTICES": "false",
+        **(extra_env or {}),
     }
     preexec = cores.sut_preexec() if workers == 1 else None
-    server = spawn(f"gateway-w{workers}", [str(SOLARIS), "serve"], port, workdir, env=env, preexec=preexec)
+    server = spawn(f"gateway{name}-w{workers}", [str(SOLARIS), "serve"], port, workdir, env=env, preexec=preexec)
     wait_until_up(server, "/health/live", 120)
     return server
 

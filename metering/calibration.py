@@ -29,8 +29,11 @@ import redis.asyncio as aioredis
 
 log = logging.getLogger(__name__)
 
-KEY_PREFIX = "sol:calib:"  # + model: a list of recent ratios, newest first
-FACTORS = "sol:calib:factors"  # hash model -> factor|samples
+# One hash tag for them all: the rebuild replaces them in one MULTI, which a Redis Cluster allows
+# only within one slot. (Keys of older versions, `sol:calib:*`, are left to expire unused: a start
+# with no factors rebuilds them from the ledger.)
+KEY_PREFIX = "sol:{calib}:ratios:"  # + model: a list of recent ratios, newest first
+FACTORS = "sol:{calib}:factors"  # hash model -> factor|samples
 WINDOW = 50
 MIN_SAMPLES = 5
 QUANTILE = 0.9

@@ -7,16 +7,23 @@ wait in the stream and drain when it returns. Rows are idempotent on the request
 `usage_request_ids` table), so an event delivered twice is written once. The same transaction
 keeps the daily rollup (`usage_daily`) that analytics read.
 
-This module holds the event and the writes; `metering.ledger_writer` moves events from the stream
+On a Redis Cluster the stream is sharded (`set_shards`): one stream per shard, each with a hash
+tag of its own chosen so the shards spread evenly over the slot space (so over the primaries), and
+each request's event goes to the shard its request id hashes to. On one Redis there is one stream,
+``sol:ledger``, as before.
+
+This module holds the event and the writes; `metering.ledger_writer` moves events from the streams
 to Postgres.
 """
 
 from __future__ import annotations
 
+import binascii
 import dataclasses
 import datetime as dt
 import logging
 import operator
+import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +35,8 @@ log = logging.getLogger(__name__)
 
 STREAM = "sol:ledger"
 GROUP = "ledger"
+SLOTS = 16384  # Redis Cluster's hash slots
+CLUSTER_SHARDS = 6  # the default on a cluster: two streams per primary of a 3-primary cluster
 # What an event's own values cause (a wrong type, a number out of range, a null where one is not
 # allowed), as opposed to Postgres or the connection failing.
 REFUSED_DATA = (TypeError, ValueError, OverflowError, asyncpg.DataError, asyncpg.IntegrityConstraintViolationError)
@@ -158,7 +167,43 @@ async def write_records(conn: asyncpg.Connection, records: list[tuple[Any, ...]]
     return int(row["written"])
 
 
+def _shard_tag(index: int, shards: int) -> str:
+    """A hash tag whose slot lies in the index-th of `shards` equal parts of the slot space."""
+    low, high = index * SLOTS // shards, (index + 1) * SLOTS // shards
+    for attempt in range(1_000_000):
+        tag = f"ledger:{index}.{attempt}"
+        if low <= _slot(tag) < high:
+            return tag
+    raise AssertionError("no tag found")  # pragma: no cover - a few dozen attempts suffice
+
+
+def _slot(tag: str) -> int:
+    return binascii.crc_hqx(tag.encode(), 0) % SLOTS
+
+
+def stream_names(shards: int) -> tuple[str, ...]:
+    """The ledger streams: ``sol:ledger`` alone, or one per shard (``sol:ledger:{ledger:<i>.<n>}``)."""
+    if shards <= 1:
+        return (STREAM,)
+    return tuple(f"{STREAM}:{{{_shard_tag(i, shards)}}}" for i in range(shards))
+
+
+_streams: tuple[str, ...] = (STREAM,)
+
+
+def set_shards(shards: int) -> tuple[str, ...]:
+    """Choose the streams this process appends to (at start: one on a single Redis, several on a
+    cluster); returns them, for the writers to drain."""
+    global _streams
+    _streams = stream_names(shards)
+    return _streams
+
+
 def append_command(event: UsageEvent) -> tuple[str, str, str, str, bytes]:
-    """The request path's side: the XADD that appends `event` to the stream (sent by the caller,
+    """The request path's side: the XADD that appends `event` to its stream (sent by the caller,
     usually in the same round trip as the settlement)."""
-    return ("XADD", STREAM, "*", "e", event.encode())
+    streams = _streams
+    if len(streams) == 1:
+        return ("XADD", streams[0], "*", "e", event.encode())
+    stream = streams[zlib.crc32(event.request_id.encode()) % len(streams)]
+    return ("XADD", stream, "*", "e", event.encode())

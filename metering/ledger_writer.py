@@ -1,5 +1,8 @@
 """The ledger writer: moves usage events from the Redis Stream into Postgres (`metering.ledger`
 writes them), in every process, all in one consumer group, and tells the live feed of the latest.
+
+On a Redis Cluster the ledger is several streams (`metering.ledger.set_shards`): one writer drains
+them all, each in its own loop and consumer group, with the same exactly-once rule per stream.
 """
 
 from __future__ import annotations
@@ -7,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,9 +45,10 @@ class Batch:
     ids: list[bytes]  # every entry read, also the undecodable and deleted ones: all are acknowledged
     records: list[tuple[Any, ...]]
     latest: list[UsageEvent]  # the last FEED_EVENTS_PER_BATCH events, for the live feed
+    stream: str = STREAM
 
     @classmethod
-    def decode(cls, entries: list[Entry]) -> Batch:
+    def decode(cls, entries: list[Entry], stream: str = STREAM) -> Batch:
         ids = [entry_id for entry_id, _ in entries if entry_id is not None]
         records = []
         latest: list[dict[str, Any]] = []
@@ -60,7 +64,8 @@ class Batch:
             records.append(record)
             if n >= feed_from:
                 latest.append(data)
-        return cls(ids, records, [UsageEvent(**{k: v for k, v in d.items() if k in EVENT_FIELDS}) for d in latest])
+        events = [UsageEvent(**{k: v for k, v in d.items() if k in EVENT_FIELDS}) for d in latest]
+        return cls(ids, records, events, stream)
 
 
 class LedgerWriter:
@@ -84,6 +89,7 @@ class LedgerWriter:
         linger: float = LINGER_SECONDS,
         on_written: Any = None,
         feed_data: Callable[[UsageEvent], object] | None = None,
+        streams: Sequence[str] = (STREAM,),
     ) -> None:
         self._redis = redis
         self._pool = pool
@@ -95,40 +101,60 @@ class LedgerWriter:
         self._on_written = on_written  # called with (rows written, the batch's latest events)
         # The live feed's `usage_update` data for an event (the admin's shape); None: no feed.
         self._feed_data = feed_data
+        self._streams = tuple(streams)
+        # redis-py's cluster client pipelines no PUBLISH: the feed's events then go one by one.
+        self._publish_in_pipeline = isinstance(redis, aioredis.Redis)
         self.rows_written = 0
 
+    @property
+    def streams(self) -> tuple[str, ...]:
+        return self._streams
+
     async def ensure_group(self) -> None:
-        try:
-            await self._redis.xgroup_create(STREAM, GROUP, id="0", mkstream=True)
-        except aioredis.ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
+        for stream in self._streams:
+            try:
+                await self._redis.xgroup_create(stream, GROUP, id="0", mkstream=True)
+            except aioredis.ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
 
     async def backlog(self) -> int:
-        """Events not yet written (acknowledged events are deleted from the stream)."""
-        return int(await self._redis.xlen(STREAM))
+        """Events not yet written (acknowledged events are deleted from the streams)."""
+        if len(self._streams) == 1:
+            return int(await self._redis.xlen(self._streams[0]))
+        return sum(int(n) for n in await asyncio.gather(*(self._redis.xlen(s) for s in self._streams)))
 
     async def drain_once(self, block_ms: int | None = None) -> int:
-        """One batch at a time: our pending events, then stale ones of dead consumers, then new ones."""
+        """One batch a stream: our pending events, then stale ones of dead consumers, then new ones."""
         written = 0
-        for entries in (
-            await self._read("0", None),
-            await self._claim_stale(),
-            await self._read(">", block_ms),
-        ):
-            if entries:
-                written += await self._write(Batch.decode(entries))
+        for stream in self._streams:
+            for entries in (
+                await self._read(stream, "0", None),
+                await self._claim_stale(stream),
+                await self._read(stream, ">", block_ms if len(self._streams) == 1 else None),
+            ):
+                if entries:
+                    written += await self._write(Batch.decode(entries, stream))
         return written
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
-        """Forever (until cancelled or `stop`): drain, backing off while Postgres or Redis is down."""
-        delay = 0.5
+        """Forever (until cancelled or `stop`): drain every stream, backing off while Postgres or
+        Redis is down."""
         await self._ensure_group_retrying(stop)
+        if len(self._streams) == 1:
+            await self._run_stream(self._streams[0], stop)
+            return
+        async with asyncio.TaskGroup() as group:  # one stream's loop failing stops the others too
+            for stream in self._streams:
+                group.create_task(self._run_stream(stream, stop))
+
+    async def _run_stream(self, stream: str, stop: asyncio.Event | None) -> None:
+        delay = 0.5
         while stop is None or not stop.is_set():
             try:
-                await self._catch_up()
+                await self._catch_up(stream)
                 delay = 0.5
-                await self._pump(stop)
+                await self._pump(stream, stop)
             except asyncio.CancelledError:
                 raise
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, aioredis.RedisError) as exc:
@@ -138,22 +164,22 @@ class LedgerWriter:
                 if isinstance(exc, aioredis.ResponseError) and "NOGROUP" in str(exc):
                     await self._ensure_group_retrying(stop)
 
-    async def _catch_up(self) -> None:
+    async def _catch_up(self, stream: str) -> None:
         """Before the pipeline starts: what we read before a failure, then what dead consumers left."""
-        while entries := await self._read("0", None):
-            await self._write(Batch.decode(entries))
-        if entries := await self._claim_stale():
-            await self._write(Batch.decode(entries))
+        while entries := await self._read(stream, "0", None):
+            await self._write(Batch.decode(entries, stream))
+        if entries := await self._claim_stale(stream):
+            await self._write(Batch.decode(entries, stream))
 
-    async def _pump(self, stop: asyncio.Event | None) -> None:
+    async def _pump(self, stream: str, stop: asyncio.Event | None) -> None:
         """Write batch k while batch k+1 is read and decoded and batch k-1 acknowledged."""
-        reading = asyncio.ensure_future(self._read_batch())
+        reading = asyncio.ensure_future(self._read_batch(stream))
         acking: asyncio.Future[None] | None = None
         next_claim = time.monotonic() + CLAIM_EVERY
         try:
             while stop is None or not stop.is_set():
                 batch = await reading
-                reading = asyncio.ensure_future(self._read_batch())
+                reading = asyncio.ensure_future(self._read_batch(stream))
                 if acking is not None and (batch is None or acking.done()):
                     await acking  # surfaces a failed acknowledgement; when idle, nothing is left hanging
                     acking = None
@@ -164,30 +190,30 @@ class LedgerWriter:
                     acking = asyncio.ensure_future(self._acknowledge(batch))
                 if time.monotonic() >= next_claim:
                     next_claim = time.monotonic() + CLAIM_EVERY
-                    if entries := await self._claim_stale():
-                        await self._write(Batch.decode(entries))
+                    if entries := await self._claim_stale(stream):
+                        await self._write(Batch.decode(entries, stream))
         finally:
             unfinished = [f for f in (reading, acking) if f is not None]
             for future in unfinished:
                 future.cancel()
             await asyncio.gather(*unfinished, return_exceptions=True)
 
-    async def _read(self, start: str, block_ms: int | None, count: int | None = None) -> list[Entry]:
+    async def _read(self, stream: str, start: str, block_ms: int | None, count: int | None = None) -> list[Entry]:
         response: Any = await self._redis.xreadgroup(
-            GROUP, self._consumer, {STREAM: start}, count=count or self._batch_size, block=block_ms
+            GROUP, self._consumer, {stream: start}, count=count or self._batch_size, block=block_ms
         )
         return list(response[0][1]) if response else []
 
-    async def _read_batch(self) -> Batch | None:
-        entries = await self._read(">", READ_BLOCK_MS)
+    async def _read_batch(self, stream: str) -> Batch | None:
+        entries = await self._read(stream, ">", READ_BLOCK_MS)
         if entries and len(entries) < self._batch_size and self._linger > 0:
             await asyncio.sleep(self._linger)  # let a short batch fill up
-            entries += await self._read(">", None, self._batch_size - len(entries))
-        return Batch.decode(entries) if entries else None
+            entries += await self._read(stream, ">", None, self._batch_size - len(entries))
+        return Batch.decode(entries, stream) if entries else None
 
-    async def _claim_stale(self) -> list[Entry]:
+    async def _claim_stale(self, stream: str) -> list[Entry]:
         result: Any = await self._redis.xautoclaim(
-            STREAM, GROUP, self._consumer, min_idle_time=self._claim_idle_ms, start_id="0-0", count=self._batch_size
+            stream, GROUP, self._consumer, min_idle_time=self._claim_idle_ms, start_id="0-0", count=self._batch_size
         )
         return list(result[1])
 
@@ -220,14 +246,20 @@ class LedgerWriter:
 
     async def _acknowledge(self, batch: Batch) -> None:
         pipe = self._redis.pipeline(transaction=False)
-        pipe.xack(STREAM, GROUP, *batch.ids)
-        pipe.xdel(STREAM, *batch.ids)
+        pipe.xack(batch.stream, GROUP, *batch.ids)
+        pipe.xdel(batch.stream, *batch.ids)
         # The live feed hears of usage once it is in the ledger: batched here, off the request path,
         # and only the latest requests of a big batch (the panel refreshes its totals anyway).
+        messages = []
         if self._feed_data is not None:
-            for event in batch.latest:
-                pipe.publish(feed.CHANNEL, feed.encode_event("usage_update", self._feed_data(event)))
+            messages = [feed.encode_event("usage_update", self._feed_data(event)) for event in batch.latest]
+        if self._publish_in_pipeline:
+            for message in messages:
+                pipe.publish(feed.CHANNEL, message)
+            await pipe.execute()
+            return
         await pipe.execute()
+        await asyncio.gather(*(self._redis.publish(feed.CHANNEL, message) for message in messages))
 
     async def _ensure_group_retrying(self, stop: asyncio.Event | None) -> None:
         while stop is None or not stop.is_set():

@@ -34,6 +34,10 @@ DEFAULT_CONNECT_TIMEOUT = 2.0
 DEFAULT_RETRY_AFTER = 0.5  # after a failed connect, fail at once for this long before trying again
 
 
+class NotConnected(RedisConnectionError):
+    """Redis could not be reached: the commands were not sent (so sending them elsewhere is safe)."""
+
+
 class _Call:
     __slots__ = ("expected", "future", "replies", "sent_at")
 
@@ -132,6 +136,20 @@ class _MuxProtocol(asyncio.Protocol):
                 call.future.set_exception(exc)
 
 
+def _handshake(kwargs: dict[str, Any]) -> list[Command]:
+    handshake: list[Command] = []
+    password, username = kwargs.get("password"), kwargs.get("username")
+    if password:
+        handshake.append(("AUTH", username, password) if username else ("AUTH", password))
+    if kwargs.get("db"):
+        handshake.append(("SELECT", int(kwargs["db"])))
+    return handshake
+
+
+def _connect_timeout(kwargs: dict[str, Any]) -> float:
+    return float(kwargs.get("socket_connect_timeout") or DEFAULT_CONNECT_TIMEOUT)
+
+
 Opener = Callable[[Callable[[], _MuxProtocol]], Awaitable[tuple[asyncio.BaseTransport, _MuxProtocol]]]
 
 
@@ -162,30 +180,30 @@ class RedisMux:
         """Reach the server `client` reaches: same address, TLS, credentials and database."""
         pool = client.connection_pool
         kwargs = dict(pool.connection_kwargs)
-        handshake: list[Command] = []
-        password, username = kwargs.get("password"), kwargs.get("username")
-        if password:
-            handshake.append(("AUTH", username, password) if username else ("AUTH", password))
-        if kwargs.get("db"):
-            handshake.append(("SELECT", int(kwargs["db"])))
-        connect_timeout = float(kwargs.get("socket_connect_timeout") or DEFAULT_CONNECT_TIMEOUT)
-        opener: Opener
         if issubclass(pool.connection_class, UnixDomainSocketConnection):
             path = kwargs["path"]
 
             def opener(factory: Callable[[], _MuxProtocol]) -> Any:
                 return asyncio.get_running_loop().create_unix_connection(factory, path)
 
-        else:
-            host, port = kwargs.get("host", "localhost"), int(kwargs.get("port", 6379))
-            context: ssl.SSLContext | None = None
-            if issubclass(pool.connection_class, SSLConnection):
-                context = SSLConnection(**kwargs).ssl_context.get()  # redis-py's own TLS options
+            return cls(opener, _handshake(kwargs), timeout=timeout, connect_timeout=_connect_timeout(kwargs))
+        host, port = kwargs.get("host", "localhost"), int(kwargs.get("port", 6379))
+        return cls.for_address(host, port, kwargs, pool.connection_class, timeout=timeout)
 
-            def opener(factory: Callable[[], _MuxProtocol]) -> Any:
-                return asyncio.get_running_loop().create_connection(factory, host, port, ssl=context)
+    @classmethod
+    def for_address(
+        cls, host: str, port: int, kwargs: dict[str, Any], connection_class: type, *, timeout: float = DEFAULT_TIMEOUT
+    ) -> RedisMux:
+        """Reach host:port with redis-py's connection options `kwargs` (TLS when `connection_class`
+        is redis-py's SSLConnection); also for each node of a Redis Cluster."""
+        context: ssl.SSLContext | None = None
+        if issubclass(connection_class, SSLConnection):
+            context = SSLConnection(**kwargs).ssl_context.get()  # redis-py's own TLS options
 
-        return cls(opener, handshake, timeout=timeout, connect_timeout=connect_timeout)
+        def opener(factory: Callable[[], _MuxProtocol]) -> Any:
+            return asyncio.get_running_loop().create_connection(factory, host, port, ssl=context)
+
+        return cls(opener, _handshake(kwargs), timeout=timeout, connect_timeout=_connect_timeout(kwargs))
 
     async def execute(self, *commands: Command) -> list[Any]:
         """Send the commands back to back; their replies in order, error replies as exceptions."""
@@ -215,7 +233,7 @@ class RedisMux:
             except (OSError, TimeoutError, RedisConnectionError) as exc:
                 self._down = f"cannot connect to Redis: {exc or type(exc).__name__}"
                 self._down_until = loop.time() + self._retry_after
-                raise RedisConnectionError(self._down) from exc
+                raise NotConnected(self._down) from exc
             self._conn, self._down = conn, None
             return conn
 
@@ -223,7 +241,7 @@ class RedisMux:
         """After a failed connect, callers fail at once for `retry_after` seconds: an unreachable
         Redis (a silent host costs the whole connect timeout) must not hold every request."""
         if self._down is not None and asyncio.get_running_loop().time() < self._down_until:
-            raise RedisConnectionError(self._down)
+            raise NotConnected(self._down)
 
     async def _greet(self, conn: _MuxProtocol) -> None:
         for reply in await conn.send(self._handshake):

@@ -23,7 +23,7 @@ import asyncpg
 import redis.asyncio as aioredis
 from aiohttp import web
 
-from metering import events
+from metering import events, ledger
 from metering.alert_recovery import AlertRecovery
 from metering.alerts import Alert, AlertService
 from metering.background import Supervisor
@@ -45,7 +45,7 @@ from metering.prices import PriceBook, load_overrides
 from metering.quota import QuotaEngine, Settlement
 from metering.quota_requests import QuotaRequestService
 from metering.recorder import Metered, Recorder
-from metering.redis_mux import RedisMux
+from metering.redis_cluster import mux_for
 from metering.secret_box import SecretBox, server_key
 from metering.settings_store import SettingsStore
 from metering.sweeper import Sweeper
@@ -87,6 +87,7 @@ from runtime.appkeys import (
 from runtime.feed import FeedShapes
 from runtime.health import probe_dependencies
 from runtime.metrics import Metrics
+from runtime.settings import Settings
 from runtime.traffic import Traffic
 
 log = logging.getLogger(__name__)
@@ -160,7 +161,10 @@ async def settings_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def quota_ctx(app: web.Application) -> AsyncIterator[None]:
-    mux = RedisMux.for_client(app[REDIS])
+    settings = app[SETTINGS]
+    mux = mux_for(
+        app[REDIS], wait_replicas=settings.redis_wait_replicas, wait_timeout_ms=settings.redis_wait_timeout_ms
+    )
     app[QUOTA] = QuotaEngine(app[REDIS], mux)
     yield
     await mux.aclose()
@@ -250,7 +254,7 @@ async def ledger_ctx(app: web.Application) -> AsyncIterator[None]:
     writer = app[WRITER] = LedgerWriter(
         redis, pool, consumer=process_id, timezone=settings.timezone,
         on_written=lambda written, _events: metrics.ledger_written.inc(written),
-        feed_data=app[FEED].usage_update,
+        feed_data=app[FEED].usage_update, streams=ledger.set_shards(ledger_shards(settings)),
     )  # fmt: skip
     reconciler = app[RECONCILER] = OutageReconciler(redis, writer, app[USERS], quota)
 
@@ -283,6 +287,11 @@ async def ledger_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
     with contextlib.suppress(aioredis.RedisError, OSError):
         await sweeper.forget_process()
+
+
+def ledger_shards(settings: Settings) -> int:
+    """How many ledger streams: SOLARIS_LEDGER_SHARDS, else one on a single Redis, several on a cluster."""
+    return settings.ledger_shards or (ledger.CLUSTER_SHARDS if settings.redis_cluster else 1)
 
 
 async def watch_ledger_backlog(metrics: Metrics, writer: LedgerWriter, recorder: Recorder) -> None:

@@ -91,6 +91,23 @@ def parse_url(*schemes: str) -> Callable[[str], str]:
     return parse
 
 
+def parse_urls(*schemes: str) -> Callable[[str], str]:
+    """A URL, or several comma-separated (the seed nodes of a Redis Cluster)."""
+    one = parse_url(*schemes)
+
+    def parse(raw: str) -> str:
+        return ",".join(one(part.strip()) for part in raw.split(",")) if raw else raw
+
+    return parse
+
+
+def parse_non_negative_int(raw: str) -> int:
+    value = int(raw)
+    if value < 0:
+        raise ValueError("expected a whole number of at least 0")
+    return value
+
+
 def parse_choice(*choices: str) -> Callable[[str], str]:
     def parse(raw: str) -> str:
         if raw not in choices:

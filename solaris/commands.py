@@ -15,6 +15,7 @@ import asyncpg
 import redis.asyncio as aioredis
 
 from runtime.settings import Settings
+from solaris.app import redis_client
 from solaris.engines import EngineError, Engines, start_engines
 
 
@@ -42,7 +43,10 @@ async def check_stores(settings: Settings) -> None:
         await conn.close()
     except (TimeoutError, OSError, asyncpg.PostgresError, ValueError) as exc:
         raise CommandError(f"DATABASE_URL: cannot connect to PostgreSQL: {exc or type(exc).__name__}") from exc
-    client = aioredis.from_url(settings.redis_url, socket_connect_timeout=5)
+    if settings.redis_cluster:
+        client = redis_client(settings.redis_url, cluster=True)
+    else:
+        client = aioredis.from_url(settings.redis_url, socket_connect_timeout=5)
     try:
         await client.ping()
     except (OSError, aioredis.RedisError, ValueError) as exc:

@@ -18,7 +18,7 @@ from typing import Any
 import asyncpg
 
 from admin.wire.users import user_update_event
-from metering import audit, events
+from metering import audit, events, ledger
 from metering.audit import Actor
 from metering.invalidation import Invalidator
 from metering.keys import ApiKeyService
@@ -26,12 +26,13 @@ from metering.ledger_writer import LedgerWriter
 from metering.period import PeriodClock
 from metering.policy import PolicySource
 from metering.quota import QuotaEngine
-from metering.redis_mux import RedisMux
+from metering.redis_cluster import mux_for
 from metering.secret_box import SecretBox
 from metering.settings_store import SettingsStore
 from metering.system_settings import default_system_settings
 from metering.user_rules import UserValidationError
 from metering.users import User, UserChanges, UserConflict, UserNotFound, UserService
+from runtime.lifetimes import ledger_shards
 from runtime.settings import Settings
 from solaris import db
 from solaris.app import redis_client
@@ -53,8 +54,8 @@ class Operator:
 @asynccontextmanager
 async def open_operator(settings: Settings) -> AsyncIterator[Operator]:
     pool = await db.create_pool(settings.database_url, min_size=1, max_size=4)
-    redis = redis_client(settings.redis_url, max_connections=16)
-    mux = RedisMux.for_client(redis)
+    redis = redis_client(settings.redis_url, max_connections=16, cluster=settings.redis_cluster)
+    mux = mux_for(redis)
     try:
         async with pool.acquire() as conn:
             await db.migrate(conn)
@@ -67,7 +68,8 @@ async def open_operator(settings: Settings) -> AsyncIterator[Operator]:
             announce=events.publisher(redis, "user_update", user_update_event),
         )  # fmt: skip
         keys = ApiKeyService(pool, settings.service_key)
-        writer = LedgerWriter(redis, pool, consumer=f"cli-{os.getpid()}", timezone=settings.timezone)
+        streams = ledger.stream_names(ledger_shards(settings))
+        writer = LedgerWriter(redis, pool, consumer=f"cli-{os.getpid()}", timezone=settings.timezone, streams=streams)
         yield Operator(pool, users, keys, writer, Invalidator(redis, keys, users))
     finally:
         await mux.aclose()

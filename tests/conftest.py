@@ -251,3 +251,7 @@ async def gateway_with(
     yield start
     for server in servers:
         await server.close()
+
+
+# The Redis Cluster (six Debian redis-server processes), started only for the tests that ask for it.
+from tests.redis_cluster import cluster_gateway_with, redis_cluster  # noqa: E402, F401
