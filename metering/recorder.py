@@ -88,7 +88,16 @@ class Recorder:
             self._unconfirm(event)
         if queued is None or metered is None:
             return None
-        settlement = await queued.result(replies[0])
+        try:
+            settlement = await queued.result(replies[0])
+        except (aioredis.RedisError, OSError) as exc:
+            # The event is in the stream, but whether the settlement ran is unknown (after a
+            # failover the new primary lacked the script and its rerun got no answer): the
+            # reservation may still be held, so the counters are rebuilt from the ledger.
+            log.warning("settlement of %s unanswered by Redis: %s", event.request_id, exc)
+            if self._on_redis_failure is not None:
+                self._on_redis_failure(event, metered)
+            return None
         if not settlement.found and self._on_redis_failure is not None:
             # No reservation to settle: swept already, or Redis lost it (restarted without its data,
             # its counters rebuilt before this event reached the ledger). A rebuild counts it once.

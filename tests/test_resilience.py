@@ -11,21 +11,25 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import asyncpg
 import openai
 import pytest
 import redis.asyncio as aioredis
+from redis.exceptions import NoScriptError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from metering.audit import Actor
 from metering.ledger import STREAM, UsageEvent
 from metering.ledger_writer import LedgerWriter
-from metering.quota import QuotaEngine, Thresholds, cfg_key, inflight_key
+from metering.quota import LUA_DIR, QuotaEngine, Thresholds, cfg_key, inflight_key
 from metering.quota_state import rebuild_key
 from metering.recorder import Recorder
 from metering.redis_mux import RedisMux
 from metering.user_model import UserChanges
+from runtime.appkeys import RECONCILER
 from solaris.engines import Engines
 from tests.conftest import SERVICE_KEY, Gateway
 from tests.fake_upstream import COMPLETION_TOKENS, PROMPT_TOKENS, FakeUpstream
@@ -390,3 +394,36 @@ async def test_a_user_redis_lost_while_postgres_is_down_follows_the_redis_failur
         return bool(quota.used == ledger and quota.reserved == 0)
 
     await wait_for(reconciled, timeout=30)
+
+
+async def test_a_settlement_redis_does_not_answer_after_a_failover_is_not_a_500(gateway: Gateway) -> None:
+    """Seen in the Redis Cluster failover test: the promoted replica had no settle script (NOSCRIPT),
+    and the settle's rerun timed out. The answer was already complete and its usage event appended,
+    so the client gets its 200, and the user's counters are rebuilt from the ledger (the outage
+    reconcile) instead of the request ending in a 500. The fault is injected into the client: the
+    settle script reported missing, then its text left unanswered."""
+    user = await gateway.users.create(UserChanges(email="fa@example.com", monthly_limit=10_000), Actor(None, "test"))
+    mux = gateway.quota.mux
+    real_execute = mux.execute
+    settle_sha = gateway.quota.queue_settle(user.id, "2026-11", "x", actual_tokens=1, thresholds=Thresholds()).command[
+        1
+    ]
+    settle_text = (LUA_DIR / "settle.lua").read_text()
+
+    async def failing_over(*commands: Any) -> list[Any]:
+        if commands[0][:2] == ("EVALSHA", settle_sha):
+            replies = await real_execute(*commands[1:])
+            return [NoScriptError("NOSCRIPT No matching script."), *replies]
+        if commands[0][0] == "EVAL" and commands[0][1] == settle_text:
+            raise RedisTimeoutError("no reply from Redis in 3 s")
+        return await real_execute(*commands)
+
+    mux.execute = failing_over  # type: ignore[method-assign]
+    try:
+        reply = await gateway.client(user="fa@example.com", max_retries=0).chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "Olá"}]
+        )
+    finally:
+        mux.execute = real_execute  # type: ignore[method-assign]
+    assert reply.choices[0].message.content
+    assert user.id in gateway.app[RECONCILER].pending  # its counters are rebuilt when Redis answers
