@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import asyncpg
 
 from metering.alert_texts import ThresholdType, highest_threshold, period_reset_date, threshold_texts, usage_percent
-from metering.background import TaskSet
+from metering.background import TaskSet, poll_until_stopped
 from metering.mailer import Mailer, MailError, pick_language, render_email
 from metering.settings_store import SettingsStore
 
@@ -381,19 +381,6 @@ class AlertService:
     async def run_dispatcher(self, stop: asyncio.Event | None = None) -> None:
         """Deliver alerts until `stop` is set (or the task is cancelled): right after an alert is
         raised in this process, and every `poll_seconds` for retries and other processes' alerts."""
-        stop = stop or asyncio.Event()
-        while not stop.is_set():
-            self._wake.clear()
-            try:
-                await self.dispatch_once()
-            except Exception:  # the loop must outlive any one failure (database down, bad row)
-                log.exception("alert dispatch failed; retrying in %s s", self._poll_seconds)
-            await self._sleep_until_woken(stop)
-
-    async def _sleep_until_woken(self, stop: asyncio.Event) -> None:
-        waiters = {asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())}
-        try:
-            await asyncio.wait(waiters, timeout=self._poll_seconds, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for waiter in waiters:
-                waiter.cancel()
+        await poll_until_stopped(
+            self.dispatch_once, self._wake, stop or asyncio.Event(), self._poll_seconds, "alert dispatch"
+        )

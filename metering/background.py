@@ -142,3 +142,23 @@ class Supervisor:
                 delay = self._first_delay  # it had been running fine: a fresh failure
             await asyncio.sleep(delay)
             delay = min(delay * 2, self._max_delay)
+
+
+async def poll_until_stopped(
+    work: Callable[[], Awaitable[Any]], wake: asyncio.Event, stop: asyncio.Event, every: float, what: str
+) -> None:
+    """Run `work` at once, then again when `wake` is set or `every` seconds have passed, until
+    `stop` is set: the shape of the delivery loops (e-mail, alert channels). A failing pass is
+    logged and the loop goes on (the database may be down for a while)."""
+    while not stop.is_set():
+        wake.clear()
+        try:
+            await work()
+        except Exception:  # the loop must outlive any one failure (database down, bad row)
+            log.exception("%s failed; retrying in %s s", what, every)
+        waiters = {asyncio.ensure_future(wake.wait()), asyncio.ensure_future(stop.wait())}
+        try:
+            await asyncio.wait(waiters, timeout=every, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()

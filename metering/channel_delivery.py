@@ -30,6 +30,7 @@ import orjson
 
 from metering import listings
 from metering.alerts import Alert, retry_delay
+from metering.background import poll_until_stopped
 from metering.channel_guard import forbidden
 from metering.channels import Channel, ChannelStore, signature
 
@@ -280,16 +281,6 @@ class ChannelDispatcher:
             return None, f"{type(exc).__name__}: {exc}"[:500]
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
-        stop = stop or asyncio.Event()
-        while not stop.is_set():
-            self._wake.clear()
-            try:
-                await self.dispatch_once()
-            except Exception:  # the loop must outlive any one failure (database down, bad row)
-                log.exception("alert channel dispatch failed; retrying in %s s", self._poll_seconds)
-            waiters = {asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())}
-            try:
-                await asyncio.wait(waiters, timeout=self._poll_seconds, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for waiter in waiters:
-                    waiter.cancel()
+        await poll_until_stopped(
+            self.dispatch_once, self._wake, stop or asyncio.Event(), self._poll_seconds, "alert channel dispatch"
+        )

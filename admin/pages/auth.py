@@ -85,10 +85,16 @@ async def login(request: web.Request, ctx: Ctx) -> web.StreamResponse:
         return login_page(request, email, wait, 429)
     except auth.LoginFailed:
         return login_page(request, email, fmt.gettext("Wrong e-mail or password."), 401)
-    response = web.HTTPSeeOther(safe_next(str(form.get("next", ""))))
+    raise signed_in(ctx, result.token, safe_next(str(form.get("next", ""))))
+
+
+def signed_in(ctx: Ctx, token: str, next_page: str) -> web.HTTPSeeOther:
+    """The answer to a sign-in (password or identity provider): on to `next_page` with the session
+    cookie set and the pre-session CSRF cookie dropped."""
+    response = web.HTTPSeeOther(next_page)
     response.set_cookie(
         SESSION_COOKIE,
-        result.token,
+        token,
         path="/admin",
         httponly=True,
         samesite="Lax",
@@ -96,7 +102,7 @@ async def login(request: web.Request, ctx: Ctx) -> web.StreamResponse:
         max_age=int(ctx.settings.session_hours * 3600),
     )
     response.del_cookie(csrf.PRE_SESSION_COOKIE, path="/admin")
-    raise response
+    return response
 
 
 async def logout(request: web.Request, ctx: Ctx) -> web.StreamResponse:

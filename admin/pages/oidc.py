@@ -8,11 +8,11 @@ import logging
 
 from aiohttp import web
 
-from admin import csrf, oidc, oidc_accounts
+from admin import oidc, oidc_accounts
 from admin.http import Ctx
 from admin.oidc_tokens import InvalidIdToken
-from admin.pages.auth import login_page, safe_next
-from admin.pages.common import SESSION_COOKIE, formatter
+from admin.pages.auth import login_page, safe_next, signed_in
+from admin.pages.common import formatter
 from metering import audit
 
 log = logging.getLogger("admin.oidc")
@@ -89,18 +89,8 @@ async def callback(request: web.Request, ctx: Ctx) -> web.StreamResponse:
         await _audit_failure(ctx, exc.reason)
         message = fmt.gettext("The identity provider gave no verified e-mail address for your account.")
         return _refused(request, message, 403)
-    response = web.HTTPSeeOther(finished.next)
-    response.set_cookie(
-        SESSION_COOKIE,
-        result.token,
-        path="/admin",
-        httponly=True,
-        samesite="Lax",
-        secure=ctx.settings.cookie_secure,
-        max_age=int(ctx.settings.session_hours * 3600),
-    )
+    response = signed_in(ctx, result.token, finished.next)
     response.del_cookie(oidc.BROWSER_COOKIE, path=COOKIE_PATH)
-    response.del_cookie(csrf.PRE_SESSION_COOKIE, path="/admin")
     raise response
 
 
