@@ -12,6 +12,7 @@ resetting its password ends its sessions (`admin_sessions`, the store every requ
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime as dt
 import re
@@ -156,15 +157,27 @@ def stored_role(role: str) -> tuple[str, list[str]]:
 # -- passwords and validation -------------------------------------------------------------------
 
 
-def hash_password(password: str) -> str:
+def hash_password_blocking(password: str) -> str:
+    """For module constants only: everything else awaits `hash_password`."""
     return _hasher.hash(password)
 
 
-def verify_password(password_hash: str, password: str) -> bool:
+async def hash_password(password: str) -> str:
+    """argon2id costs tens of milliseconds of CPU and 64 MiB per call: it runs in a thread, so a
+    sign-in does not stall the chat streams the same event loop relays."""
+    return await asyncio.to_thread(_hasher.hash, password)
+
+
+def _verify(password_hash: str, password: str) -> bool:
     try:
         return _hasher.verify(password_hash, password)
     except (VerificationError, InvalidHashError):
         return False
+
+
+async def verify_password(password_hash: str, password: str) -> bool:
+    """Off the event loop, like `hash_password`."""
+    return await asyncio.to_thread(_verify, password_hash, password)
 
 
 def needs_rehash(password_hash: str) -> bool:
@@ -259,7 +272,7 @@ async def create_account(
     `permissions` gives a role-`user` account its own list instead of a role's preset."""
     validate_account(email, name, password, role if permissions is None else "viewer")
     db_role, stored = stored_role(role) if permissions is None else ("user", list(permissions))
-    password_hash = hash_password(password)
+    password_hash = await hash_password(password)
     async with pool.acquire() as conn, conn.transaction():
         row = await conn.fetchrow(INSERT_ACCOUNT, email.strip(), name.strip(), password_hash, db_role, stored)
         if row is None:
@@ -308,7 +321,7 @@ async def set_password(
     errors = password_errors(password)
     if errors:
         raise AccountError(errors)
-    password_hash = hash_password(password)
+    password_hash = await hash_password(password)
     async with pool.acquire() as conn, conn.transaction():
         await get(conn, account_id)
         ended = _count(await conn.execute(END_SESSIONS, account_id, keep_session))

@@ -24,7 +24,7 @@ from typing import Any
 import asyncpg
 import redis.asyncio as aioredis
 
-from admin.accounts import hash_password, needs_rehash, verify_password
+from admin.accounts import hash_password, hash_password_blocking, needs_rehash, verify_password
 from metering import audit
 from metering.audit import Actor
 
@@ -83,7 +83,7 @@ REHASH = "UPDATE admin_accounts SET password_hash = $2, updated_at = now() WHERE
 SELECT_PROFILE = "SELECT last_login, login_count, created_at FROM admin_accounts WHERE id = $1"
 
 # A real argon2 hash to verify against when the e-mail is unknown, so both cases take as long.
-_DUMMY_HASH = hash_password(secrets.token_urlsafe(16))
+_DUMMY_HASH = hash_password_blocking(secrets.token_urlsafe(16))
 
 
 def token_digest(token: str) -> bytes:
@@ -288,7 +288,7 @@ async def login(
         )
         raise exc
     row = await pool.fetchrow(SELECT_ACCOUNT, email.strip())
-    good = verify_password(row["password_hash"] if row else _DUMMY_HASH, password)
+    good = await verify_password(row["password_hash"] if row else _DUMMY_HASH, password)
     if row is None or not good or not row["is_active"]:
         reason = "unknown e-mail" if row is None else ("account disabled" if good else "wrong password")
         failed = Actor(row["id"] if row else None, email[:254], actor.ip_address, actor.user_agent, actor.request_id)
@@ -305,9 +305,10 @@ async def login(
         raise LoginFailed()
     await _release_attempt(redis, keys)
     signed_in = Actor(row["id"], row["email"], actor.ip_address, actor.user_agent, actor.request_id)
+    rehashed = await hash_password(password) if needs_rehash(row["password_hash"]) else None
     async with pool.acquire() as conn, conn.transaction():
-        if needs_rehash(row["password_hash"]):
-            await conn.execute(REHASH, row["id"], hash_password(password))
+        if rehashed is not None:
+            await conn.execute(REHASH, row["id"], rehashed)
         await conn.execute(RECORD_LOGIN, row["id"])
         token, expires_at = await create_session(conn, row["id"], session_hours, signed_in)
         await audit.record(conn, signed_in, "auth.login", "admin_session", row["id"], {"expiresAt": str(expires_at)})

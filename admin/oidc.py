@@ -34,7 +34,7 @@ from aiohttp import web
 from admin.http import ROOT_APP
 from admin.oidc_tokens import Expected, UnknownSigningKey, verify_id_token
 from runtime.appkeys import SETTINGS
-from runtime.settings import Settings, SettingsError
+from runtime.settings import Settings
 
 STATE_TTL_SECONDS = 600
 DISCOVERY_TTL_SECONDS = 3600
@@ -282,12 +282,6 @@ async def oidc_ctx(panel: web.Application) -> AsyncIterator[None]:
     if not settings.oidc_issuer:
         yield
         return
-    missing = [name for name in ("oidc_client_id", "oidc_redirect_url") if not getattr(settings, name)]
-    if missing:
-        names = ", ".join("SOLARIS_" + name.upper() for name in missing)
-        raise SettingsError(f"SOLARIS_OIDC_ISSUER is set, so {names} must be too")
-    if "openid" not in settings.oidc_scopes.split():
-        raise SettingsError("SOLARIS_OIDC_SCOPES must include openid")
     async with aiohttp.ClientSession() as http:
         panel[OIDC] = OidcClient(settings, http)
         yield

@@ -96,7 +96,7 @@ async def _refuse(pool: asyncpg.Pool, actor: Actor, identity: Identity, account_
 
 async def _create(conn: asyncpg.Connection, actor: Actor, identity: Identity, role: str) -> accounts.AdminAccount:
     db_role, permissions = accounts.stored_role(role)
-    unknown_password = accounts.hash_password(secrets.token_urlsafe(32))
+    unknown_password = await accounts.hash_password(secrets.token_urlsafe(32))
     row = await conn.fetchrow(
         accounts.INSERT_ACCOUNT, identity.email, identity.name, unknown_password, db_role, permissions
     )

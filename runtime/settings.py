@@ -322,7 +322,22 @@ def load_settings(environ: Mapping[str, str], **overrides: Any) -> Settings:
         raise SettingsError(
             "SOLARIS_REDIS_CLUSTER: needs REDIS_URL naming the cluster's nodes (the embedded Redis is one node)"
         )
+    _check_oidc(values)
     return Settings(**values)
+
+
+def _check_oidc(values: Mapping[str, Any]) -> None:
+    """Sign-in through a provider needs its client and callback named and the openid scope; checked
+    here, before any service starts, rather than by the panel halfway through the start."""
+    if not values.get("oidc_issuer"):
+        return
+    missing = [name for name in ("oidc_client_id", "oidc_redirect_url") if not values.get(name)]
+    if missing:
+        names = ", ".join("SOLARIS_" + name.upper() for name in missing)
+        raise SettingsError(f"SOLARIS_OIDC_ISSUER is set, so {names} must be too")
+    scopes = values.get("oidc_scopes", Settings.__dataclass_fields__["oidc_scopes"].default)
+    if "openid" not in str(scopes).split():
+        raise SettingsError("SOLARIS_OIDC_SCOPES must include openid")
 
 
 def _toml_scalar(raw: Any) -> str:

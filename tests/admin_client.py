@@ -36,7 +36,9 @@ INSERT INTO admin_accounts (email, name, password_hash, role, permissions) VALUE
 
 
 async def insert_account(pool: Any, email: str, name: str, role: str, permissions: list[str]) -> int:
-    return int(await pool.fetchval(INSERT_ACCOUNT, email, name, accounts.hash_password(PASSWORD), role, permissions))
+    return int(
+        await pool.fetchval(INSERT_ACCOUNT, email, name, await accounts.hash_password(PASSWORD), role, permissions)
+    )
 
 
 @dataclass

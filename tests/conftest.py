@@ -51,6 +51,27 @@ END $$;
 """
 
 
+# What holds a lock the emptying waits for: a session another test left open (a server it did not
+# close, a task of an event loop that has ended) would otherwise hold the whole run forever.
+LOCK_HOLDERS = """
+SELECT pid, application_name, state, left(query, 200) AS query, now() - xact_start AS open_for
+FROM pg_stat_activity
+WHERE datname = current_database() AND pid <> pg_backend_pid() AND xact_start IS NOT NULL
+"""
+
+
+async def empty_tables(pool: asyncpg.Pool) -> None:
+    """TRUNCATE every table, failing (naming the sessions in the way) rather than waiting forever."""
+    async with pool.acquire() as conn:
+        try:
+            async with conn.transaction():
+                await conn.execute("SET LOCAL lock_timeout = '30s'")
+                await conn.execute(TRUNCATE_ALL)
+        except asyncpg.LockNotAvailableError:
+            holders = [dict(row) for row in await conn.fetch(LOCK_HOLDERS)]
+            raise AssertionError(f"a session left open by an earlier test holds a table: {holders}") from None
+
+
 @pytest.fixture(scope="session")
 def engines() -> Iterator[Engines]:
     # A folder of our own (not pytest's tmp_path, whose old runs pytest deletes while parallel
@@ -84,7 +105,7 @@ def redis_url(engines: Engines) -> str:
 @pytest.fixture
 async def db_pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
     pool = await db.create_pool(database_url, min_size=1, max_size=5)
-    await pool.execute(TRUNCATE_ALL)
+    await empty_tables(pool)
     yield pool
     await pool.close()
 

@@ -4,6 +4,7 @@ enable, reset a password; sessions end, the last admin stays, logins are counted
 from __future__ import annotations
 
 import asyncio
+import threading
 from typing import Any
 
 from admin import accounts, auth
@@ -195,3 +196,30 @@ async def test_unknown_accounts_are_404(api: AdminApi) -> None:
         await api.patch("/admin/admins/4242", json={"name": "x"}),
     ):
         assert reply.status == 404 and reply.body["code"] == "not_found"
+
+
+async def test_password_hashing_runs_off_the_event_loop(api: AdminApi, monkeypatch: Any) -> None:
+    """argon2id takes tens of milliseconds and 64 MiB: done on the loop, every sign-in would stall
+    the chat streams the same worker relays."""
+    threads: list[tuple[str, bool]] = []
+    loop_thread = threading.get_ident()
+    hasher = accounts._hasher
+
+    class Recording:
+        def hash(self, password: str) -> str:
+            threads.append(("hash", threading.get_ident() == loop_thread))
+            return hasher.hash(password)
+
+        def verify(self, password_hash: str, password: str) -> bool:
+            threads.append(("verify", threading.get_ident() == loop_thread))
+            return hasher.verify(password_hash, password)
+
+        def check_needs_rehash(self, password_hash: str) -> bool:
+            return hasher.check_needs_rehash(password_hash)
+
+    monkeypatch.setattr(accounts, "_hasher", Recording())
+    await create(api, "op@example.com", "operator")
+    assert (await login(api, "op@example.com")).status == 200
+    assert (await login(api, "op@example.com", "a wrong password!")).status == 401
+    assert {kind for kind, _ in threads} == {"hash", "verify"}
+    assert not any(on_loop for _, on_loop in threads), threads

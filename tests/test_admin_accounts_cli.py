@@ -50,7 +50,7 @@ def session_alive(database_url: str, token: str) -> bool:
 
 def password_works(database_url: str, email: str, password: str) -> bool:
     [row] = query(database_url, "SELECT password_hash FROM admin_accounts WHERE email = $1", email)
-    return accounts.verify_password(row["password_hash"], password)
+    return asyncio.run(accounts.verify_password(row["password_hash"], password))
 
 
 def test_help_lists_the_admins_and_keys_list_commands() -> None:

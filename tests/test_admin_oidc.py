@@ -338,11 +338,18 @@ def test_the_role_mapping_is_a_json_object_of_known_roles(tmp_path: object) -> N
         load_settings({"SOLARIS_OIDC_ROLE_MAPPING": '["gw"]'})
 
 
-async def test_a_provider_without_client_id_or_redirect_url_stops_the_start(oidc_gateway_with: StartGateway) -> None:
+def test_a_provider_without_client_id_or_redirect_url_stops_before_anything_starts() -> None:
+    """Refused by the settings themselves: a check halfway through the start (as the panel once
+    made) left the services started before it running, their transactions open."""
+    issuer = {"SOLARIS_OIDC_ISSUER": "https://idp.example"}
+    with pytest.raises(SettingsError, match="SOLARIS_OIDC_CLIENT_ID, SOLARIS_OIDC_REDIRECT_URL"):
+        load_settings(issuer)
     with pytest.raises(SettingsError, match="SOLARIS_OIDC_REDIRECT_URL"):
-        await oidc_gateway_with(oidc_redirect_url="")
+        load_settings({**issuer, "SOLARIS_OIDC_CLIENT_ID": "panel"})
+    complete = {**issuer, "SOLARIS_OIDC_CLIENT_ID": "panel", "SOLARIS_OIDC_REDIRECT_URL": "https://gw/cb"}
     with pytest.raises(SettingsError, match="SOLARIS_OIDC_SCOPES must include openid"):
-        await oidc_gateway_with(oidc_scopes="email groups")
+        load_settings({**complete, "SOLARIS_OIDC_SCOPES": "email groups"})
+    assert load_settings(complete).oidc_issuer == "https://idp.example"
 
 
 # -- the ID token against the provider's published keys ---------------------------------------------
