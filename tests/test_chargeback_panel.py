@@ -74,3 +74,11 @@ async def test_the_panel_download_is_the_audited_xlsx(panel: Panel) -> None:
     assert summary[1][6] == 1234  # total tokens, a number
     [entry] = await panel.api.audit_entries("chargeback.export")
     assert entry["details"] == {"month": month, "format": "xlsx"}
+
+
+async def test_a_panel_download_of_a_bad_month_is_refused_with_a_page(panel: Panel) -> None:
+    resp, body = await panel.get("/admin/chargeback/export?month=2026-13&format=csv")
+    assert resp.status == 400 and "<html" in body
+    resp, body = await panel.get("/admin/chargeback/export?format=pdf")
+    assert resp.status == 422 and "<html" in body
+    assert [e["success"] for e in await panel.api.audit_entries("chargeback.export")] == [False, False]

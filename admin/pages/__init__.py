@@ -58,7 +58,7 @@ ROUTES: list[Page] = [
     Page("POST", ADMIN + "/status", admins.set_status, "admins:manage"),
     Page("GET", "/analytics", analytics.analytics_page, "usage:read"),
     Page("GET", "/chargeback", chargeback.chargeback_page, "analytics:read"),
-    Page("GET", "/chargeback/export", chargeback.export, "usage:export"),
+    Page("GET", "/chargeback/export", chargeback.export, "usage:export", "chargeback.export", "token_usage"),
     Page("GET", "/alerts", alerts.list_alerts, "alerts:read"),
     Page("POST", r"/alerts/{id:\d+}/acknowledge", alerts.acknowledge, "alerts:write", "alert.acknowledge", "alert"),
     Page("GET", "/quota-requests", quota_requests.list_requests, "users:read"),
