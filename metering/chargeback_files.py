@@ -28,7 +28,6 @@ from typing import Any
 from openpyxl import Workbook
 from openpyxl.cell import WriteOnlyCell
 from openpyxl.styles import Font
-from openpyxl.worksheet._write_only import WriteOnlyWorksheet
 
 from metering.chargeback import Chargeback, DepartmentLine, Figures
 from metering.exports import FORMULA_START, csv_cell
@@ -123,7 +122,7 @@ COST_COLUMN = FIGURE_FIELDS.index("cost")
 
 class _Sheet:
     def __init__(self, book: Workbook, title: str, headers: list[str]) -> None:
-        self.ws: WriteOnlyWorksheet = book.create_sheet(title[:31])
+        self.ws: Any = book.create_sheet(title[:31])  # a write-only sheet: rows are appended, never read
         self.ws.append([self._cell(h, bold=True) for h in headers])
         self.cost_column = len(headers) - len(FIGURE_HEADERS) + COST_COLUMN
 
