@@ -15,6 +15,7 @@ from typing import Any
 import openpyxl
 import orjson
 
+from metering import chargeback
 from metering.ledger import STREAM, UsageEvent, append_command, write_events
 from metering.period import Period
 from tests.admin_client import AdminApi, api_fixture  # noqa: F401 - the fixture
@@ -349,3 +350,24 @@ async def test_the_department_travels_from_the_usage_event_through_the_stream_to
         (sales, 10, 1),
         (None, 7, 1),
     ]
+
+
+def _relations(plan: Any) -> set[str]:
+    if isinstance(plan, dict):
+        found = {plan["Relation Name"]} if "Relation Name" in plan else set()
+        return found.union(*(_relations(v) for v in plan.values()))
+    if isinstance(plan, list):
+        return set().union(*(_relations(v) for v in plan))
+    return set()
+
+
+async def test_the_report_reads_only_the_months_partitions_of_the_ledger(api: AdminApi) -> None:
+    """On a big ledger the month's range prunes every other month's partition (and the default
+    one): the cost is that of one month, whatever the ledger's age."""
+    month = api.gateway.clock.current()
+    raw = await api.gateway.pool.fetchval(f"EXPLAIN (FORMAT JSON) {chargeback.MONTH_FIGURES}", month.start, month.end)
+    plan = orjson.loads(raw) if isinstance(raw, str) else raw  # the pool may decode json itself
+    ledger_parts = {r for r in _relations(plan) if r.startswith("token_usage")}
+    first, last = month.start.astimezone(dt.UTC), (month.end - dt.timedelta(microseconds=1)).astimezone(dt.UTC)
+    touched = {f"token_usage_{first:%Y_%m}", f"token_usage_{last:%Y_%m}"}  # partitions are UTC months
+    assert ledger_parts == touched, ledger_parts
