@@ -60,6 +60,7 @@ CSV_FIELDS = [
     *FIGURE_FIELDS,
 ]
 NO_DEPARTMENT = "(no department)"
+COST_COLUMN = FIGURE_FIELDS.index("cost")
 COST_DIGITS = 6
 
 
@@ -84,16 +85,23 @@ def department_label(line: DepartmentLine, translate: Translate) -> str:
 # -- CSV ----------------------------------------------------------------------------------------
 
 
+def _csv_figures(figures: Figures) -> list[Any]:
+    """Cost in fixed notation (0.000012, never 1.2e-05), which every spreadsheet reads."""
+    values = figure_values(figures)
+    values[COST_COLUMN] = f"{values[COST_COLUMN]:.{COST_DIGITS}f}"
+    return values
+
+
 def csv_rows(report: Chargeback) -> list[list[Any]]:
     rows: list[list[Any]] = []
     for dep in report.departments:
         head = [report.month, dep.department_id, department_label(dep, str)]
         for model in dep.models:
-            rows.append(["model", *head, model.model, None, None, None, None, *figure_values(model.figures)])
+            rows.append(["model", *head, model.model, None, None, None, None, *_csv_figures(model.figures)])
         for m in dep.members:
-            rows.append(["member", *head, None, m.user_id, m.name, m.email, None, *figure_values(m.figures)])
-        rows.append(["department", *head, None, None, None, None, len(dep.members), *figure_values(dep.figures)])
-    rows.append(["total", report.month, *[None] * 6, report.members, *figure_values(report.figures)])
+            rows.append(["member", *head, None, m.user_id, m.name, m.email, None, *_csv_figures(m.figures)])
+        rows.append(["department", *head, None, None, None, None, len(dep.members), *_csv_figures(dep.figures)])
+    rows.append(["total", report.month, *[None] * 6, report.members, *_csv_figures(report.figures)])
     return rows
 
 
@@ -117,7 +125,6 @@ FIGURE_HEADERS = [
     "Tokens with unknown price",
 ]
 COST_FORMAT = "#,##0.000000"
-COST_COLUMN = FIGURE_FIELDS.index("cost")
 
 
 class _Sheet:

@@ -219,6 +219,7 @@ async def _mixed_month(api: AdminApi) -> tuple[Ledger, Period]:
     await ledger.write(bia["id"], sales, month.start + day, "gpt-4o", 10, 10, 1.5)
     await ledger.write(caio["id"], odd, month.start + day, "gpt-4o", 1, 2, priced=False)
     await ledger.write(bia["id"], None, month.start + day, prompt=3, completion=4, cost=0.25)
+    await ledger.write(caio["id"], sales, month.start + day, "gpt-4o", 1, 1, 0.000012)  # tiny: no 1.2e-05
     return ledger, month
 
 
@@ -249,6 +250,7 @@ async def test_the_csv_reads_back_to_the_same_figures_and_neutralises_formulas(a
     ]
     assert {r["userName"] for r in parsed if r["section"] == "member"} == {"Ana", "Bia", "'" + NASTY}
     assert not any(v.startswith(("=", "+", "@")) for r in rows for v in r.values())
+    assert b",0.000012," in reply.raw and b"e-0" not in reply.raw
     [entry] = await api.audit_entries("chargeback.export")
     assert entry["details"] == {"month": month.name, "format": "csv"} and entry["success"] is True
 
@@ -281,7 +283,7 @@ async def test_the_xlsx_opens_with_sheets_in_the_admins_language_and_numbers_as_
     summary = _sheet(book, "Departamentos")
     assert summary[-1][1] == "Total" and summary[-1][3] == len(ledger.rows)
     members = _sheet(book, "Membros")
-    assert sorted(r[2] for r in members[1:]) == sorted(["Ana", "Bia", "Bia", NASTY])
+    assert sorted(r[2] for r in members[1:]) == sorted(["Ana", "Bia", "Bia", NASTY, NASTY])
     cells = [c for row in book["Membros"].iter_rows() for c in row if c.value == NASTY]
     assert cells and all(c.data_type == "s" and c.quotePrefix for c in cells)
     with zipfile.ZipFile(io.BytesIO(reply.raw)) as archive:
