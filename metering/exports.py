@@ -25,15 +25,15 @@ FORMATS: tuple[Format, ...] = ("csv", "json")
 BATCH_ROWS = 500
 CONTENT_TYPES = {"csv": "text/csv; charset=utf-8", "json": "application/json"}
 
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
-def _csv_cell(value: Any) -> Any:
+def csv_cell(value: Any) -> Any:
     """Plain values; nested ones as JSON. Text that a spreadsheet would run as a formula gets a
     leading apostrophe."""
     if isinstance(value, dict | list):
         value = orjson.dumps(value).decode()
-    if isinstance(value, str) and value.startswith(_FORMULA_START):
+    if isinstance(value, str) and value.startswith(FORMULA_START):
         return "'" + value
     return value
 
@@ -57,7 +57,7 @@ class _Encoder:
 
     def rows(self, items: list[Mapping[str, Any]]) -> bytes:
         if self.fmt == "csv":
-            return self._csv_lines([[_csv_cell(item.get(f)) for f in self.fields] for item in items])
+            return self._csv_lines([[csv_cell(item.get(f)) for f in self.fields] for item in items])
         parts = []
         for item in items:
             parts.append((b"" if self.first else b",\n") + orjson.dumps(item))

@@ -76,6 +76,8 @@ class UsageEvent:
     is_complete: bool = True
     request_data: str | None = None
     response_data: str | None = None
+    # The department the request was charged to when it was made (migration 009), for chargeback.
+    department_id: int | None = None
 
     def encode(self) -> bytes:
         return orjson.dumps(self)

@@ -143,6 +143,7 @@ async def test_every_mutation_writes_an_audit_entry_with_its_request_id(api: Adm
         ("POST", "/admin/models/refresh"): ("models.refresh", "/admin/models/refresh", None),
         ("GET", "/admin/logs/export"): ("logs.export", "/admin/logs/export", None),
         ("GET", "/admin/usage/export"): ("usage.export", "/admin/usage/export", None),
+        ("GET", "/admin/reports/chargeback/export"): ("chargeback.export", "/admin/reports/chargeback/export", None),
         ("POST", r"/admin/quota-requests/{id:\d+}/approve"): ("quota_request.approve",
                                                               f"/admin/quota-requests/{approved.id}/approve", {}),
         ("POST", r"/admin/quota-requests/{id:\d+}/deny"): ("quota_request.deny",

@@ -55,6 +55,7 @@ NAV = (
     ("dashboard", "/admin/", "Dashboard", "analytics:read"),
     ("users", "/admin/users", "Users", "users:read"),
     ("analytics", "/admin/analytics", "Analytics", "usage:read"),
+    ("chargeback", "/admin/chargeback", "Chargeback", "analytics:read"),
     ("alerts", "/admin/alerts", "Alerts", "alerts:read"),
     ("quota_requests", "/admin/quota-requests", "Token requests", "users:read"),
     ("alert_channels", "/admin/alert-channels", "Alert channels", "alerts:read"),
