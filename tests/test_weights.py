@@ -3,11 +3,14 @@ real Postgres and Redis through the gateway, with the fake upstream (36 tokens a
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import re
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import asyncpg
 import openai
 import pytest
 
@@ -23,6 +26,8 @@ from runtime.settings import Settings, load_settings
 from tests.admin_client import AdminApi, api_fixture  # noqa: F401 - the fixture
 from tests.conftest import SERVICE_KEY, Gateway
 from tests.fake_upstream import COMPLETION_TOKENS, PROMPT_TOKENS, FakeUpstream
+from tests.panel_client import Panel, panel_fixture  # noqa: F401 - the fixture
+from tests.test_cli import run_cli
 from tests.test_proxy_quota import MESSAGES, make_user
 from tests.test_selfserve import get_json
 
@@ -292,3 +297,85 @@ async def test_only_settings_writers_change_weights(api: AdminApi) -> None:
     reply = await api.patch("/admin/quota-weights", json={"enabled": True}, role="viewer")
     assert reply.status == 403
     assert not api.gateway.system.current.quota_weights.enabled
+
+
+# -- the panel ----------------------------------------------------------------------------------------
+
+
+def weights_form(body: str) -> dict[str, str]:
+    """The weights form as the page fills it: each row's model and override."""
+    return dict(re.findall(r'name="((?:model|weight)-\d+)"[^>]*?value="([^"]*)"', body))
+
+
+async def test_the_panel_turns_weights_on_with_a_reference_and_an_override(panel: Panel) -> None:
+    _, body = await panel.get("/admin/quota-weights")
+    assert "Cotas ponderadas pelo custo" in body and "Desligado" in body
+    form = weights_form(body)
+    row = next(k for k, v in form.items() if v == "gpt-4o").replace("model", "weight")
+    form.update({"enabled": "on", "referenceModel": "gpt-4o-mini", row: "2,5", "model-99": "", "weight-99": ""})
+    extra = max(int(k.split("-")[1]) for k in form if k.startswith("model-") and k != "model-99")
+    form.update({f"model-{extra}": "local-llm", f"weight-{extra}": "0,5"})
+    resp, _ = await panel.post("/admin/quota-weights", data=form)
+    assert resp.status == 303, _
+    settings = panel.api.gateway.system.current.quota_weights
+    assert settings.enabled and settings.reference_model == "gpt-4o-mini"
+    assert settings.overrides == {"gpt-4o": 2.5, "local-llm": 0.5}
+    _, body = await panel.get("/admin/quota-weights")
+    assert re.search(r'data-model="gpt-4o">.*?data-weight>2,5<', body, re.S)
+    assert re.search(r'data-model="local-llm">.*?data-weight>0,5<', body, re.S)
+    [entry] = await panel.api.audit_entries("quota_weights.update")
+    assert entry["details"]["after"]["overrides"] == {"gpt-4o": 2.5, "local-llm": 0.5}
+
+
+async def test_the_panel_flags_unpriced_models_and_refuses_weights_without_a_reference(panel: Panel) -> None:
+    overrides = {"quota_weights.overrides": {"local-llm": 3}, "quota_weights.reference_model": "gpt-4o-mini"}
+    await panel.api.gateway.system.update(overrides, "test")
+    _, body = await panel.get("/admin/quota-weights")
+    assert re.search(r'data-model="local-llm">.*?preço desconhecido.*?data-weight>3<', body, re.S)
+    assert not re.search(r'data-model="gpt-4o">[^\n]*sem preço', body)
+    await panel.api.gateway.system.update({"quota_weights.reference_model": "local-llm"}, "test")
+    _, body = await panel.get("/admin/quota-weights")  # a reference without a price: nothing to derive from
+    assert re.search(r'data-model="gpt-4o">[^\n]*sem preço: peso 1', body)
+    resp, body = await panel.post("/admin/quota-weights", data={"enabled": "on", "referenceModel": ""})
+    assert resp.status == 422
+    assert "Escolha um modelo de referência para ligar os pesos." in body
+    assert not panel.api.gateway.system.current.quota_weights.enabled
+    resp, body = await panel.post("/admin/quota-weights", data={"model-0": "gpt-4o", "weight-0": "pesado"})
+    assert resp.status == 422 and "Cada peso deve ser um número" in body
+    resp, _ = await panel.post("/admin/quota-weights", data={"enabled": "on"}, role="viewer")
+    assert resp.status == 403
+
+
+# -- the CLI ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def store_env(database_url: str, redis_url: str, db_pool: asyncpg.Pool, redis_client: object) -> dict[str, str]:
+    return {"DATABASE_URL": database_url, "REDIS_URL": redis_url}
+
+
+async def test_the_operator_sets_weights_and_running_gateways_apply_them(
+    gateway: Gateway, store_env: dict[str, str]
+) -> None:
+    env = {**store_env, "SOLARIS_PRICES_FILE": str(gateway.settings.prices_file)}
+    user_id = await make_user(gateway, "ana@example.com", 10_000)
+    result = await asyncio.to_thread(
+        run_cli, "quota-weights", "set", "--on", "--reference", "gpt-4o-mini", "--weight", "gpt-4o=3", env=env
+    )
+    assert result.returncode == 0, result.stderr
+    assert "cost-weighted quotas: on; reference model: gpt-4o-mini" in result.stdout
+    assert re.search(r"^gpt-4o +1\.0000 +3\.0000 +10 +3 +3$", result.stdout, re.M), result.stdout
+    for _ in range(100):  # the gateway hears of the change over Redis
+        if gateway.system.current.quota_weights.enabled:
+            break
+        await asyncio.sleep(0.05)
+    await ask(gateway, "ana@example.com", "gpt-4o")
+    assert await used(gateway, user_id) == 3 * ANSWER_TOKENS
+    [entry] = await gateway.pool.fetch("SELECT * FROM audit_log WHERE action = 'quota_weights.update'")
+    assert entry["actor_email"].startswith("cli:")
+    cleared = await asyncio.to_thread(run_cli, "quota-weights", "set", "--clear", "gpt-4o", env=env)
+    assert cleared.returncode == 0 and re.search(r"^gpt-4o +\S+ +\S+ +10 +- +10$", cleared.stdout, re.M)
+    refused = await asyncio.to_thread(run_cli, "quota-weights", "set", "--weight", "gpt-4o=0", env=env)
+    assert refused.returncode == 1 and "between 0.0001 and 1000" in refused.stderr and "Traceback" not in refused.stderr
+    shown = await asyncio.to_thread(run_cli, "quota-weights", "show", env=env)
+    assert shown.returncode == 0 and "gpt-4o-mini" in shown.stdout
