@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import re
+import time
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -13,15 +14,21 @@ from typing import Any
 import asyncpg
 import openai
 import pytest
+import redis.asyncio as aioredis
 
 from metering.estimate import estimate_chat
 from metering.ledger import UsageEvent
 from metering.prices import ModelPrice, PriceBook
+from metering.quota import QuotaEngine, RateLimit, Thresholds
 from metering.quota_state import Admission
+from metering.recorder import Recorder
+from metering.redis_mux import RedisMux
+from metering.sweeper import InflightInfo, Sweeper
 from metering.system_settings import QuotaWeightSettings
 from metering.tokenizer import get_encoding
 from metering.weights import SCALE, Weight, charge, in_model_tokens, quota_charge, tokens_for, weight_of
 from proxy import weighing
+from runtime.appkeys import FORECASTER
 from runtime.settings import Settings, load_settings
 from tests.admin_client import AdminApi, api_fixture  # noqa: F401 - the fixture
 from tests.conftest import SERVICE_KEY, Gateway
@@ -379,3 +386,83 @@ async def test_the_operator_sets_weights_and_running_gateways_apply_them(
     assert refused.returncode == 1 and "between 0.0001 and 1000" in refused.stderr and "Traceback" not in refused.stderr
     shown = await asyncio.to_thread(run_cli, "quota-weights", "show", env=env)
     assert shown.returncode == 0 and "gpt-4o-mini" in shown.stdout
+
+
+# -- the sweeper, the answer's cap, the rollup -------------------------------------------------------
+
+
+async def test_the_sweeper_charges_a_dead_process_s_request_its_weighted_prompt(
+    db_pool: asyncpg.Pool, redis_client: aioredis.Redis
+) -> None:
+    quota = QuotaEngine(redis_client, RedisMux.for_client(redis_client))
+    try:
+        recorder = Recorder(redis_client, db_pool, quota, timezone="America/Sao_Paulo")
+        user_id = int(
+            await db_pool.fetchval(
+                "INSERT INTO end_users (email, monthly_limit) VALUES ('s@x.test', 10000) RETURNING id"
+            )
+        )
+        await quota.set_user_config(user_id, status="active", monthly_limit=10_000, alert80=None, alert95=None)
+        weight = Weight(10 * SCALE, "price")
+        event = UsageEvent(request_id="r-weighed", user_id=user_id, model="gpt-4o", endpoint="/v1/chat/completions",
+                           status_code=0, created_at=time.time(), prompt_tokens=40, total_tokens=40,
+                           quota_tokens=charge(40, weight))  # fmt: skip
+        admission = await quota.admit(
+            user_id, "2026-11", "r-weighed", prompt_tokens=charge(40, weight), completion_allowance=charge(60, weight),
+            thresholds=Thresholds(), rate=RateLimit(), now_ms=0, inflight_info=InflightInfo("dead", event).encode(),
+        )  # fmt: skip
+        assert admission.admitted and admission.reservation == 1000
+        sweeper = Sweeper(redis_client, quota, recorder, process_id="other", interval=0.1)
+        sweeper._missing_since["dead"] = time.monotonic() - 60
+        assert await sweeper.sweep_once() == 1
+        swept = await quota.snapshot(user_id, "2026-11")
+        assert (swept.reserved, swept.used) == (0, 400)  # the prompt, weighted as at admission
+    finally:
+        await quota.mux.aclose()
+
+
+async def test_a_cut_answer_is_capped_in_the_model_s_tokens(gateway: Gateway, upstream: FakeUpstream) -> None:
+    """Redis reserves weighted tokens; the cap sent upstream is what they pay for of the model's."""
+    await gateway.system.update(ON, "test")
+    estimate = estimate_chat({"model": "gpt-4o", "messages": MESSAGES}, get_encoding("o200k_base"))
+    await make_user(gateway, "fabi@example.com", 10 * estimate + 75)  # room for 7.5 answer tokens of gpt-4o
+    await ask(gateway, "fabi@example.com", "gpt-4o", max_tokens=500)
+    sent = upstream.requests[-1]["body"]
+    assert sent.get("max_tokens", sent.get("max_completion_tokens")) == 7
+
+
+async def test_the_daily_rollup_keeps_the_weighted_charge(gateway: Gateway) -> None:
+    await gateway.system.update(ON, "test")
+    user_id = await make_user(gateway, "gabi@example.com", 10_000)
+    await ask(gateway, "gabi@example.com", "gpt-4o")
+    await gateway.system.update({"quota_weights.enabled": False}, "test")
+    await ask(gateway, "gabi@example.com", "gpt-4o")  # a row with no quota_tokens: its tokens
+    await gateway.flush_ledger()
+    row = await gateway.pool.fetchrow(
+        "SELECT sum(total_tokens) AS tokens, sum(quota_tokens) AS charged FROM usage_daily WHERE user_id = $1", user_id
+    )
+    assert (row["tokens"], row["charged"]) == (2 * ANSWER_TOKENS, 11 * ANSWER_TOKENS)
+    forecast = await gateway.app[FORECASTER].for_user(
+        user_id, await gateway.quota.snapshot(user_id, gateway.clock.current().name)
+    )
+    assert forecast.window_tokens == 11 * ANSWER_TOKENS  # the pace is in what the quota counts
+
+
+async def test_the_admin_user_api_and_page_say_the_figures_are_weighted(panel: Panel) -> None:
+    gateway = panel.api.gateway
+    await gateway.system.update(ON, "test")
+    user_id = await make_user(gateway, "hugo@example.com", 10_000)
+    await ask(gateway, "hugo@example.com", "gpt-4o")
+    await gateway.flush_ledger()
+    data = (await panel.api.get(f"/admin/users/{user_id}")).data
+    assert data["currentUsage"] == 10 * ANSWER_TOKENS  # weighted tokens
+    assert data["quotaWeighting"] == {"unit": "weighted_tokens", "referenceModel": "gpt-4o-mini", "tokensUsed": 36}
+    _, body = await panel.get(f"/admin/users/{user_id}")
+    assert "Tokens ponderados (cotas ponderadas pelo custo); tokens usados: 36" in body
+    _, body = await panel.get("/admin/users")
+    assert "Uso e limites em tokens ponderados" in body
+    await gateway.system.update({"quota_weights.enabled": False}, "test")
+    assert "quotaWeighting" not in (await panel.api.get(f"/admin/users/{user_id}")).data
+    for page in (f"/admin/users/{user_id}", "/admin/users"):
+        _, body = await panel.get(page)
+        assert "data-weighted" not in body

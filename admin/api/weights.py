@@ -14,7 +14,7 @@ from admin.wire.common import InputError
 from admin.wire.weights import weight_errors, weights_patch, weights_to_api
 from metering import audit
 from metering.system_settings import SettingsValidationError
-from metering.weights import weight_table
+from metering.weights import Weighting, weight_table, weighting_of
 
 _SETTINGS = {"enabled": S.BOOL, "referenceModel": S.STR, "overrides": {"type": "object", "additionalProperties": S.NUM}}
 _PRICE = S.nullable(S.NUM)
@@ -33,6 +33,28 @@ MODEL_WEIGHT = S.obj(
 )
 QUOTA_WEIGHTS = S.obj({**_SETTINGS, "priceRule": S.STR, "models": S.array(MODEL_WEIGHT)})
 PATCH = S.obj(_SETTINGS, required=[], extra=False)
+
+
+USER_WEIGHTING = S.obj({"unit": S.STR, "referenceModel": S.STR, "tokensUsed": S.INT})
+
+
+async def user_weighting(ctx: Ctx, user_id: int) -> Weighting | None:
+    """A user's view of the weights this period (None while they are off)."""
+    settings = ctx.system.current.quota_weights
+    return await weighting_of(ctx.pool, user_id, ctx.clock.current(), settings, ctx.prices)
+
+
+def user_weighting_to_api(weighting: Weighting | None) -> dict[str, Any]:
+    """`quotaWeighting` beside a user's counters, which are then weighted tokens; nothing while off."""
+    if weighting is None:
+        return {}
+    return {
+        "quotaWeighting": {
+            "unit": "weighted_tokens",
+            "referenceModel": weighting.reference_model,
+            "tokensUsed": weighting.tokens_used,
+        }
+    }
 
 
 def current_weights(ctx: Ctx) -> dict[str, Any]:
