@@ -25,6 +25,7 @@ from admin.api import (
     settings,
     system,
     users,
+    weights,
 )
 from admin.api import auth as auth_api
 from admin.http import ROOT_APP, Ctx, json_response
@@ -58,6 +59,7 @@ API_ROUTES: list[Route] = [
     *system.ROUTES,
     *quota_requests.ROUTES,
     *admins.ROUTES,
+    *weights.ROUTES,
     Route(
         "GET",
         "/openapi.json",

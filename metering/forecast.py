@@ -48,14 +48,14 @@ FORECAST_LOCK = "sol:forecast:lock"
 HORIZON = dt.timedelta(days=3650)
 
 WINDOW_TOKENS = """
-SELECT coalesce(sum(total_tokens), 0) FROM usage_daily WHERE user_id = $1 AND day >= $2 AND day <= $3
+SELECT coalesce(sum(coalesce(quota_tokens, total_tokens)), 0) FROM usage_daily WHERE user_id = $1 AND day >= $2 AND day <= $3
 """
 # Every live user with usage in the window, and its tokens there (the alert's candidates).
 WINDOW_TOKENS_BY_USER = """
-SELECT d.user_id, sum(d.total_tokens) AS tokens
+SELECT d.user_id, sum(coalesce(d.quota_tokens, d.total_tokens)) AS tokens
 FROM usage_daily d JOIN end_users u ON u.id = d.user_id AND u.deleted_at IS NULL
 WHERE d.day >= $1 AND d.day <= $2
-GROUP BY d.user_id HAVING sum(d.total_tokens) > 0
+GROUP BY d.user_id HAVING sum(coalesce(d.quota_tokens, d.total_tokens)) > 0
 """
 EXISTING_FORECAST_ALERTS = "SELECT user_id FROM alerts WHERE type = 'forecast' AND period = $1"
 

@@ -78,6 +78,7 @@ class UsageEvent:
     response_data: str | None = None
     # The department the request was charged to when it was made (migration 009), for chargeback.
     department_id: int | None = None
+    quota_tokens: int | None = None  # the quota charge when weights are on (`metering.weights`)
 
     def encode(self) -> bytes:
         return orjson.dumps(self)
@@ -106,14 +107,14 @@ WITH batch AS (
     INSERT INTO token_usage ({", ".join(COLUMNS)})
     SELECT {", ".join("b." + c for c in COLUMNS)} FROM batch b JOIN fresh USING (request_id)
     RETURNING user_id, model, created_at, status_code, prompt_tokens, completion_tokens, total_tokens,
-              total_cost, response_time_ms
+              total_cost, response_time_ms, coalesce(quota_tokens, total_tokens) AS quota_tokens
 ), rollup AS (
     INSERT INTO usage_daily AS d (day, user_id, model, requests, errors, prompt_tokens, completion_tokens,
-                                  total_tokens, total_cost, response_time_ms)
+                                  total_tokens, total_cost, response_time_ms, quota_tokens)
     SELECT (created_at AT TIME ZONE $1)::date, coalesce(user_id, 0), model, count(*),
            count(*) FILTER (WHERE status_code >= 400 OR status_code = 0),
            sum(prompt_tokens), sum(completion_tokens), sum(total_tokens), sum(total_cost),
-           coalesce(sum(response_time_ms), 0)
+           coalesce(sum(response_time_ms), 0), sum(quota_tokens)
     FROM written GROUP BY 1, 2, 3
     ORDER BY 1, 2, 3  -- writers of other processes lock the same rows in the same order: no deadlock
     ON CONFLICT (day, user_id, model) DO UPDATE SET
@@ -123,7 +124,8 @@ WITH batch AS (
         completion_tokens = d.completion_tokens + EXCLUDED.completion_tokens,
         total_tokens = d.total_tokens + EXCLUDED.total_tokens,
         total_cost = d.total_cost + EXCLUDED.total_cost,
-        response_time_ms = d.response_time_ms + EXCLUDED.response_time_ms
+        response_time_ms = d.response_time_ms + EXCLUDED.response_time_ms,
+        quota_tokens = coalesce(d.quota_tokens, d.total_tokens) + EXCLUDED.quota_tokens
     RETURNING 1
 )
 SELECT (SELECT count(*) FROM written) AS written, (SELECT count(*) FROM rollup) AS days

@@ -74,6 +74,10 @@ class PriceBook:
         sent or without its provider prefix: the bounded set of metric labels (issue 14 #13)."""
         return any(name in self._overrides or name in self._known for name in (model, _strip_provider(model)))
 
+    def models(self) -> frozenset[str]:
+        """Every model LiteLLM serves or prices, and every model of the overrides file."""
+        return self._known | frozenset(self._litellm) | frozenset(self._overrides)
+
     def cost(self, model: str, prompt_tokens: int, completion_tokens: int) -> tuple[float, float, bool]:
         """Total cost, average cost per token, and whether the price is known."""
         price = self.price(model)

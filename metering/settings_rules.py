@@ -14,17 +14,22 @@ from urllib.parse import urlsplit
 
 from metering.system_settings import (
     MAX_BLOCK_THRESHOLD,
+    MAX_WEIGHT,
+    MIN_WEIGHT,
     EmailSettings,
     LitellmSettings,
+    QuotaWeightSettings,
     SecuritySettings,
     SettingsValidationError,
     SystemSettings,
 )
 
-SECTIONS = ("email", "security", "litellm")
+SECTIONS = ("email", "security", "litellm", "quota_weights")
 
 Check = Callable[[Any], str | None]
 
+MAX_MODEL_NAME = 256  # as a request's `model` may be
+MAX_OVERRIDES = 1000
 _EMAIL = re.compile(r"^[^@\s<>\"(),;:]+@[^@\s<>\"(),;:]+$")
 _HOST = re.compile(r"^[A-Za-z0-9.\-\[\]:]*$")
 
@@ -84,6 +89,15 @@ def _origin(v: str) -> str | None:
     return None
 
 
+def _weights(v: Mapping[str, float]) -> str | None:
+    for name, weight in v.items():
+        if not name or len(name) > MAX_MODEL_NAME or "\r" in name or "\n" in name:
+            return f"{name!r} must be a model name of 1 to {MAX_MODEL_NAME} characters on one line"
+        if not MIN_WEIGHT <= weight <= MAX_WEIGHT:
+            return f"the weight of {name!r} must be between {MIN_WEIGHT:g} and {MAX_WEIGHT:g}"
+    return None if len(v) <= MAX_OVERRIDES else f"must list at most {MAX_OVERRIDES} models"
+
+
 def _origins(v: list[str]) -> str | None:
     for origin in v:
         problem = _origin(origin)
@@ -113,6 +127,9 @@ FIELDS: dict[str, tuple[str, Check | None]] = {
     "litellm.timeout": ("number", _positive),
     "litellm.max_retries": ("int", _between(0, 10)),
     "litellm.health_check_interval": ("number", _positive),
+    "quota_weights.enabled": ("bool", None),
+    "quota_weights.reference_model": ("str", _one_line(MAX_MODEL_NAME)),
+    "quota_weights.overrides": ("weights", _weights),
 }
 
 _KIND_NAMES = {
@@ -121,6 +138,7 @@ _KIND_NAMES = {
     "str": "a string",
     "bool": "true or false",
     "str_list": "a list of strings",
+    "weights": "an object of model names and numbers",
 }
 
 
@@ -135,6 +153,11 @@ def _kind_ok(kind: str, value: Any) -> bool:
         return isinstance(value, int | float) and math.isfinite(value)
     if kind == "str":
         return isinstance(value, str)
+    if kind == "weights":
+        return isinstance(value, Mapping) and all(
+            isinstance(k, str) and not isinstance(v, bool) and isinstance(v, int | float) and math.isfinite(v)
+            for k, v in value.items()
+        )
     return isinstance(value, list) and all(isinstance(item, str) for item in value)
 
 
@@ -147,6 +170,8 @@ def _normalise(kind: str, value: Any) -> Any:
         return value.strip()
     if kind == "str_list":
         return [item.strip().rstrip("/") for item in value]
+    if kind == "weights":
+        return {name.strip(): float(weight) for name, weight in sorted(value.items())}
     return value
 
 
@@ -179,6 +204,10 @@ def _check_relations(merged: Mapping[str, Any], changed: set[str], errors: dict[
     if not t95 <= block:
         errors[blame("alert_threshold95", "block_threshold")] = (
             "alert_threshold95 must not be higher than block_threshold"
+        )
+    if merged["quota_weights.enabled"] and not merged["quota_weights.reference_model"]:
+        errors[blame("quota_weights.enabled", "quota_weights.reference_model")] = (
+            "quota_weights.reference_model must name a model when quota weights are enabled"
         )
     low, default, high = merged["min_user_limit"], merged["default_monthly_limit"], merged["max_user_limit"]
     if not low <= default:
@@ -233,4 +262,5 @@ def _build(flat: Mapping[str, Any], password_set: bool) -> SystemSettings:
         email=EmailSettings(**sections["email"], smtp_password_set=password_set),
         security=SecuritySettings(**sections["security"]),
         litellm=LitellmSettings(**sections["litellm"]),
+        quota_weights=QuotaWeightSettings(**sections["quota_weights"]),
     )

@@ -32,7 +32,12 @@ log = logging.getLogger(__name__)
 SETTINGS_CHANNEL = "solaris:settings"
 _LISTENER_RETRY_SECONDS = 2.0
 
-_DOCUMENT_SECTIONS = {"email": "emailSettings", "security": "securitySettings", "litellm": "litellmSettings"}
+_DOCUMENT_SECTIONS = {
+    "email": "emailSettings",
+    "security": "securitySettings",
+    "litellm": "litellmSettings",
+    "quota_weights": "quotaWeightSettings",
+}
 
 
 def _camel(name: str) -> str:

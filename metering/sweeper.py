@@ -31,6 +31,7 @@ import redis.asyncio as aioredis
 from metering.ledger import UsageEvent
 from metering.quota import InflightEntry, QuotaEngine, Thresholds
 from metering.recorder import Metered, Recorder
+from metering.weights import quota_charge
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +149,7 @@ class Sweeper:
         event.completion_tokens = 0
         event.total_tokens = event.prompt_tokens
         settlement = await self._recorder.settle(
-            event, Metered(entry.user_id, entry.period), thresholds, actual_tokens=event.prompt_tokens
+            event, Metered(entry.user_id, entry.period), thresholds, actual_tokens=quota_charge(event)
         )
         log.warning("swept request %s of dead process %s", entry.request_id, info.process)
         return settlement is not None and settlement.found

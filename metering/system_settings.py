@@ -10,6 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 MAX_BLOCK_THRESHOLD = 1000
+# A model's quota weight: kept to 4 decimal places (`metering.weights.SCALE`), so 0.0001 is the least.
+MIN_WEIGHT = 0.0001
+MAX_WEIGHT = 1000.0
 
 
 class SettingsValidationError(ValueError):
@@ -51,6 +54,16 @@ class LitellmSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class QuotaWeightSettings:
+    """Cost-weighted quotas (`metering.weights`): off by default. `overrides` maps a model name to
+    the weight an admin set for it (read it, never change it in place)."""
+
+    enabled: bool = False
+    reference_model: str = ""
+    overrides: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
 class SystemSettings:
     default_monthly_limit: int = 100_000
     alert_threshold80: float = 80
@@ -61,6 +74,7 @@ class SystemSettings:
     email: EmailSettings = field(default_factory=EmailSettings)
     security: SecuritySettings = field(default_factory=SecuritySettings)
     litellm: LitellmSettings = field(default_factory=LitellmSettings)
+    quota_weights: QuotaWeightSettings = field(default_factory=QuotaWeightSettings)
 
 
 def default_system_settings(litellm_base_url: str) -> SystemSettings:

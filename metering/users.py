@@ -58,7 +58,7 @@ INSERT_RESET = "INSERT INTO usage_resets (user_id, period, actor) VALUES ($1, $2
 PERIOD_EXTRA = "SELECT coalesce(sum(amount), 0) FROM token_grants WHERE user_id = $1 AND period = $2"
 LAST_RESET = "SELECT max(created_at) FROM usage_resets WHERE user_id = $1 AND period = $2"
 USED_SINCE = """
-SELECT coalesce(sum(total_tokens), 0) FROM token_usage
+SELECT coalesce(sum(coalesce(quota_tokens, total_tokens)), 0) FROM token_usage
 WHERE user_id = $1 AND created_at >= $2 AND created_at < $3
 """
 RECORDED_AMONG = "SELECT request_id FROM usage_request_ids WHERE request_id = ANY($1::text[])"

@@ -24,7 +24,8 @@ from metering.admission import admit_patiently
 from metering.quota import Admission
 from metering.recorder import Metered
 from metering.sweeper import InflightInfo
-from proxy import wording
+from metering.weights import charge, in_model_tokens
+from proxy import weighing, wording
 from proxy.errors import ProxyError, forbidden, unavailable
 from proxy.exchange import Exchange, user_language
 from runtime.appkeys import ALERTS, CLOCK, METRICS, POLICY, PROCESS_ID, QUOTA, RECONCILER, SETTINGS, USERS
@@ -42,6 +43,7 @@ async def admit(ex: Exchange) -> None:
     assert ex.user_id is not None
     ex.period = period = app[CLOCK].current()
     policy = app[POLICY]()
+    weighing.weigh(ex)  # cost-weighted quotas: Redis counts the weighted amounts (metering.weights)
     info = InflightInfo(app[PROCESS_ID], ex.event(0)).encode()
 
     async def attempt() -> Admission:
@@ -49,8 +51,8 @@ async def admit(ex: Exchange) -> None:
             ex.user_id,  # type: ignore[arg-type]
             period.name,
             ex.request_id,
-            prompt_tokens=ex.reserved_prompt,
-            completion_allowance=ex.allowance,
+            prompt_tokens=charge(ex.reserved_prompt, ex.weight),
+            completion_allowance=charge(ex.allowance, ex.weight),
             thresholds=policy.thresholds,
             rate=policy.rate,
             now_ms=int(time.time() * 1000),
@@ -73,7 +75,7 @@ async def admit(ex: Exchange) -> None:
         app[RECONCILER].note_unmetered(ex.user_id)
         return  # fail open: served unmetered, counters rebuilt from the ledger when Redis is back
     app[METRICS].quota_decisions.labels(admission.decision).inc()
-    ex.admission = admission
+    ex.admission = admission = in_model_tokens(admission, ex.weight)
     if admission.admitted:
         ex.metered = Metered(ex.user_id, period.name)
         return
@@ -89,7 +91,7 @@ async def refusal(ex: Exchange, admission: Admission) -> ProxyError:
     lang = await user_language(ex)
     headers = {**ex.ratelimit_headers(), "x-should-retry": "false"}
     if admission.decision == "quota":
-        message = wording.quota_exceeded(lang, admission.used, admission.total_limit, ex.period.end)
+        message = weighing.quota_exceeded(ex, lang, admission.used, admission.total_limit, ex.period.end)
         status = app[SETTINGS].quota_refusal_status
         return ProxyError(status, message, type="insufficient_quota", code="insufficient_quota", headers=headers)
     if admission.decision == "busy":

@@ -19,6 +19,7 @@ from metering.period import Period, go_duration
 from metering.quota import Admission
 from metering.recorder import Metered
 from metering.user_model import UserNotFound
+from metering.weights import Weight
 from proxy.dialects import Dialect
 from proxy.errors import bad_request
 from runtime.appkeys import CLOCK, SETTINGS, USERS
@@ -55,6 +56,7 @@ class Exchange:
     upstream_seconds: float = 0.0
     retries: int = 0
     timed_out_attempts: int = 0  # earlier attempts given up on a timeout (each cost its prompt)
+    weight: Weight | None = None  # the model's quota weight at admission; None: weights are off
 
     @property
     def app(self) -> web.Application:

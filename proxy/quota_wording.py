@@ -14,6 +14,7 @@ from metering.forecast import Forecast
 from metering.period import Period
 from metering.quota import UserQuota
 from metering.quota_requests import QuotaRequest
+from metering.weights import Weighting
 from proxy.wording import date, number
 
 # "pedir 50.000 tokens: motivo", "solicitar 50000: motivo", "request 50,000 tokens - reason", "ask for ..."
@@ -54,6 +55,7 @@ class QuotaView:
     quota: UserQuota
     forecast: Forecast
     requests: list[QuotaRequest]
+    weighting: Weighting | None = None  # cost-weighted quotas on: the figures are weighted tokens
 
     @property
     def remaining(self) -> int:
@@ -161,9 +163,50 @@ def summary(view: QuotaView, lang: str) -> str:
     # The latest request while it waits, and its outcome during the period it was decided in.
     if latest is not None and (latest.decided_at is None or latest.decided_at >= view.period.start):
         lines += ["", request_line(latest, view, lang)]
+    lines += weighting_lines(view.weighting, lang)
     lines += ["", say("how", lang)]
     return "\n".join(lines)
 
 
 def created(request: QuotaRequest, lang: str) -> str:
     return say("created", lang, id=request.id, amount=number(request.amount, lang), reason=request.reason)
+
+
+MAX_WEIGHTS_LISTED = 12
+_WEIGHTED = {
+    "pt-BR": {
+        "weighted": "- Cota ponderada pelo custo: os números acima são tokens ponderados; cada token conta o peso do "
+        "seu modelo (referência: {reference} = 1). Tokens de fato usados neste mês: {tokens}.",
+        "weights": "- Pesos: {weights}",
+        "more": " e mais {count}",
+    },
+    "en": {
+        "weighted": "- Quota weighted by model cost: the figures above are weighted tokens; each token counts its "
+        "model's weight (reference: {reference} = 1). Tokens actually used this month: {tokens}.",
+        "weights": "- Weights: {weights}",
+        "more": " and {count} more",
+    },
+}
+
+
+def weighting_lines(weighting: Weighting | None, lang: str) -> list[str]:
+    """What the summary says of cost-weighted quotas (nothing while they are off)."""
+    if weighting is None:
+        return []
+    words = _WEIGHTED.get(lang, _WEIGHTED["pt-BR"])
+    listed = [f"{model} ×{_decimal(weight, lang)}" for model, weight in weighting.weights[:MAX_WEIGHTS_LISTED]]
+    more = len(weighting.weights) - len(listed)
+    lines = [
+        "",
+        words["weighted"].format(reference=weighting.reference_model, tokens=number(weighting.tokens_used, lang)),
+    ]
+    if listed:
+        lines.append(
+            words["weights"].format(weights="; ".join(listed)) + (words["more"].format(count=more) if more else "")
+        )
+    return lines
+
+
+def _decimal(value: float, lang: str) -> str:
+    text = f"{value:g}"
+    return text.replace(".", ",") if lang == "pt-BR" else text

@@ -11,6 +11,7 @@ import time
 
 from metering.ledger import UsageEvent
 from metering.quota import Settlement
+from metering.weights import charge, quota_charge
 from proxy.exchange import Exchange
 from proxy.settle import Bill, Outcome, bill
 from runtime.appkeys import CALIBRATION, FAILURES, METRICS, POLICY, PRICES, RECORDER, SETTINGS, TRAFFIC
@@ -28,7 +29,7 @@ async def finish(ex: Exchange, outcome: Outcome) -> Settlement | None:
     app[TRAFFIC].count(event.total_tokens)
     unreachable = outcome.error is not None and outcome.error[0] == "upstream_unavailable"
     app[FAILURES].observe(ex.model, failed=outcome.status >= 500 or unreachable, unreachable=unreachable)
-    settlement = await app[RECORDER].settle(event, ex.metered, app[POLICY]().thresholds, event.total_tokens)
+    settlement = await app[RECORDER].settle(event, ex.metered, app[POLICY]().thresholds, quota_charge(event))
     observe(ex, event, now, outcome.first_chunk)
     return settlement
 
@@ -40,6 +41,8 @@ def usage_event(ex: Exchange, outcome: Outcome, charged: Bill, now: float) -> Us
     upstream_seconds = upstream_time(ex, now)
     event = ex.event(outcome.status)
     event.prompt_tokens, event.completion_tokens, event.total_tokens = charged.prompt, charged.completion, charged.total
+    if ex.weight is not None:  # cost-weighted quotas: the charge, with the weight of admission
+        event.quota_tokens = charge(charged.total, ex.weight)
     event.total_cost, event.cost_per_token, event.price_known = (
         charged.cost,
         charged.cost_per_token,

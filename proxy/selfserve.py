@@ -22,12 +22,13 @@ from aiohttp import web
 from metering.audit import Actor
 from metering.quota_requests import PendingRequestExists, QuotaRequest, QuotaRequestInvalid
 from metering.user_model import UserNotFound
+from metering.weights import weighting_of
 from proxy import quota_shapes, quota_wording, wording
 from proxy.dialects import other
 from proxy.errors import ProxyError, bad_request, forbidden, unavailable
 from proxy.exchange import Exchange
 from proxy.quota_wording import Ask, QuotaView
-from runtime.appkeys import CLOCK, FORECASTER, QUOTA, QUOTA_REQUESTS, SETTINGS, USERS
+from runtime.appkeys import CLOCK, FORECASTER, PG, PRICES, QUOTA, QUOTA_REQUESTS, SETTINGS, SYSTEM, USERS
 from runtime.net import client_address
 
 ME_QUOTA = other("/v1/me/quota", billed=False)
@@ -64,7 +65,8 @@ async def _quota_view(ex: Exchange) -> tuple[QuotaView, str]:
     forecast = await app[FORECASTER].for_user(user_id, state)
     requests = await app[QUOTA_REQUESTS].recent_of_user(user_id)
     language = str(row["language"] or app[SETTINGS].language)
-    return QuotaView(row["email"], period, state, forecast, requests), language
+    weighting = await weighting_of(app[PG], user_id, period, app[SYSTEM].current.quota_weights, app[PRICES])
+    return QuotaView(row["email"], period, state, forecast, requests, weighting), language
 
 
 def end_user_actor(ex: Exchange, email: str) -> Actor:
@@ -144,6 +146,19 @@ def view_to_json(view: QuotaView, lang: str, model: str) -> dict[str, Any]:
         },
         "language": lang,
         "message": quota_wording.summary(view, lang),
+        **weighting_to_json(view),
+    }
+
+
+def weighting_to_json(view: QuotaView) -> dict[str, Any]:
+    """With cost-weighted quotas on, `used`, the limits and `remaining` are weighted tokens: say so,
+    with the weights and the tokens used (nothing is added while they are off)."""
+    w = view.weighting
+    if w is None:
+        return {}
+    return {
+        "unit": "weighted_tokens",
+        "weighting": {"reference_model": w.reference_model, "weights": dict(w.weights), "tokens_used": w.tokens_used},
     }
 
 

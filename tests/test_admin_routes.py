@@ -138,6 +138,7 @@ async def test_every_mutation_writes_an_audit_entry_with_its_request_id(api: Adm
         ("PATCH", "/admin/settings"): ("settings.update", "/admin/settings", {"defaultMonthlyLimit": 1000}),
         ("POST", "/admin/settings/test-email"): ("settings.test_email", "/admin/settings/test-email",
                                                  {"email": "ops@example.com"}),
+        ("PATCH", "/admin/quota-weights"): ("quota_weights.update", "/admin/quota-weights", {"overrides": {"m": 2}}),
         ("POST", r"/admin/alerts/{id:\d+}/acknowledge"): ("alert.acknowledge", f"/admin/alerts/{a}/acknowledge", None),
         ("POST", "/admin/alerts/test"): ("alert.test", "/admin/alerts/test", {"userId": u, "type": "usage_95"}),
         ("POST", "/admin/models/refresh"): ("models.refresh", "/admin/models/refresh", None),

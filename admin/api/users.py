@@ -9,6 +9,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from admin import schemas
+from admin.api.weights import USER_WEIGHTING, user_weighting, user_weighting_to_api
 from admin.http import ApiError, Ctx, Query, json_body, ok, paginated, path_id
 from admin.route_table import Param, Route
 from admin.wire.forecast import FORECAST, forecast_to_api
@@ -33,7 +34,8 @@ async def list_users(request: web.Request, ctx: Ctx) -> web.StreamResponse:
 async def get_user(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     user = await ctx.users.get(path_id(request))
     forecast = await request.config_dict[FORECASTER].for_user(user.id, user.quota)
-    return ok({**user_to_api(user), "forecast": forecast_to_api(forecast)})
+    weighting = user_weighting_to_api(await user_weighting(ctx, user.id))  # cost-weighted quotas on
+    return ok({**user_to_api(user), "forecast": forecast_to_api(forecast), **weighting})
 
 
 async def create_user(request: web.Request, ctx: Ctx) -> web.StreamResponse:
@@ -115,7 +117,7 @@ ROUTES = [
         "users:read",
         "One end user with this period's counters and run-out forecast",
         "users",
-        data={"allOf": [USER, schemas.obj({"forecast": FORECAST})]},
+        data={"allOf": [USER, schemas.obj({"forecast": FORECAST, "quotaWeighting": USER_WEIGHTING}, ["forecast"])]},
     ),  # fmt: skip
     Route(
         "PATCH",

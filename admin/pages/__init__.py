@@ -19,6 +19,7 @@ from admin.pages import (
     quota_requests,
     settings,
     users,
+    weights,
 )
 from admin.pages.common import Page
 
@@ -75,6 +76,7 @@ ROUTES: list[Page] = [
     Page(
         "POST", "/settings/test-email", settings.test_email, "settings:write", "settings.test_email", "system_settings"
     ),
+    *weights.PAGES,
     Page("GET", "/events", events.events, AUTHENTICATED),
     Page("GET", "/session", auth.session_check, AUTHENTICATED),
 ]

@@ -13,6 +13,7 @@ from typing import Any
 from aiohttp import web
 
 from admin.api import keys as keys_api
+from admin.api.weights import user_weighting
 from admin.errors import conflict_field
 from admin.http import FAILED_WITH, Ctx
 from admin.pages.common import error_text, form_data, formatter, parse_int, parse_number, redirect, render
@@ -69,6 +70,7 @@ async def list_users(request: web.Request, ctx: Ctx) -> web.StreamResponse:
             "filters": filters,
             "statuses": STATUSES,
             "plans": PLANS,
+            "weighted": ctx.system.current.quota_weights.enabled,
         },
         active="users",
     )
@@ -224,6 +226,7 @@ async def _user_page(
         {
             "user": user,
             "forecast": forecast,
+            "weighting": await user_weighting(ctx, user_id),  # cost-weighted quotas: None while off
             "used_percent": min(100.0, 100.0 * user.used / limit) if limit else 0.0,
             "period": period,
             "periods": PERIODS,

@@ -24,7 +24,9 @@ def _api_path(path: str) -> str:
     return f"{_SECTION_NAMES[section]}.{camel(name)}" if section else camel(name)
 
 
-API_PATHS = {path: _api_path(path) for path in FIELDS}  # the core's path -> the seed's
+# Sections with routes of their own, left out of the seed's SystemSettings.
+OWN_ROUTES = frozenset({"quota_weights"})  # /api/admin/quota-weights (admin.api.weights)
+API_PATHS = {path: _api_path(path) for path in FIELDS if path.split(".")[0] not in OWN_ROUTES}  # core -> seed
 _FIELD_PATHS = {api: path for path, api in API_PATHS.items()}
 _RENAMED = sorted((path for path, api in API_PATHS.items() if path != api), key=len, reverse=True)
 _FIELD_NAME = re.compile(r"\b(" + "|".join(map(re.escape, _RENAMED)) + r")\b")
@@ -39,6 +41,8 @@ def settings_to_api(settings: SystemSettings) -> dict[str, Any]:
     result: dict[str, Any] = {}
     for f in dataclasses.fields(settings):
         value = getattr(settings, f.name)
+        if f.name in OWN_ROUTES:
+            continue
         if f.name in _SECTION_NAMES:
             result[_SECTION_NAMES[f.name]] = {
                 camel(g.name): _json_value(getattr(value, g.name)) for g in dataclasses.fields(value)
