@@ -214,6 +214,7 @@ _TOP_SETTINGS = {
     "blockThreshold": NUM,
     "maxUserLimit": INT,
     "minUserLimit": INT,
+    "forecastMarginDays": NUM,  # beyond the seed: the forecast alert's margin (issue 16)
 }
 SYSTEM_SETTINGS = obj(
     {

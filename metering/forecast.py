@@ -201,21 +201,34 @@ class ForecastWatch:
     """Runs `Forecaster.check` every `interval` seconds in one process at a time (a Redis lock)."""
 
     def __init__(
-        self, redis: aioredis.Redis, forecaster: Forecaster, alerts: AlertService, margin_days: float, *, owner: str
+        self,
+        redis: aioredis.Redis,
+        forecaster: Forecaster,
+        alerts: AlertService,
+        margin_days: Callable[[], float],
+        *,
+        owner: str,
     ) -> None:
+        """`margin_days`: the admin's margin as it is now (`SystemSettings.forecast_margin_days`)."""
         self._redis = redis
         self._forecaster = forecaster
         self._alerts = alerts
-        self._margin = dt.timedelta(days=margin_days)
+        self._margin_days = margin_days
         self._owner = owner
 
     async def run(self, interval: float = 300.0) -> None:
         while True:
             await asyncio.sleep(interval)
-            try:
-                if await self._redis.set(FORECAST_LOCK, self._owner, nx=True, ex=max(1, int(interval) - 5)):
-                    await self._forecaster.check(self._alerts, self._margin)
-            except (aioredis.RedisError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                log.warning("forecast check skipped: %s", exc)
-            except Exception:  # one bad row must not end the loop for the process's lifetime
-                log.exception("forecast check failed; trying again in %s s", interval)
+            await self.check_once(lock_seconds=max(1, int(interval) - 5))
+
+    async def check_once(self, lock_seconds: int) -> int:
+        """One pass, unless another process holds the lock; the margin is read now, so an admin's
+        change counts from the next pass. Returns the alerts raised."""
+        try:
+            if await self._redis.set(FORECAST_LOCK, self._owner, nx=True, ex=lock_seconds):
+                return await self._forecaster.check(self._alerts, dt.timedelta(days=self._margin_days()))
+        except (aioredis.RedisError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            log.warning("forecast check skipped: %s", exc)
+        except Exception:  # one bad row must not end the loop for the process's lifetime
+            log.exception("forecast check failed; trying again at the next pass")
+        return 0

@@ -130,6 +130,7 @@ FIELDS: dict[str, tuple[str, Check | None]] = {
     "quota_weights.enabled": ("bool", None),
     "quota_weights.reference_model": ("str", _one_line(MAX_MODEL_NAME)),
     "quota_weights.overrides": ("weights", _weights),
+    "forecast_margin_days": ("number", _between(0, 31)),
 }
 
 _KIND_NAMES = {

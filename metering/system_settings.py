@@ -75,8 +75,14 @@ class SystemSettings:
     security: SecuritySettings = field(default_factory=SecuritySettings)
     litellm: LitellmSettings = field(default_factory=LitellmSettings)
     quota_weights: QuotaWeightSettings = field(default_factory=QuotaWeightSettings)
+    # The `forecast` alert fires when a quota is projected to run out more than this many days
+    # before the period ends (`metering.forecast`).
+    forecast_margin_days: float = 3
 
 
-def default_system_settings(litellm_base_url: str) -> SystemSettings:
-    """The defaults a process starts from; only the LiteLLM URL comes from its configuration."""
-    return SystemSettings(litellm=LitellmSettings(base_url=litellm_base_url.rstrip("/")))
+def default_system_settings(litellm_base_url: str, forecast_margin_days: float = 3) -> SystemSettings:
+    """The defaults a process starts from; the LiteLLM URL and the forecast margin come from its
+    configuration until an admin changes them."""
+    return SystemSettings(
+        litellm=LitellmSettings(base_url=litellm_base_url.rstrip("/")), forecast_margin_days=forecast_margin_days
+    )

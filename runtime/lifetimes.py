@@ -152,7 +152,8 @@ async def settings_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     app[CLOCK] = PeriodClock(settings.timezone)
     box = SecretBox.from_settings(settings.secret_key, settings.data_dir)
-    store = SettingsStore(app[PG], app[REDIS], default_system_settings(settings.litellm_base_url), box, seal_plain=True)
+    defaults = default_system_settings(settings.litellm_base_url, settings.forecast_margin_days)
+    store = SettingsStore(app[PG], app[REDIS], defaults, box, seal_plain=True)
     await store.load()
     app[SYSTEM] = store
     app[POLICY] = PolicySource(store)
@@ -225,7 +226,10 @@ async def alerts_ctx(app: web.Application) -> AsyncIterator[None]:
         metrics.alerts.labels(alert_type).inc()
 
     app[FAILURES] = FailureWatch(raise_failure, alerts.raising.spawn)
-    forecasts = ForecastWatch(app[REDIS], app[FORECASTER], alerts, settings.forecast_margin_days, owner=app[PROCESS_ID])
+    system = app[SYSTEM]
+    forecasts = ForecastWatch(
+        app[REDIS], app[FORECASTER], alerts, lambda: system.current.forecast_margin_days, owner=app[PROCESS_ID]
+    )
     async with running(
         app, alert_dispatcher=alerts.run_dispatcher, alert_recovery=recovery.run, forecast_alerts=forecasts.run
     ):

@@ -8,8 +8,9 @@ import zoneinfo
 
 import pytest
 
-from metering.forecast import Forecaster, ForecastWatch, project, window_start
+from metering.forecast import FORECAST_LOCK, Forecaster, ForecastWatch, project, window_start
 from metering.period import PeriodClock
+from runtime.appkeys import SYSTEM
 from tests.admin_client import AdminApi, api_fixture  # noqa: F401 - fixture
 from tests.conftest import Gateway
 from tests.test_selfserve import make_user
@@ -135,7 +136,7 @@ async def test_a_new_period_may_raise_it_again(gateway: Gateway) -> None:
 async def test_the_watch_checks_in_the_background(gateway: Gateway) -> None:
     user_id = await make_user(gateway, monthly_limit=100_000)
     await spent(gateway, user_id, 70_000, at(5), "2026-03", 70_000)
-    watch = ForecastWatch(gateway.redis, forecaster(gateway, at(10)), gateway.alerts, 3.0, owner="test")
+    watch = ForecastWatch(gateway.redis, forecaster(gateway, at(10)), gateway.alerts, lambda: 3.0, owner="test")
     task = asyncio.create_task(watch.run(interval=0.05))
     try:
         for _ in range(200):  # at most 10 s
@@ -144,4 +145,31 @@ async def test_the_watch_checks_in_the_background(gateway: Gateway) -> None:
             await asyncio.sleep(0.05)
     finally:
         task.cancel()
+    assert [a["user_id"] for a in await forecast_alerts(gateway)] == [user_id]
+
+
+async def test_the_margin_is_the_admins_setting_read_at_each_check(gateway: Gateway, api: AdminApi) -> None:
+    user_id = await make_user(gateway, "ana@example.com", monthly_limit=100_000)
+    await spent(gateway, user_id, 70_000, at(20), "2026-03", 80_000)
+    assert (await api.get("/admin/settings")).data["forecastMarginDays"] == 3
+    for bad in (-1, 32, "5"):
+        refused = await api.patch("/admin/settings", json={"forecastMarginDays": bad})
+        assert refused.status == 422 and "forecastMarginDays" in refused.body["details"], refused.body
+    system = gateway.app[SYSTEM]
+    # the user runs out on the 27th, 4.6 days before April 1st: a 5-day margin says nothing
+    assert (await api.patch("/admin/settings", json={"forecastMarginDays": 5})).status == 200
+    [entry] = [e for e in await api.audit_entries("settings.update") if e["success"]]
+    assert "forecastMarginDays" in str(entry["details"]), entry
+    watch = ForecastWatch(
+        gateway.redis,
+        forecaster(gateway, at(25)),
+        gateway.alerts,
+        lambda: system.current.forecast_margin_days,
+        owner="t",
+    )
+    assert await watch.check_once(lock_seconds=60) == 0
+    assert await forecast_alerts(gateway) == []
+    assert (await api.patch("/admin/settings", json={"forecastMarginDays": 4})).status == 200
+    await gateway.redis.delete(FORECAST_LOCK)  # the next pass (in production, 5 minutes later)
+    assert await watch.check_once(lock_seconds=60) == 1
     assert [a["user_id"] for a in await forecast_alerts(gateway)] == [user_id]

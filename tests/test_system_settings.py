@@ -67,6 +67,7 @@ def test_api_shape_is_the_seeds_system_settings() -> None:
         "blockThreshold": 100,
         "maxUserLimit": 100_000_000,
         "minUserLimit": 0,
+        "forecastMarginDays": 3,  # beyond the seed's shape (issue 16)
         "emailSettings": {
             "smtpHost": "",
             "smtpPort": 587,

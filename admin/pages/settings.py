@@ -25,6 +25,7 @@ SECTIONS: tuple[tuple[str, tuple[tuple[str, str, str], ...]], ...] = (
             ("alertThreshold80", "number", "First alert at (%)"),
             ("alertThreshold95", "number", "Second alert at (%)"),
             ("blockThreshold", "number", "Block at (%)"),
+            ("forecastMarginDays", "number", "Forecast alert margin (days)"),
         ),
     ),
     (
