@@ -26,16 +26,11 @@ from metering.ledger_writer import LedgerWriter
 from metering.period import PeriodClock
 from metering.policy import PolicySource
 from metering.quota import QuotaEngine
-from metering.redis_cluster import mux_for
-from metering.secret_box import SecretBox
-from metering.settings_store import SettingsStore
-from metering.system_settings import default_system_settings
 from metering.user_rules import UserValidationError
 from metering.users import User, UserChanges, UserConflict, UserNotFound, UserService
 from runtime.lifetimes import ledger_shards
 from runtime.settings import Settings
-from solaris import db
-from solaris.app import redis_client
+from solaris.cli_stores import open_stores
 from solaris.commands import CommandError, local_time, run_async
 
 
@@ -53,28 +48,16 @@ class Operator:
 
 @asynccontextmanager
 async def open_operator(settings: Settings) -> AsyncIterator[Operator]:
-    pool = await db.create_pool(settings.database_url, min_size=1, max_size=4)
-    redis = redis_client(settings.redis_url, max_connections=16, cluster=settings.redis_cluster)
-    mux = mux_for(redis)
-    try:
-        async with pool.acquire() as conn:
-            await db.migrate(conn)
-        box = SecretBox.from_settings(settings.secret_key, settings.data_dir)
-        system = SettingsStore(pool, redis, default_system_settings(settings.litellm_base_url), box, seal_plain=False)
-        await system.load()
-        quota = QuotaEngine(redis, mux)
+    async with open_stores(settings, pool_size=4, redis_connections=16) as stores:
+        pool, redis = stores.pool, stores.redis
         users = UserService(
-            pool, quota, PeriodClock(settings.timezone), PolicySource(system),
+            pool, QuotaEngine(redis, stores.mux), PeriodClock(settings.timezone), PolicySource(stores.system),
             announce=events.publisher(redis, "user_update", user_update_event),
         )  # fmt: skip
         keys = ApiKeyService(pool, settings.service_key)
         streams = ledger.stream_names(ledger_shards(settings))
         writer = LedgerWriter(redis, pool, consumer=f"cli-{os.getpid()}", timezone=settings.timezone, streams=streams)
         yield Operator(pool, users, keys, writer, Invalidator(redis, keys, users))
-    finally:
-        await mux.aclose()
-        await redis.aclose()
-        await pool.close()
 
 
 def _run(settings: Settings, work: Callable[[Operator], Awaitable[int]]) -> int:

@@ -24,36 +24,24 @@ from metering.quota_requests import (
     QuotaRequestNotFound,
     QuotaRequestService,
 )
-from metering.redis_mux import RedisMux
-from metering.secret_box import SecretBox
-from metering.settings_store import SettingsStore
-from metering.system_settings import default_system_settings
 from metering.users import UserService
 from runtime.settings import Settings
-from solaris import db
-from solaris.app import redis_client
+from solaris.cli_stores import open_stores
 from solaris.commands import CommandError, run_async
 
 
 @asynccontextmanager
 async def open_service(settings: Settings) -> AsyncIterator[QuotaRequestService]:
-    pool = await db.create_pool(settings.database_url, min_size=1, max_size=2)
-    redis = redis_client(settings.redis_url, max_connections=4)
-    mux = RedisMux.for_client(redis)
-    try:
-        async with pool.acquire() as conn:
-            await db.migrate(conn)
-        box = SecretBox.from_settings(settings.secret_key, settings.data_dir)
-        system = SettingsStore(pool, redis, default_system_settings(settings.litellm_base_url), box, seal_plain=False)
-        await system.load()
-        quota, clock, policy = QuotaEngine(redis, mux), PeriodClock(settings.timezone), PolicySource(system)
+    async with open_stores(settings) as stores:
+        pool, redis = stores.pool, stores.redis
+        quota, clock, policy = (
+            QuotaEngine(redis, stores.mux),
+            PeriodClock(settings.timezone),
+            PolicySource(stores.system),
+        )
         announce = events.publisher(redis, "user_update", user_update_event)
         users = UserService(pool, quota, clock, policy, announce=announce)
         yield QuotaRequestService(pool, quota, clock, policy, users=users, announce=announce)
-    finally:
-        await mux.aclose()
-        await redis.aclose()
-        await pool.close()
 
 
 def _run(settings: Settings, work: Callable[[QuotaRequestService], Awaitable[int]]) -> int:

@@ -15,13 +15,10 @@ import aiohttp
 from metering import audit
 from metering.audit import Actor
 from metering.prices import PriceBook, load_overrides
-from metering.secret_box import SecretBox
-from metering.settings_store import SettingsStore
-from metering.system_settings import QuotaWeightSettings, SettingsValidationError, default_system_settings
+from metering.system_settings import QuotaWeightSettings, SettingsValidationError
 from metering.weights import weight_table
 from runtime.settings import Settings
-from solaris import db
-from solaris.app import redis_client
+from solaris.cli_stores import open_stores
 from solaris.commands import CommandError, run_async
 
 
@@ -77,14 +74,9 @@ def _changes(current: QuotaWeightSettings, args: argparse.Namespace) -> dict[str
 
 def cmd_weights(settings: Settings, args: argparse.Namespace) -> int:
     async def work(final: Settings) -> int:
-        pool = await db.create_pool(final.database_url, min_size=1, max_size=2)
-        redis = redis_client(final.redis_url, max_connections=2)
-        try:
-            async with pool.acquire() as conn:
-                await db.migrate(conn)
-            box = SecretBox.from_settings(final.secret_key, final.data_dir)
-            system = SettingsStore(pool, redis, default_system_settings(final.litellm_base_url), box, seal_plain=False)
-            current = await system.load()
+        async with open_stores(final) as stores:
+            system = stores.system
+            current = system.current
             if args.action == "set":
                 changes = _changes(current.quota_weights, args)
                 if not changes:
@@ -99,14 +91,11 @@ def cmd_weights(settings: Settings, args: argparse.Namespace) -> int:
                     "after": dataclasses.asdict(after.quota_weights),
                 }
                 await audit.record(
-                    pool, Actor.cli(), "quota_weights.update", "system_settings", "quota_weights", details
+                    stores.pool, Actor.cli(), "quota_weights.update", "system_settings", "quota_weights", details
                 )
                 current = after
             print_table(current.quota_weights, await _prices(final, current.litellm.base_url))
             return 0
-        finally:
-            await redis.aclose()
-            await pool.close()
 
     return int(run_async(settings, work))
 

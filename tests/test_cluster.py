@@ -30,7 +30,10 @@ from solaris.app import redis_client
 from tests.conftest import Gateway
 from tests.fake_upstream import FakeUpstream
 from tests.redis_cluster import RedisCluster
+from tests.test_cli import run_cli
 from tests.test_proxy_quota import make_user
+from tests.test_selfserve import ask_model
+from tests.test_selfserve import make_user as selfserve_user
 
 LUA = Path(__file__).resolve().parent.parent / "metering" / "lua"
 
@@ -212,6 +215,24 @@ async def eventually(check: Callable[[], bool], timeout: float = 10.0) -> None:
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError("not in time")
         await asyncio.sleep(0.05)
+
+
+async def test_operator_commands_work_on_a_cluster(
+    cluster_gateway_with: object, redis_cluster: RedisCluster, database_url: str
+) -> None:
+    """Every command opens Redis as the gateway does: the quota-requests command once opened a
+    plain client, which cannot even parse a cluster's list of nodes."""
+    gateway: Gateway = await cluster_gateway_with()  # type: ignore[operator]
+    await selfserve_user(gateway)
+    await ask_model(gateway, "pedir 50000 tokens: relatório do trimestre")
+    env = {"DATABASE_URL": database_url, "REDIS_URL": redis_cluster.url, "SOLARIS_REDIS_CLUSTER": "true"}
+    approved = await asyncio.to_thread(run_cli, "quota-requests", "approve", "1", "--note", "ok", env=env)
+    assert approved.returncode == 0, approved.stderr
+    assert "tokens extras neste mês: 50.000" in await ask_model(gateway, "?")  # the grant is in the cluster
+    shown = await asyncio.to_thread(run_cli, "quota-weights", "show", env=env)
+    assert shown.returncode == 0, shown.stderr
+    listed = await asyncio.to_thread(run_cli, "users", "list", env=env)
+    assert listed.returncode == 0 and "ana@example.com" in listed.stdout, listed.stderr
 
 
 def test_a_cluster_needs_its_nodes_named() -> None:
