@@ -76,6 +76,7 @@ class UsageEvent:
     is_complete: bool = True
     request_data: str | None = None
     response_data: str | None = None
+    department_id: int | None = None  # the user's department when the request was admitted
 
     def encode(self) -> bytes:
         return orjson.dumps(self)

@@ -19,7 +19,7 @@ from metering.quota import UserQuota, total_limit
 USER_COLUMNS = """
 id, email, librechat_id, name, phone, status, plan, monthly_limit, last_alert_date, last_login,
 login_count, notes, custom_alert_threshold80, custom_alert_threshold95, email_notifications_enabled,
-language, created_at, updated_at
+language, department_id, created_at, updated_at
 """
 SELECT_USER = f"SELECT {USER_COLUMNS} FROM end_users WHERE id = $1 AND deleted_at IS NULL"  # noqa: S608 - constant
 

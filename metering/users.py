@@ -322,6 +322,7 @@ class UserService:
             monthly_limit=row["monthly_limit"],
             alert80=_percent(row["custom_alert_threshold80"]),
             alert95=_percent(row["custom_alert_threshold95"]),
+            department_id=row["department_id"],
         )
 
     async def load_into_redis(self, user_id: int, settle_first: Callable[[], Awaitable[None]] | None = None) -> None:

@@ -27,7 +27,19 @@ from metering.sweeper import InflightInfo
 from proxy import wording
 from proxy.errors import ProxyError, forbidden, unavailable
 from proxy.exchange import Exchange, user_language
-from runtime.appkeys import ALERTS, CLOCK, METRICS, POLICY, PROCESS_ID, QUOTA, RECONCILER, SETTINGS, USERS
+from runtime.appkeys import (
+    ALERTS,
+    CLOCK,
+    DEPARTMENT_QUOTA,
+    DEPARTMENTS,
+    METRICS,
+    POLICY,
+    PROCESS_ID,
+    QUOTA,
+    RECONCILER,
+    SETTINGS,
+    USERS,
+)
 
 # What asyncpg raises when Postgres goes away mid-call (InternalClientError: a connection caught
 # between two states, as the ledger writer once died of).
@@ -44,8 +56,13 @@ async def admit(ex: Exchange) -> None:
     policy = app[POLICY]()
     info = InflightInfo(app[PROCESS_ID], ex.event(0)).encode()
 
+    def department_info(department_id: int) -> str:
+        event = ex.event(0)
+        event.department_id = department_id  # the ledger row's department, and the sweeper's
+        return InflightInfo(app[PROCESS_ID], event).encode()
+
     async def attempt() -> Admission:
-        return await app[QUOTA].admit(
+        user = await app[QUOTA].admit(
             ex.user_id,  # type: ignore[arg-type]
             period.name,
             ex.request_id,
@@ -56,6 +73,12 @@ async def admit(ex: Exchange) -> None:
             now_ms=int(time.time() * 1000),
             inflight_info=info,
         )
+        # A member of a department: the department's step (see metering.department_quota).
+        return await app[DEPARTMENT_QUOTA].admit_member(
+            ex.user_id,  # type: ignore[arg-type]
+            user, period.name, ex.request_id, prompt_tokens=ex.reserved_prompt, thresholds=policy.thresholds,
+            inflight_info=department_info, load=app[DEPARTMENTS].load_into_redis,
+        )  # fmt: skip
 
     try:
         admission = await attempt()
@@ -75,7 +98,8 @@ async def admit(ex: Exchange) -> None:
     app[METRICS].quota_decisions.labels(admission.decision).inc()
     ex.admission = admission
     if admission.admitted:
-        ex.metered = Metered(ex.user_id, period.name)
+        ex.event(0).department_id = admission.department_id
+        ex.metered = Metered(ex.user_id, period.name, admission.department_id)
         return
     if admission.blocked_now:  # this refusal found the user at the cap first: as a request crossing 100%
         app[METRICS].alerts.labels("blocked").inc()
@@ -92,9 +116,15 @@ async def refusal(ex: Exchange, admission: Admission) -> ProxyError:
         message = wording.quota_exceeded(lang, admission.used, admission.total_limit, ex.period.end)
         status = app[SETTINGS].quota_refusal_status
         return ProxyError(status, message, type="insufficient_quota", code="insufficient_quota", headers=headers)
+    if admission.decision == "department" and admission.department is not None:
+        spent = admission.department
+        message = wording.department_exceeded(lang, spent.used, spent.total_limit, ex.period.end)
+        status = app[SETTINGS].quota_refusal_status
+        return ProxyError(status, message, type="insufficient_quota", code="insufficient_quota", headers=headers)
     if admission.decision == "busy":
+        key = "busy" if admission.department is None else "department_busy"
         return retry_later(
-            wording.text("busy", lang, seconds=BUSY_RETRY_SECONDS), "requests_in_flight", BUSY_RETRY_SECONDS
+            wording.text(key, lang, seconds=BUSY_RETRY_SECONDS), "requests_in_flight", BUSY_RETRY_SECONDS
         )
     if admission.decision == "rate":
         seconds = max(1, math.ceil(admission.retry_after))

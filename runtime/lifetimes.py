@@ -31,6 +31,8 @@ from metering.calibration import Calibration
 from metering.channel_delivery import ChannelDispatcher
 from metering.channel_guard import GuardedResolver
 from metering.channels import ChannelStore
+from metering.department_quota import DepartmentQuota
+from metering.departments import DepartmentService
 from metering.failures import FailureWatch
 from metering.forecast import Forecaster, ForecastWatch
 from metering.invalidation import Invalidator
@@ -60,6 +62,8 @@ from runtime.appkeys import (
     CHANNEL_DISPATCHER,
     CHANNELS,
     CLOCK,
+    DEPARTMENT_QUOTA,
+    DEPARTMENTS,
     FAILURES,
     FEED,
     FORECASTER,
@@ -166,6 +170,7 @@ async def quota_ctx(app: web.Application) -> AsyncIterator[None]:
         app[REDIS], wait_replicas=settings.redis_wait_replicas, wait_timeout_ms=settings.redis_wait_timeout_ms
     )
     app[QUOTA] = QuotaEngine(app[REDIS], mux)
+    app[DEPARTMENT_QUOTA] = DepartmentQuota(app[REDIS], mux)
     yield
     await mux.aclose()
 
@@ -190,6 +195,7 @@ async def directory_ctx(app: web.Application) -> AsyncIterator[None]:
     announce = events.publisher(redis, "user_update", app[FEED].user_update)
     users = app[USERS] = UserService(app[PG], app[QUOTA], app[CLOCK], app[POLICY], announce=announce)
     invalidator = app[INVALIDATOR] = Invalidator(redis, keys, users)
+    app[DEPARTMENTS] = DepartmentService(app[PG], app[DEPARTMENT_QUOTA], app[CLOCK], app[POLICY])
     app[QUOTA_REQUESTS] = QuotaRequestService(
         app[PG], app[QUOTA], app[CLOCK], app[POLICY], users=users, announce=announce
     )
@@ -256,7 +262,7 @@ async def ledger_ctx(app: web.Application) -> AsyncIterator[None]:
         on_written=lambda written, _events: metrics.ledger_written.inc(written),
         feed_data=app[FEED].usage_update, streams=ledger.set_shards(ledger_shards(settings)),
     )  # fmt: skip
-    reconciler = app[RECONCILER] = OutageReconciler(redis, writer, app[USERS], quota)
+    reconciler = app[RECONCILER] = OutageReconciler(redis, writer, app[USERS], quota, app[DEPARTMENTS])
 
     def on_settled(event: UsageEvent, metered: Metered, settlement: Settlement) -> None:
         raised = alerts.raise_crossed_later(
@@ -268,10 +274,11 @@ async def ledger_ctx(app: web.Application) -> AsyncIterator[None]:
     recorder = app[RECORDER] = Recorder(
         redis, pool, quota, timezone=settings.timezone,
         on_redis_failure=reconciler.note_fallback, on_settled=on_settled, backlog=writer.backlog,
+        departments=app[DEPARTMENT_QUOTA],
     )  # fmt: skip
     sweeper = app[SWEEPER] = Sweeper(
         redis, quota, recorder, process_id=process_id, interval=settings.sweep_interval,
-        thresholds=lambda: policy().thresholds,
+        thresholds=lambda: policy().thresholds, departments=app[DEPARTMENT_QUOTA],
     )  # fmt: skip
     await sweeper.beat()
     async with running(
