@@ -17,6 +17,7 @@ from admin.api import (
     alert_channels,
     alerts,
     analytics,
+    departments,
     keys,
     logs,
     models,
@@ -55,6 +56,7 @@ API_ROUTES: list[Route] = [
     *logs.ROUTES,
     *system.ROUTES,
     *quota_requests.ROUTES,
+    *departments.ROUTES,
     *admins.ROUTES,
     Route(
         "GET",

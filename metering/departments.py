@@ -16,6 +16,7 @@ from typing import Any
 import asyncpg
 
 from metering.department_quota import DepartmentQuota, DepartmentQuotaState
+from metering.forecast import Forecast, project, window_start
 from metering.period import PeriodClock
 from metering.policy import QuotaPolicy
 
@@ -27,6 +28,10 @@ SELECT coalesce(sum(total_tokens), 0) FROM token_usage
 WHERE department_id = $1 AND created_at >= $2 AND created_at < $3
 """
 RECORDED_AMONG = "SELECT request_id FROM usage_request_ids WHERE request_id = ANY($1::text[])"
+# The department's tokens over the forecast's window (token_usage_department_created serves it).
+WINDOW_TOKENS = """
+SELECT coalesce(sum(total_tokens), 0) FROM token_usage WHERE department_id = $1 AND created_at >= $2 AND created_at <= $3
+"""
 ACTIVE_DEPARTMENT_IDS = "SELECT id FROM departments WHERE deleted_at IS NULL ORDER BY id"
 DEFAULT_THRESHOLDS = (80.0, 95.0)
 
@@ -136,6 +141,18 @@ class DepartmentService:
         return len(ids)
 
     # -- reading -----------------------------------------------------------------------------
+
+    def current_period(self) -> str:
+        return self._clock.current().name
+
+    async def forecast(self, department: Department) -> Forecast:
+        """When the department's limit runs out at its recent pace (the per-user rule of
+        `metering.forecast`, over the department's ledger rows)."""
+        now, period = self._clock.now(), self._clock.current()
+        start = window_start(now, period)
+        tokens = int(await self._pool.fetchval(WINDOW_TOKENS, department.id, start, now))
+        cap = int(department.monthly_limit * self._policy().thresholds.block // 100)
+        return project(department.used, cap, tokens, start, now, period.end)
 
     async def get(self, department_id: int) -> Department:
         row = await self._pool.fetchrow(SELECT_DEPARTMENT, department_id)

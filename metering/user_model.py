@@ -69,6 +69,7 @@ class UserChanges:
     custom_alert_threshold95: float | None | Unset = UNSET
     language: str | None | Unset = UNSET
     librechat_id: str | None | Unset = UNSET
+    department_id: int | None | Unset = UNSET  # None: in no department
     extra_tokens: int | Unset = UNSET  # an update only: this period's extra tokens, as a new total
 
     def given(self) -> dict[str, Any]:
@@ -104,6 +105,7 @@ class User:
     updated_at: dt.datetime
     period: str
     quota: UserQuota
+    department_id: int | None = None
 
     @property
     def effective_status(self) -> str:
@@ -154,6 +156,7 @@ def user_from_row(row: Mapping[str, Any], quota: UserQuota, period: str) -> User
         updated_at=row["updated_at"],
         period=period,
         quota=quota,
+        department_id=row["department_id"],
     )
 
 

@@ -31,6 +31,7 @@ from metering.calibration import Calibration
 from metering.channel_delivery import ChannelDispatcher
 from metering.channel_guard import GuardedResolver
 from metering.channels import ChannelStore
+from metering.department_changes import DepartmentChanges
 from metering.department_quota import DepartmentQuota
 from metering.departments import DepartmentService
 from metering.failures import FailureWatch
@@ -62,6 +63,7 @@ from runtime.appkeys import (
     CHANNEL_DISPATCHER,
     CHANNELS,
     CLOCK,
+    DEPARTMENT_CHANGES,
     DEPARTMENT_QUOTA,
     DEPARTMENTS,
     FAILURES,
@@ -195,7 +197,8 @@ async def directory_ctx(app: web.Application) -> AsyncIterator[None]:
     announce = events.publisher(redis, "user_update", app[FEED].user_update)
     users = app[USERS] = UserService(app[PG], app[QUOTA], app[CLOCK], app[POLICY], announce=announce)
     invalidator = app[INVALIDATOR] = Invalidator(redis, keys, users)
-    app[DEPARTMENTS] = DepartmentService(app[PG], app[DEPARTMENT_QUOTA], app[CLOCK], app[POLICY])
+    departments = app[DEPARTMENTS] = DepartmentService(app[PG], app[DEPARTMENT_QUOTA], app[CLOCK], app[POLICY])
+    app[DEPARTMENT_CHANGES] = DepartmentChanges(app[PG], departments, users)
     app[QUOTA_REQUESTS] = QuotaRequestService(
         app[PG], app[QUOTA], app[CLOCK], app[POLICY], users=users, announce=announce
     )
