@@ -54,6 +54,8 @@ DEPARTMENTS_BY_NAME = (
     "SELECT id, lower(name) AS name FROM departments WHERE lower(name) = ANY($1::text[]) AND deleted_at IS NULL"
 )
 MOVE_USER = "UPDATE end_users SET department_id = $2, updated_at = now() WHERE id = $1"
+ID_BY_ID = "SELECT id FROM departments WHERE id = $1 AND deleted_at IS NULL"
+ID_BY_NAME = "SELECT id FROM departments WHERE lower(name) = lower($1) AND deleted_at IS NULL"
 NAME_TAKEN = "is already the name of another department"
 
 
@@ -98,6 +100,16 @@ class DepartmentChanges:
         period = self._departments.current_period()
         states = await self._departments.quota.snapshots([r["id"] for r in rows], period)
         return [department_from_row(r, states[r["id"]], period, r["members"]) for r in rows], int(total)
+
+    async def id_of(self, name_or_id: str) -> int:
+        """A department's id from its id or its name (case-insensitive); DepartmentNotFound if none."""
+        if name_or_id.isdigit():
+            found = await self._pool.fetchval(ID_BY_ID, int(name_or_id))
+        else:
+            found = await self._pool.fetchval(ID_BY_NAME, name_or_id.strip())
+        if found is None:
+            raise DepartmentNotFound(name_or_id)
+        return int(found)
 
     async def members(self, department_id: int) -> list[asyncpg.Record]:
         await self._departments.get(department_id)
