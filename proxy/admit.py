@@ -30,6 +30,7 @@ from proxy.exchange import Exchange, user_language
 from runtime.appkeys import (
     ALERTS,
     CLOCK,
+    DEPARTMENT_ALERTS,
     DEPARTMENT_QUOTA,
     DEPARTMENTS,
     METRICS,
@@ -101,6 +102,11 @@ async def admit(ex: Exchange) -> None:
         ex.event(0).department_id = admission.department_id
         ex.metered = Metered(ex.user_id, period.name, admission.department_id)
         return
+    spent = admission.department
+    if spent is not None and spent.blocked_now and admission.department_id is not None:  # the department's cap
+        app[DEPARTMENT_ALERTS].raise_crossed_later(
+            admission.department_id, ["blocked"], period.name, spent.used, spent.total_limit
+        )
     if admission.blocked_now:  # this refusal found the user at the cap first: as a request crossing 100%
         app[METRICS].alerts.labels("blocked").inc()
         app[ALERTS].raise_threshold_later(ex.user_id, "blocked", period.name, admission.used, admission.total_limit)

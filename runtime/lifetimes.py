@@ -14,7 +14,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +25,13 @@ from aiohttp import web
 
 from metering import events, ledger
 from metering.alert_recovery import AlertRecovery
-from metering.alerts import Alert, AlertService
+from metering.alerts import Alert, AlertService, alert_from_row
 from metering.background import Supervisor
 from metering.calibration import Calibration
 from metering.channel_delivery import ChannelDispatcher
 from metering.channel_guard import GuardedResolver
 from metering.channels import ChannelStore
+from metering.department_alerts import DepartmentAlerts
 from metering.department_changes import DepartmentChanges
 from metering.department_quota import DepartmentQuota
 from metering.departments import DepartmentService
@@ -63,6 +64,7 @@ from runtime.appkeys import (
     CHANNEL_DISPATCHER,
     CHANNELS,
     CLOCK,
+    DEPARTMENT_ALERTS,
     DEPARTMENT_CHANGES,
     DEPARTMENT_QUOTA,
     DEPARTMENTS,
@@ -219,6 +221,12 @@ async def alerts_ctx(app: web.Application) -> AsyncIterator[None]:
         channels.wake()  # its channel deliveries were queued with it (migration 008's trigger)
 
     alerts = app[ALERTS] = AlertService(app[PG], app[SYSTEM], mailer, settings.language, announce=announce)
+
+    async def announce_department(row: Mapping[str, Any]) -> None:
+        await announce(alert_from_row(row))
+        alerts.wake()
+
+    app[DEPARTMENT_ALERTS] = DepartmentAlerts(app[PG], settings.language, announce_department, alerts.raising)
     recovery = AlertRecovery(app[REDIS], alerts, app[QUOTA], app[CLOCK], owner=app[PROCESS_ID])
 
     async def raise_failure(alert_type: str, title: str, metadata: dict[str, Any], dedupe_key: str) -> None:
@@ -274,10 +282,16 @@ async def ledger_ctx(app: web.Application) -> AsyncIterator[None]:
         if raised is not None:
             metrics.alerts.labels(raised).inc()
 
+    def on_department_settled(event: UsageEvent, metered: Metered, settlement: Settlement) -> None:
+        assert metered.department_id is not None
+        app[DEPARTMENT_ALERTS].raise_crossed_later(
+            metered.department_id, settlement.crossed, metered.period, settlement.used, settlement.total_limit
+        )
+
     recorder = app[RECORDER] = Recorder(
         redis, pool, quota, timezone=settings.timezone,
         on_redis_failure=reconciler.note_fallback, on_settled=on_settled, backlog=writer.backlog,
-        departments=app[DEPARTMENT_QUOTA],
+        departments=app[DEPARTMENT_QUOTA], on_department_settled=on_department_settled,
     )  # fmt: skip
     sweeper = app[SWEEPER] = Sweeper(
         redis, quota, recorder, process_id=process_id, interval=settings.sweep_interval,
