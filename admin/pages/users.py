@@ -25,7 +25,7 @@ from metering import analytics, hourly
 from metering import usage_history as history
 from metering.user_rules import LANGUAGES, PLANS, STATUSES, UserValidationError
 from metering.users import User, UserConflict
-from runtime.appkeys import FORECASTER
+from runtime.appkeys import DEPARTMENT_CHANGES, FORECASTER
 
 PAGE_SIZE = 20
 FORM_FIELDS = (
@@ -39,6 +39,7 @@ FORM_FIELDS = (
     "notes",
     "customAlertThreshold80",
     "customAlertThreshold95",
+    "departmentId",
 )
 
 
@@ -93,6 +94,8 @@ def _form_to_body(form: dict[str, str], ctx: Ctx, *, creating: bool) -> tuple[di
         value = form.get(name, "").strip()
         body[name] = value or None
     body["language"] = form.get("language") or None
+    department = form.get("departmentId", "")
+    body["departmentId"] = int(department) if department.isdigit() and len(department) < 19 else None
     limit = parse_int(form.get("monthlyLimit", ""), "monthlyLimit", errors, fmt)
     if limit is not None:
         body["monthlyLimit"] = limit
@@ -115,9 +118,10 @@ def _form_values(found: User | None) -> dict[str, str]:
     return values
 
 
-def _form_page(
+async def _form_page(
     request: web.Request, user: User | None, values: dict[str, str], errors: dict[str, str], status: int = 200
 ) -> web.Response:
+    departments, _ = await request.config_dict[DEPARTMENT_CHANGES].find(limit=1000)
     return render(
         request,
         "admin/user_form.html",
@@ -128,6 +132,7 @@ def _form_page(
             "plans": PLANS,
             "statuses": STATUSES,
             "user_languages": LANGUAGES,
+            "departments": [(str(d.id), d.name) for d in departments],
         },
         active="users",
         status=status,
@@ -147,7 +152,7 @@ def _service_errors(ctx: Ctx, exc: Exception) -> dict[str, str]:
 
 
 async def new_user(request: web.Request, ctx: Ctx) -> web.StreamResponse:
-    return _form_page(request, None, _form_values(None), {})
+    return await _form_page(request, None, _form_values(None), {})
 
 
 async def create_user(request: web.Request, ctx: Ctx) -> web.StreamResponse:
@@ -162,12 +167,12 @@ async def create_user(request: web.Request, ctx: Ctx) -> web.StreamResponse:
         else:
             fmt = formatter(request)
             raise redirect(f"/admin/users/{user.id}", "success", fmt.gettext("User created."))
-    return _form_page(request, None, form, errors, status=422)
+    return await _form_page(request, None, form, errors, status=422)
 
 
 async def edit_user(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     user = await ctx.users.get(_user_id(request))
-    return _form_page(request, user, _form_values(user), {})
+    return await _form_page(request, user, _form_values(user), {})
 
 
 async def update_user(request: web.Request, ctx: Ctx) -> web.StreamResponse:
@@ -183,7 +188,7 @@ async def update_user(request: web.Request, ctx: Ctx) -> web.StreamResponse:
             errors = _service_errors(ctx, exc)
         else:
             raise redirect(f"/admin/users/{user_id}", "success", formatter(request).gettext("User updated."))
-    return _form_page(request, user, form, errors, status=422)
+    return await _form_page(request, user, form, errors, status=422)
 
 
 # -- a user's page ------------------------------------------------------------------------------
