@@ -12,12 +12,14 @@ from typing import Any
 
 import aiohttp
 import openai
+import pytest
 
 from metering.estimate import estimate_chat
 from metering.tokenizer import get_encoding
 from runtime.appkeys import DEPARTMENT_QUOTA, DEPARTMENTS
 from tests.conftest import SERVICE_KEY, Gateway
 from tests.fake_upstream import FakeUpstream
+from tests.test_proxy_limit import calibrated
 from tests.test_proxy_quota import MESSAGES, make_user
 
 PROMPT = estimate_chat({"model": "gpt-4o-mini", "messages": MESSAGES}, get_encoding("o200k_base"))
@@ -137,11 +139,13 @@ async def test_a_users_move_and_a_department_limit_change_take_effect_on_the_nex
     assert (await department_used(gateway, department_id))[0] == 36
 
 
-async def two_hundred_across_a_department(gateway: Gateway, upstream: FakeUpstream) -> dict[str, Any]:
+async def two_hundred_across_a_department(
+    gateway: Gateway, upstream: FakeUpstream, prompt_tokens: int = PROMPT
+) -> dict[str, Any]:
     """Four members (4,600 tokens together) of a 4,000-token department send 200 requests at once,
     50 each; the upstream counts as tiktoken and honours the answer's cap, so the documented bound
     (the cap plus the prompts' calibration error of the requests in flight) is the cap itself."""
-    upstream.behaviour.prompt_tokens = PROMPT
+    upstream.behaviour.prompt_tokens = prompt_tokens
     upstream.behaviour.completion_tokens = 15
     upstream.behaviour.obey_output_cap = True
     upstream.behaviour.delay = 0.05  # every request is in flight while the others are admitted
@@ -159,7 +163,9 @@ async def two_hundred_across_a_department(gateway: Gateway, upstream: FakeUpstre
         except openai.APIStatusError as refused:
             if "departamento" in refused.message:
                 return "department"
-            return "user" if "Você atingiu seu limite" in refused.message else str(refused.status_code)
+            if "Você atingiu seu limite" in refused.message:
+                return f"user {index % 4}"  # which member's own limit refused it
+            return str(refused.status_code)
 
     outcomes = collections.Counter(await asyncio.gather(*(one(i) for i in range(200))))
     department = await department_used(gateway, department_id)
@@ -167,18 +173,19 @@ async def two_hundred_across_a_department(gateway: Gateway, upstream: FakeUpstre
     return {"outcomes": outcomes, "department": department, "users": users}
 
 
-def assert_both_levels_held(result: dict[str, Any]) -> None:
+def assert_both_levels_held(result: dict[str, Any], bound: float = 1.0) -> None:
+    """`bound`: the documented over-use, as a factor of each limit (1.0 with an exact upstream)."""
     used, reserved, ledger = result["department"]
     assert used == ledger and reserved == 0, result
-    assert DEPARTMENT_LIMIT * 0.95 <= used <= DEPARTMENT_LIMIT, result
+    assert DEPARTMENT_LIMIT * 0.95 <= used <= DEPARTMENT_LIMIT * bound, result
     for (user_used_, user_reserved, user_ledger), limit in zip(result["users"], USER_LIMITS, strict=True):
         assert user_used_ == user_ledger and user_reserved == 0, result
-        assert user_used_ <= limit, result
-    assert result["users"][0][0] >= USER_LIMITS[0] * 0.95, result  # its own limit stopped it
+        assert user_used_ <= limit * bound, result
     assert sum(u[0] for u in result["users"]) == used, result
     outcomes = result["outcomes"]
-    assert outcomes["department"] > 0 and outcomes["user"] > 0 and outcomes["ok"] > 0, result
-    assert sum(outcomes.values()) == 200 and set(outcomes) <= {"ok", "department", "user"}, result
+    # The first member is stopped by its own limit, the others by the department's.
+    assert outcomes["department"] > 0 and outcomes["user 0"] > 0 and outcomes["ok"] > 0, result
+    assert sum(outcomes.values()) == 200 and set(outcomes) <= {"ok", "department", "user 0"}, result
 
 
 async def test_200_concurrent_requests_keep_members_and_department_within_their_limits(
@@ -189,6 +196,17 @@ async def test_200_concurrent_requests_keep_members_and_department_within_their_
     assert_both_levels_held(result)
 
 
+async def test_a_provider_counting_twice_tiktoken_cannot_walk_a_department_past_its_limit(
+    gateway: Gateway, upstream: FakeUpstream
+) -> None:
+    """The calibrated prompt (`metering.calibration`) bounds the error left: 2% of each limit."""
+    upstream.behaviour.completion_tokens = 15
+    await calibrated(gateway, upstream, 2.0)
+    result = await two_hundred_across_a_department(gateway, upstream, prompt_tokens=PROMPT * 2)
+    print("twice tiktoken:", result)
+    assert_both_levels_held(result, bound=1.02)
+
+
 async def test_200_concurrent_requests_hold_both_levels_on_a_redis_cluster(
     cluster_gateway_with: Any, upstream: FakeUpstream
 ) -> None:
@@ -196,3 +214,29 @@ async def test_200_concurrent_requests_hold_both_levels_on_a_redis_cluster(
     result = await two_hundred_across_a_department(gateway, upstream)
     print("Redis Cluster:", result)
     assert_both_levels_held(result)
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/v1/completions", {"model": "gpt-4o-mini", "prompt": "Olá"}),
+        ("/v1/responses", {"model": "gpt-4o-mini", "input": "Olá"}),
+        ("/v1/embeddings", {"model": "text-embedding-3-small", "input": "Olá"}),
+        ("/v1/chat/completions", {"model": "gpt-4o-mini", "messages": MESSAGES, "stream": True}),
+    ],
+)
+async def test_every_api_refuses_a_spent_departments_member_in_its_own_shape(
+    gateway: Gateway, upstream: FakeUpstream, path: str, body: dict[str, Any]
+) -> None:
+    await make_user(gateway, "dan@example.com", 100_000)
+    await make_department(gateway, "Suporte", 0, "dan@example.com")
+    async with aiohttp.ClientSession() as http:
+        response = await http.post(
+            gateway.url + path, json=body,
+            headers={"Authorization": f"Bearer {SERVICE_KEY}", "X-Solaris-User": "dan@example.com"},
+        )  # fmt: skip
+        reply = await response.json()
+    assert response.status == 402, reply
+    assert reply["error"]["code"] == "insufficient_quota"
+    assert reply["error"]["message"].startswith("Seu departamento atingiu o limite mensal de tokens")
+    assert upstream.requests == []
