@@ -43,6 +43,8 @@ async def test_a_department_is_created_and_shown_with_usage_forecast_and_members
     resp, _ = await panel.post(f"/admin/users/{user['id']}/edit", data=form)
     assert resp.status == 303
     await gateway.client(user="ana@example.com").chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)  # type: ignore[arg-type]
+    _, html = await panel.get(f"/admin/users/{user['id']}")
+    assert f'<a href="/admin/departments/{department_id}" id="user-department">Jurídico</a>' in html
     resp, html = await panel.get(f"/admin/departments/{department_id}")
     assert resp.status == 200
     assert 'id="department-usage">36<' in html and "10.000" in html  # pt-BR numbers

@@ -6,6 +6,7 @@ functions, exactly as the JSON API does.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import math
 from typing import Any
@@ -23,9 +24,10 @@ from admin.wire.records import key_to_api, usage_to_api
 from admin.wire.users import api_field_errors, user_changes, user_to_api
 from metering import analytics, hourly
 from metering import usage_history as history
+from metering.departments import DepartmentNotFound
 from metering.user_rules import LANGUAGES, PLANS, STATUSES, UserValidationError
 from metering.users import User, UserConflict
-from runtime.appkeys import DEPARTMENT_CHANGES, FORECASTER
+from runtime.appkeys import DEPARTMENT_CHANGES, DEPARTMENTS, FORECASTER
 
 PAGE_SIZE = 20
 FORM_FIELDS = (
@@ -223,12 +225,17 @@ async def _user_page(
     keys = [key_to_api(k) for k in await ctx.keys.list(user_id)] if principal.can("keys:read") else []
     limit = user.total_limit
     forecast = await request.config_dict[FORECASTER].for_user(user_id, user.quota)
+    department = None
+    if user.department_id is not None:
+        with contextlib.suppress(DepartmentNotFound):
+            department = await request.config_dict[DEPARTMENTS].get(user.department_id)
     return render(
         request,
         "admin/user_detail.html",
         {
             "user": user,
             "forecast": forecast,
+            "department": department,
             "used_percent": min(100.0, 100.0 * user.used / limit) if limit else 0.0,
             "period": period,
             "periods": PERIODS,
