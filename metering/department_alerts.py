@@ -18,11 +18,13 @@ import asyncpg
 
 from metering.alert_texts import THRESHOLD_TYPES, period_reset_date, usage_percent
 from metering.background import TaskSet
+from metering.department_quota import DepartmentQuota
 from metering.mailer import format_number, pick_language, render_email
 
 log = logging.getLogger(__name__)
 
 SEVERITY = {"usage_80": "info", "usage_95": "warning", "blocked": "critical"}
+EXISTING_KEYS = "SELECT dedupe_key FROM alerts WHERE dedupe_key = ANY($1::text[])"
 SELECT_DEPARTMENT = "SELECT name, contacts, alert_thresholds FROM departments WHERE id = $1"
 INSERT_DEPARTMENT_ALERT = """
 INSERT INTO alerts (user_id, type, title, message, severity, status, period, dedupe_key, metadata, next_attempt_at)
@@ -123,6 +125,24 @@ class DepartmentAlerts:
                 name=f"department-alert-{alert_type}-{department_id}",
             )
         return alert_type
+
+    async def recover_missed(self, quota: DepartmentQuota, period: str) -> int:
+        """Raise the department alerts whose flag is set in Redis but whose row is missing (the
+        process that settled died before writing it); as `AlertService.recover_missed` for users."""
+        missing = []
+        for department_id, state in (await quota.fired(period)).items():
+            flags = {"usage_80": state.alert80, "usage_95": state.alert95, "blocked": state.blocked}
+            alert_type = highest(t for t, flag in flags.items() if flag)
+            if alert_type is not None:
+                missing.append((department_id, alert_type, state.used, state.monthly_limit))
+        keys = [f"department:{d}:{period}:{t}" for d, t, _, _ in missing]
+        existing = {r["dedupe_key"] for r in await self._pool.fetch(EXISTING_KEYS, keys)} if keys else set()
+        raised = 0
+        for (department_id, alert_type, used, limit), key in zip(missing, keys, strict=True):
+            if key not in existing and await self.raise_threshold(department_id, alert_type, period, used, limit):
+                log.warning("raised missed %s alert for department %s (%s)", alert_type, department_id, period)
+                raised += 1
+        return raised
 
     async def raise_threshold(
         self, department_id: int, alert_type: str, period: str, used: int, total_limit: int

@@ -271,6 +271,12 @@ class DepartmentQuota:
             replies = await pipe.execute()
         return {d: DepartmentQuotaState(replies[2 * i], replies[2 * i + 1]) for i, d in enumerate(ids)}
 
+    async def fired(self, period: str) -> dict[int, DepartmentQuotaState]:
+        """Departments of `period` with a threshold flag set (SCAN; for recovering missed alerts)."""
+        ids = [_department_id_of(key) async for key in self._redis.scan_iter(match=f"sol:duse:*:{period}", count=500)]
+        states = await self.snapshots(ids, period) if ids else {}
+        return {d: s for d, s in states.items() if s.alert80 or s.alert95 or s.blocked}
+
     async def scan_inflight(self) -> AsyncIterator[InflightEntry]:
         """Every department reservation in flight (`user_id` here is the department's id)."""
         async for key in self._redis.scan_iter(match=DEPT_INFLIGHT_PATTERN, count=500):

@@ -227,7 +227,10 @@ async def alerts_ctx(app: web.Application) -> AsyncIterator[None]:
         alerts.wake()
 
     app[DEPARTMENT_ALERTS] = DepartmentAlerts(app[PG], settings.language, announce_department, alerts.raising)
-    recovery = AlertRecovery(app[REDIS], alerts, app[QUOTA], app[CLOCK], owner=app[PROCESS_ID])
+    recovery = AlertRecovery(
+        app[REDIS], alerts, app[QUOTA], app[CLOCK], owner=app[PROCESS_ID],
+        departments=(app[DEPARTMENT_ALERTS], app[DEPARTMENT_QUOTA]),
+    )  # fmt: skip
 
     async def raise_failure(alert_type: str, title: str, metadata: dict[str, Any], dedupe_key: str) -> None:
         severity = "critical" if alert_type == "system_error" else "error"

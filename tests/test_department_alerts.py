@@ -9,6 +9,7 @@ from typing import Any
 import openai
 import pytest
 
+from runtime.appkeys import DEPARTMENT_ALERTS, DEPARTMENT_QUOTA
 from tests.admin_client import AdminApi, api_fixture, smtp_fixture  # noqa: F401 - fixtures
 from tests.conftest import Gateway
 from tests.fake_upstream import FakeUpstream
@@ -76,3 +77,19 @@ async def test_department_thresholds_mail_its_contacts_once_per_period_and_are_l
     assert len(mine) == 3 and {a["type"] for a in mine} == {"usage_80", "usage_95", "blocked"}
     rows = await gateway.pool.fetch("SELECT status FROM alerts WHERE dedupe_key LIKE 'department:%'")
     assert [r["status"] for r in rows] == ["sent"] * 3
+
+
+async def test_a_department_alert_whose_row_was_never_written_is_recovered_once(
+    api: AdminApi, gateway: Gateway
+) -> None:
+    """The settlement set the department's 95% flag, then its process died before writing the row."""
+    department = (await api.post("/admin/departments", json={"name": "Compras", "monthlyLimit": 1000})).data
+    period = gateway.clock.current().name
+    await gateway.redis.hset(
+        f"sol:duse:{{d:{department['id']}}}:{period}", mapping={"used": 960, "reserved": 0, "a80": 1, "a95": 1}
+    )
+    recover = gateway.app[DEPARTMENT_ALERTS].recover_missed
+    assert await recover(gateway.app[DEPARTMENT_QUOTA], period) == 1
+    assert await recover(gateway.app[DEPARTMENT_QUOTA], period) == 0  # once
+    [row] = await gateway.pool.fetch("SELECT type, title, metadata FROM alerts")
+    assert row["type"] == "usage_95" and row["title"].startswith("Atenção: departamento Compras com 96")
