@@ -77,8 +77,11 @@ async def test_a_users_department_is_set_through_the_user_api_and_applies_on_the
     assert "departamento" in refused.value.message
     assert (await api.patch(f"/admin/departments/{spent['id']}", json={"monthlyLimit": 10_000})).status == 200
     await client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)  # type: ignore[arg-type]
+    await gateway.flush_ledger()
     detail = await api.get(f"/admin/departments/{spent['id']}")
     assert detail.data["currentUsage"] == 36 and detail.data["refusals"] == 1
+    forecast = detail.data["forecast"]  # the department's pace, from its ledger rows
+    assert forecast["windowTokens"] == 36 and forecast["dailyPace"] > 0 and forecast["runsOutAt"] is not None
     assert [m["email"] for m in detail.data["memberList"]] == ["ana@example.com"]
     # Deleting the department leaves its member in none: the next request is the user's alone.
     await api.patch(f"/admin/departments/{spent['id']}", json={"monthlyLimit": 0})
