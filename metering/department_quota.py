@@ -85,6 +85,11 @@ def _pct(value: float | None) -> str:
     return "" if value is None else repr(float(value))
 
 
+def _load(name: str) -> str:
+    """One of the user's scripts: a department's counters have the same fields."""
+    return (LUA_DIR / name).read_text(encoding="utf-8")
+
+
 def _department_id_of(key: Any) -> int:
     text = _text(key)
     return int(text[text.index("{d:") + 3 : text.index("}")])
@@ -109,11 +114,10 @@ class DepartmentQuota:
     def __init__(self, redis: aioredis.Redis, mux: RedisMux) -> None:
         self._redis = redis
         self.mux = mux
-        load = lambda name: (LUA_DIR / name).read_text(encoding="utf-8")  # noqa: E731
-        self._admit = redis.register_script(load("admit.lua"))
-        self._settle = redis.register_script(load("settle.lua"))
-        self._release = redis.register_script(load("release.lua"))
-        self._rebuild = redis.register_script(load("rebuild.lua"))
+        self._admit = redis.register_script(_load("admit.lua"))
+        self._settle = redis.register_script(_load("settle.lua"))
+        self._release = redis.register_script(_load("release.lua"))
+        self._rebuild = redis.register_script(_load("rebuild.lua"))
 
     async def _run(self, script: AsyncScript, keys: list[str], args: list[Any]) -> Any:
         (raw,) = await self.mux.execute(("EVALSHA", script.sha, len(keys), *keys, *args))
