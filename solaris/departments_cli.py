@@ -8,19 +8,23 @@ Redis, so a change applies to the members' next request. A department is named b
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import asyncpg
+
 from admin.wire.users import user_update_event
-from metering import events
+from metering import audit, events, ledger
 from metering.audit import Actor
 from metering.department_changes import DepartmentChanges, DepartmentConflict, ImportRefused
 from metering.department_quota import DepartmentQuota
 from metering.department_rules import DepartmentValidationError, parse_assignments
 from metering.departments import Department, DepartmentNotFound, DepartmentService
+from metering.ledger_writer import LedgerWriter
 from metering.period import PeriodClock
 from metering.policy import PolicySource
 from metering.quota import QuotaEngine
@@ -30,6 +34,7 @@ from metering.settings_store import SettingsStore
 from metering.system_settings import default_system_settings
 from metering.user_rules import UserValidationError
 from metering.users import UserChanges, UserNotFound, UserService
+from runtime.lifetimes import ledger_shards
 from runtime.settings import Settings
 from solaris import db
 from solaris.app import redis_client
@@ -41,6 +46,8 @@ class Services:
     changes: DepartmentChanges
     departments: DepartmentService
     users: UserService
+    writer: LedgerWriter  # flushed before a rebuild: the ledger must hold every event first
+    pool: asyncpg.Pool
 
 
 @asynccontextmanager
@@ -58,7 +65,9 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         announce = events.publisher(redis, "user_update", user_update_event)
         users = UserService(pool, QuotaEngine(redis, mux), clock, policy, announce=announce)
         departments = DepartmentService(pool, DepartmentQuota(redis, mux), clock, policy)
-        yield Services(DepartmentChanges(pool, departments, users), departments, users)
+        streams = ledger.stream_names(ledger_shards(settings))
+        writer = LedgerWriter(redis, pool, consumer=f"cli-{os.getpid()}", timezone=settings.timezone, streams=streams)
+        yield Services(DepartmentChanges(pool, departments, users), departments, users, writer, pool)
     finally:
         await mux.aclose()
         await redis.aclose()
@@ -178,7 +187,10 @@ def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_rebuild(settings: Settings, args: argparse.Namespace) -> int:
     async def work(services: Services) -> int:
-        print(f"rebuilt the counters of {await services.departments.rebuild_all()} department(s) from the ledger")
+        await services.writer.flush(timeout=120)
+        count = await services.departments.rebuild_all()
+        await audit.record(services.pool, Actor.cli(), "quota.reconcile", "quota", None, {"departments": count})
+        print(f"rebuilt the counters of {count} department(s) from the ledger")
         return 0
 
     return _run(settings, work)
