@@ -229,13 +229,18 @@ class DepartmentQuota:
 
     async def set_config(
         self, department_id: int, *, monthly_limit: int, alert80: float | None, alert95: float | None,
-        deleted: bool = False,
+        deleted: bool = False, admitting: bool = True,
     ) -> None:  # fmt: skip
-        mapping = {
-            "status": "deleted" if deleted else "active", "monthly_limit": monthly_limit,
-            "t80": _pct(alert80), "t95": _pct(alert95),
-        }  # fmt: skip
+        """Cache the department's row. `admitting=False` leaves out its status, so admit.lua still
+        answers "unknown" (see `DepartmentService.ensure_loaded`)."""
+        mapping: dict[str, str | int] = {"monthly_limit": monthly_limit, "t80": _pct(alert80), "t95": _pct(alert95)}
+        if admitting:
+            mapping["status"] = "deleted" if deleted else "active"
         await self._redis.hset(dept_cfg_key(department_id), mapping=mapping)  # type: ignore[arg-type]
+
+    async def is_cached(self, department_id: int) -> bool:
+        """Whether admission knows the department (its status is cached)."""
+        return bool(await self._redis.hexists(dept_cfg_key(department_id), "status"))
 
     async def rebuild_begin(self, department_id: int, period: str) -> None:
         async with self._redis.pipeline(transaction=True) as pipe:

@@ -93,7 +93,7 @@ class DepartmentService:
 
     # -- Redis mirror ------------------------------------------------------------------------
 
-    async def sync_config(self, department_id: int) -> None:
+    async def sync_config(self, department_id: int, *, admitting: bool = True) -> None:
         """Push the department's limit and thresholds to Redis: effective on the next request."""
         row = await self._pool.fetchrow(SELECT_ANY_DEPARTMENT, department_id)
         if row is None:
@@ -102,8 +102,23 @@ class DepartmentService:
         low, high = alert_pair(thresholds_of(row["alert_thresholds"]))
         await self.quota.set_config(
             department_id, monthly_limit=row["monthly_limit"], alert80=low, alert95=high,
-            deleted=row["deleted_at"] is not None,
+            deleted=row["deleted_at"] is not None, admitting=admitting,
         )  # fmt: skip
+
+    async def ensure_loaded(self, department_id: int) -> None:
+        """A member's request found the department unknown to Redis (its first request, or Redis lost
+        its data): rebuild its counters from the ledger, then let admission in.
+
+        Many members ask at once. Admission stays closed (no status cached) until the counters are
+        rebuilt, so no request of the department can be admitted, and settled, between a rebuild's
+        read of the ledger and its write: a rebuild done after such a settlement would overwrite
+        it while its event is still on its way to the ledger (seen: 6 of 200 requests uncharged).
+        Concurrent loaders all find no settlement to lose; one that comes late finds it cached."""
+        if await self.quota.is_cached(department_id):
+            return
+        await self.sync_config(department_id, admitting=False)  # the limit, for rebuild.lua's flags
+        await self.rebuild_counters(department_id)
+        await self.sync_config(department_id)
 
     async def load_into_redis(
         self, department_id: int, settle_first: Callable[[], Awaitable[None]] | None = None

@@ -78,7 +78,7 @@ async def admit(ex: Exchange) -> None:
         return await app[DEPARTMENT_QUOTA].admit_member(
             ex.user_id,  # type: ignore[arg-type]
             user, period.name, ex.request_id, prompt_tokens=ex.reserved_prompt, thresholds=policy.thresholds,
-            inflight_info=department_info, load=app[DEPARTMENTS].load_into_redis,
+            inflight_info=department_info, load=app[DEPARTMENTS].ensure_loaded,
         )  # fmt: skip
 
     try:

@@ -183,8 +183,9 @@ def assert_both_levels_held(result: dict[str, Any], bound: float = 1.0) -> None:
         assert user_used_ <= limit * bound, result
     assert sum(u[0] for u in result["users"]) == used, result
     outcomes = result["outcomes"]
-    # The first member is stopped by its own limit, the others by the department's.
-    assert outcomes["department"] > 0 and outcomes["user 0"] > 0 and outcomes["ok"] > 0, result
+    # The department's limit refuses its members; only the first member can meet its own limit first
+    # (whether it does depends on the order the requests arrive in).
+    assert outcomes["department"] > 0 and outcomes["ok"] > 0, result
     assert sum(outcomes.values()) == 200 and set(outcomes) <= {"ok", "department", "user 0"}, result
 
 

@@ -1,4 +1,4 @@
-"""A member's request left in flight by a dead process is swept at both levels: the user's and the
+"""Department counters kept right at rest. A member's request left in flight by a dead process is swept at both levels: the user's and the
 department's reservations are settled together (the prompt charged to each), and its ledger event
 names the department, so `used == ledger` holds for the department after the sweep too."""
 
@@ -14,13 +14,18 @@ import redis.asyncio as aioredis
 
 from metering import ledger
 from metering.department_quota import DepartmentQuota
+from metering.departments import DepartmentService
 from metering.ledger import UsageEvent
+from metering.period import PeriodClock
+from metering.policy import QuotaPolicy
 from metering.quota import QuotaEngine, RateLimit, Thresholds
 from metering.recorder import Recorder
 from metering.redis_mux import RedisMux
 from metering.sweeper import InflightInfo, Sweeper
 
 PERIOD = "2026-11"
+POLICY = QuotaPolicy(default_monthly_limit=1000, min_monthly_limit=0, max_monthly_limit=10**9,
+                     thresholds=Thresholds(), rate=RateLimit())  # fmt: skip
 TZ = "America/Sao_Paulo"
 
 
@@ -72,3 +77,29 @@ async def test_a_dead_processes_member_request_is_settled_for_user_and_departmen
     [(_, fields)] = await redis_client.xrange(ledger.STREAM)
     written = orjson.loads(fields[b"e"])
     assert written["department_id"] == 7 and written["is_complete"] is False
+
+
+async def test_a_late_loader_never_overwrites_counters_another_loader_opened_to_admission(
+    db_pool: asyncpg.Pool, redis_client: aioredis.Redis, two_levels: tuple[QuotaEngine, DepartmentQuota]
+) -> None:
+    """Members' first requests all find the department unknown and load it. One loader finished and
+    admitted requests; their settlements are in Redis, not yet in the ledger. A loader that comes
+    later must not rebuild over them from the ledger (it did: 6 of 200 requests went uncharged)."""
+    _, departments = two_levels
+    department_id = int(
+        await db_pool.fetchval("INSERT INTO departments (name, monthly_limit) VALUES ('TI', 1000) RETURNING id")
+    )
+    service = DepartmentService(db_pool, departments, PeriodClock(TZ), lambda: POLICY)
+    await service.ensure_loaded(department_id)  # the first loader: counters from the (empty) ledger, then admission
+    period = PeriodClock(TZ).current().name
+    await redis_client.hset(f"sol:duse:{{d:{department_id}}}:{period}", "used", 500)  # settled, not yet in the ledger
+    await service.ensure_loaded(department_id)  # a loader that saw "unknown" before the first finished
+    assert (await departments.snapshots([department_id], period))[department_id].used == 500
+    # While a load is under way admission stays closed: the config has the limit but no status.
+    await redis_client.delete(f"sol:dcfg:{{d:{department_id}}}")
+    await service.sync_config(department_id, admitting=False)
+    refused = await departments.admit(
+        department_id, period, "r-early", prompt_tokens=10, completion_allowance=10, thresholds=Thresholds(),
+        inflight_info="x",
+    )  # fmt: skip
+    assert refused.decision == "unknown_user" and refused.reservation == 0
