@@ -149,10 +149,12 @@ class DepartmentService:
             department_id, period.name, used=used, thresholds=self._policy().thresholds, counted=window
         )
 
-    async def rebuild_all(self) -> int:
+    async def rebuild_all(self, settle_first: Callable[[], Awaitable[None]] | None = None) -> int:
+        """Every department's counters from the ledger; `settle_first` (the ledger writer's flush)
+        runs inside each rebuild's window, so what was settled before it is in the ledger it reads."""
         ids = [r["id"] for r in await self._pool.fetch(ACTIVE_DEPARTMENT_IDS)]
         for department_id in ids:
-            await self.load_into_redis(department_id)
+            await self.load_into_redis(department_id, settle_first)
         return len(ids)
 
     # -- reading -----------------------------------------------------------------------------

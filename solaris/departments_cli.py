@@ -187,8 +187,10 @@ def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_rebuild(settings: Settings, args: argparse.Namespace) -> int:
     async def work(services: Services) -> int:
-        await services.writer.flush(timeout=120)
-        count = await services.departments.rebuild_all()
+        async def flush() -> None:
+            await services.writer.flush(timeout=120)
+
+        count = await services.departments.rebuild_all(settle_first=flush)
         await audit.record(services.pool, Actor.cli(), "quota.reconcile", "quota", None, {"departments": count})
         print(f"rebuilt the counters of {count} department(s) from the ledger")
         return 0
