@@ -17,6 +17,7 @@ from admin.api import (
     alert_channels,
     alerts,
     analytics,
+    departments,
     keys,
     logs,
     models,
@@ -58,6 +59,7 @@ API_ROUTES: list[Route] = [
     *reports.ROUTES,
     *system.ROUTES,
     *quota_requests.ROUTES,
+    *departments.ROUTES,
     *admins.ROUTES,
     *weights.ROUTES,
     Route(

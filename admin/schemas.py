@@ -71,6 +71,7 @@ USER = obj(
         "reservedTokens": INT,
         "period": STR,
         "refusals": {"type": "object", "additionalProperties": INT},
+        "departmentId": nullable(INT),
     },
     required=[
         "id",
@@ -99,6 +100,7 @@ _USER_FIELDS: dict[str, Schema] = {
     "emailNotificationsEnabled": BOOL,
     "language": nullable({"type": "string", "enum": list(LANGUAGES)}),
     "librechatId": nullable({"type": "string", "maxLength": 200}),
+    "departmentId": nullable({"type": "integer", "minimum": 1}),
 }
 CREATE_USER = obj(_USER_FIELDS, required=["email"])
 UPDATE_USER = obj(

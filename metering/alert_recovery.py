@@ -10,6 +10,8 @@ import asyncpg
 import redis.asyncio as aioredis
 
 from metering.alerts import AlertService
+from metering.department_alerts import DepartmentAlerts
+from metering.department_quota import DepartmentQuota
 from metering.period import PeriodClock
 from metering.quota import QuotaEngine
 
@@ -20,8 +22,10 @@ ALERT_RECOVERY_LOCK = "sol:alerts:recovery:lock"
 
 class AlertRecovery:
     def __init__(
-        self, redis: aioredis.Redis, alerts: AlertService, quota: QuotaEngine, clock: PeriodClock, *, owner: str
-    ) -> None:
+        self, redis: aioredis.Redis, alerts: AlertService, quota: QuotaEngine, clock: PeriodClock, *, owner: str,
+        departments: tuple[DepartmentAlerts, DepartmentQuota] | None = None,
+    ) -> None:  # fmt: skip
+        self._departments = departments
         self._redis = redis
         self._alerts = alerts
         self._quota = quota
@@ -35,6 +39,8 @@ class AlertRecovery:
                 if await self._redis.set(ALERT_RECOVERY_LOCK, self._owner, nx=True, ex=int(interval) - 5):
                     for period in self.recent_periods():
                         await self._alerts.recover_missed(self._quota, period)
+                        if self._departments is not None:
+                            await self._departments[0].recover_missed(self._departments[1], period)
             except (aioredis.RedisError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 log.warning("alert recovery skipped: %s", exc)
             except Exception:  # a bad entry must not end the loop for the process's lifetime

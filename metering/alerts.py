@@ -28,6 +28,7 @@ import asyncpg
 
 from metering.alert_texts import ThresholdType, highest_threshold, period_reset_date, threshold_texts, usage_percent
 from metering.background import TaskSet, poll_until_stopped
+from metering.department_alerts import department_email
 from metering.mailer import Mailer, MailError, pick_language, render_email
 from metering.settings_store import SettingsStore
 
@@ -324,6 +325,10 @@ class AlertService:
         await self._announce(alert_from_row(row))
         return int(row["id"])
 
+    def wake(self) -> None:
+        """Deliver due alerts now (one raised elsewhere, such as a department's)."""
+        self._wake.set()
+
     async def acknowledge(self, alert_id: int) -> Alert | None:
         row = await self._pool.fetchrow(ACKNOWLEDGE_ALERT, alert_id)
         return alert_from_row(row) if row is not None else None
@@ -346,10 +351,12 @@ class AlertService:
 
     async def _deliver(self, row: Mapping[str, Any], password: str) -> None:
         email_settings = self._settings.current.email
+        metadata = row["metadata"] or {}
+        contacts = metadata.get("contacts") if row["user_id"] is None else None  # a department's alert
         reason = None
-        if row["type"] not in SEVERITY or not row["user_email"]:
+        if row["type"] not in SEVERITY or not (row["user_email"] or contacts):
             reason = "no_recipient"
-        elif not row["notify"]:
+        elif not (row["notify"] or contacts):
             reason = "notifications_disabled"
         elif not email_settings.configured:
             reason = "smtp_not_configured"
@@ -357,20 +364,18 @@ class AlertService:
             await self._pool.execute(MARK_NOT_MAILED, row["id"], {"delivery": reason})
             return
         lang = pick_language(row["user_language"], self._language)
-        metadata = row["metadata"] or {}
-        subject, text, html = render_email(
-            "threshold",
-            lang,
-            user_name=row["user_name"] or "",
-            alert_type=row["type"],
-            test=bool(metadata.get("test")),
-            percent=metadata.get("percent", 0),
-            used=metadata.get("used", 0),
-            total_limit=metadata.get("limit", 0),
-            reset_date=None if metadata.get("test") else period_reset_date(row["period"]),
-        )
+        if contacts:
+            subject, text, html = department_email(row["type"], lang, metadata, row["period"])
+        else:
+            subject, text, html = render_email(
+                "threshold", lang, user_name=row["user_name"] or "", alert_type=row["type"],
+                test=bool(metadata.get("test")), percent=metadata.get("percent", 0), used=metadata.get("used", 0),
+                total_limit=metadata.get("limit", 0),
+                reset_date=None if metadata.get("test") else period_reset_date(row["period"]),
+            )  # fmt: skip
         try:
-            await self._mailer.send(row["user_email"], subject, text, html, settings=email_settings, password=password)
+            for to in contacts or [row["user_email"]]:
+                await self._mailer.send(to, subject, text, html, settings=email_settings, password=password)
         except MailError as exc:
             delay = retry_delay(row["attempts"], self._retry_base)
             log.warning("alert %s e-mail failed (attempt %s): %s", row["id"], row["attempts"] + 1, exc)

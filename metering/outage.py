@@ -14,6 +14,7 @@ import logging
 
 import redis.asyncio as aioredis
 
+from metering.departments import DepartmentService
 from metering.ledger import UsageEvent
 from metering.ledger_writer import LedgerWriter
 from metering.quota import QuotaEngine
@@ -27,13 +28,23 @@ class OutageReconciler:
     """Remembers who was served unmetered; once Redis answers and the ledger has caught up, their
     counters are rebuilt from Postgres."""
 
-    def __init__(self, redis: aioredis.Redis, writer: LedgerWriter, users: UserService, quota: QuotaEngine) -> None:
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        writer: LedgerWriter,
+        users: UserService,
+        quota: QuotaEngine,
+        departments: DepartmentService | None = None,
+    ) -> None:
         self._redis = redis
         self._writer = writer
         self._users = users
         self._quota = quota
+        self._departments = departments
         self._unmetered: set[int] = set()
+        self._departments_unmetered: set[int] = set()
         self._unreleased: list[tuple[int, str, str]] = []  # (user, period, request id)
+        self._departments_unreleased: list[tuple[int, str, str]] = []  # (department, period, request id)
 
     @property
     def pending(self) -> frozenset[int]:
@@ -46,13 +57,17 @@ class OutageReconciler:
     def note_fallback(self, event: UsageEvent, unsettled: Metered | None) -> None:
         """The recorder wrote `event` past Redis; `unsettled`: its reservation is still in Redis."""
         self.note_unmetered(event.user_id)
+        if event.department_id is not None:
+            self._departments_unmetered.add(event.department_id)
         if unsettled is not None:
             self._unreleased.append((unsettled.user_id, unsettled.period, event.request_id))
+            if unsettled.department_id is not None:
+                self._departments_unreleased.append((unsettled.department_id, unsettled.period, event.request_id))
 
     async def run(self, interval: float = 2.0) -> None:
         while True:
             await asyncio.sleep(interval)
-            if self._unmetered or self._unreleased:
+            if self._unmetered or self._unreleased or self._departments_unmetered:
                 await self.reconcile_once()
 
     async def _flush(self) -> None:
@@ -71,6 +86,8 @@ class OutageReconciler:
             except (aioredis.RedisError, OSError):
                 self._unreleased.extend(unreleased[index:])  # Redis went away again: later
                 return
+        if not await self._reconcile_departments():
+            return
         users, self._unmetered = self._unmetered, set()
         for user_id in users:
             try:
@@ -79,3 +96,23 @@ class OutageReconciler:
                 log.exception("reconcile of user %s failed", user_id)
                 self._unmetered.add(user_id)
         log.info("reconciled %d user(s) after a Redis outage", len(users))
+
+    async def _reconcile_departments(self) -> bool:
+        """The departments' half: release their reservations of requests the ledger has, rebuild them."""
+        if self._departments is None:
+            return True
+        unreleased, self._departments_unreleased = self._departments_unreleased, []
+        for index, (department_id, period, request_id) in enumerate(unreleased):
+            try:
+                await self._departments.quota.release(department_id, period, request_id)
+            except (aioredis.RedisError, OSError):
+                self._departments_unreleased.extend(unreleased[index:])
+                return False
+        departments, self._departments_unmetered = self._departments_unmetered, set()
+        for department_id in departments:
+            try:
+                await self._departments.load_into_redis(department_id, settle_first=self._flush)
+            except Exception:
+                log.exception("reconcile of department %s failed", department_id)
+                self._departments_unmetered.add(department_id)
+        return True

@@ -190,9 +190,11 @@ class QuotaEngine:
         if decision not in DECISIONS:
             decision = "blocked"  # an unexpected cached status: refuse rather than admit
         used, reserved, total, cap, reservation, retry_ms, blocked_now = (int(x) for x in raw[1:8])
+        dept = _text(raw[8]) if len(raw) > 8 else ""
         return Admission(
             cast(Decision, decision), used, reserved, total, cap, reservation, retry_ms / 1000,
             completion_cap=max(0, reservation - prompt_tokens), blocked_now=blocked_now == 1,
+            department_id=int(dept) if dept else None,
         )  # fmt: skip
 
     async def settle(
@@ -260,11 +262,15 @@ class QuotaEngine:
         monthly_limit: int,
         alert80: float | None,
         alert95: float | None,
+        department_id: int | None = None,
     ) -> None:
         """Cache the user's row from Postgres; None thresholds mean the system defaults."""
         if status not in STATUSES:
             raise ValueError(f"unknown status {status!r}")
-        mapping = {"status": status, "monthly_limit": monthly_limit, "t80": _pct(alert80), "t95": _pct(alert95)}
+        mapping = {
+            "status": status, "monthly_limit": monthly_limit, "t80": _pct(alert80), "t95": _pct(alert95),
+            "dept": "" if department_id is None else str(department_id),
+        }  # fmt: skip
         await self._redis.hset(cfg_key(user_id), mapping=mapping)  # type: ignore[arg-type]
         await self._redis.hdel(cfg_key(user_id), "limit")  # the field's name before `monthly_limit`
 

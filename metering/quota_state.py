@@ -14,12 +14,15 @@ USE_TTL_SECONDS = 70 * 24 * 3600
 REBUILD_TTL_SECONDS = 600
 STATUSES = ("active", "suspended", "blocked", "pending", "deleted")
 # "busy": what is left is held by the user's own requests in flight, not spent; wait or retry.
-Decision = Literal["ok", "quota", "busy", "rate", "suspended", "pending", "blocked", "deleted", "unknown_user"]
+# "department": the user's department has spent its monthly limit (the user may have tokens left).
+Decision = Literal[
+    "ok", "quota", "busy", "rate", "suspended", "pending", "blocked", "deleted", "unknown_user", "department"
+]
 DECISIONS: frozenset[str] = frozenset(get_args(Decision))
 CrossedEvent = Literal["usage_80", "usage_95", "blocked"]
 INFLIGHT_PATTERN = "sol:inflight:*"
 # Refusals are counted per user and period by reason, in the period's hash as `r:<reason>`.
-REFUSAL_REASONS = ("quota", "busy", "rate", "suspended", "blocked", "pending", "deleted")
+REFUSAL_REASONS = ("quota", "busy", "rate", "suspended", "blocked", "pending", "deleted", "department")
 
 
 def total_limit(monthly_limit: int, extra_tokens: int) -> int:
@@ -75,6 +78,8 @@ class Admission:
     retry_after: float  # seconds, for "rate"
     completion_cap: int = 0  # the completion tokens reserved: the most the answer may have
     blocked_now: bool = False  # this refusal reached the cap first this period: raise "blocked"
+    department_id: int | None = None  # the user's department (cached with the user's config)
+    department: Admission | None = None  # the department's own admission, when the user has one
 
     @property
     def admitted(self) -> bool:

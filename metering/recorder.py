@@ -17,12 +17,14 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 import redis.asyncio as aioredis
 
+from metering.department_quota import DepartmentQuota
 from metering.ledger import UsageEvent, append_command, write_events
-from metering.quota import QuotaEngine, Settlement, Thresholds
+from metering.quota import QueuedSettle, QuotaEngine, Settlement, Thresholds
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +40,7 @@ class Metered:
 
     user_id: int
     period: str
+    department_id: int | None = None  # charged to this department too (see metering.department_quota)
 
 
 class Recorder:
@@ -51,6 +54,8 @@ class Recorder:
         on_redis_failure: Callable[[UsageEvent, Metered | None], None] | None = None,
         on_settled: Callable[[UsageEvent, Metered, Settlement], None] | None = None,
         backlog: Callable[[], Awaitable[int]] | None = None,
+        departments: DepartmentQuota | None = None,
+        on_department_settled: Callable[[UsageEvent, Metered, Settlement], None] | None = None,
     ) -> None:
         self._redis = redis
         self._pool = pool
@@ -58,6 +63,8 @@ class Recorder:
         self._timezone = timezone
         self._on_redis_failure = on_redis_failure
         self._on_settled = on_settled
+        self._departments = departments
+        self._on_department_settled = on_department_settled
         self._buffer: deque[UsageEvent] = deque(maxlen=MAX_BUFFERED)
         self._buffer_wakeup = asyncio.Event()
         self._backlog = backlog  # the events in the stream not yet written (the ledger writer's)
@@ -74,6 +81,13 @@ class Recorder:
             )
         append = append_command(event)
         commands = (append,) if queued is None else (queued.command, append)
+        department = None
+        if metered is not None and metered.department_id is not None and self._departments is not None:
+            # The department's settle rides in the same round trip (its own slot on a cluster).
+            department = self._departments.queue_settle(
+                metered.department_id, metered.period, event.request_id, actual_tokens, thresholds
+            )
+            commands = (*commands, department.command)
         try:
             replies = await self._quota.mux.execute(*commands)
         except (aioredis.RedisError, OSError) as exc:
@@ -82,6 +96,9 @@ class Recorder:
             log.warning("redis unreachable while settling %s: %s", event.request_id, exc)
             await self._fallback(event, metered)
             return None
+        if department is not None:
+            await self._settle_department(event, metered, department, replies[-1])
+            replies = replies[:-1]
         if isinstance(replies[-1], BaseException):  # the XADD failed: keep the event elsewhere
             await self._fallback(event, None)
         else:
@@ -105,6 +122,22 @@ class Recorder:
         if self._on_settled is not None and settlement.crossed:
             self._on_settled(event, metered, settlement)
         return settlement
+
+    async def _settle_department(
+        self, event: UsageEvent, metered: Metered | None, queued: QueuedSettle, raw: Any
+    ) -> None:
+        """The department's half of a settlement. Unanswered, it is left to a rebuild of the
+        department from the ledger (the event carries its department)."""
+        assert metered is not None
+        try:
+            settlement = await queued.result(raw)
+        except (aioredis.RedisError, OSError) as exc:
+            log.warning("department settlement of %s unanswered by Redis: %s", event.request_id, exc)
+            if self._on_redis_failure is not None:
+                self._on_redis_failure(event, None)
+            return
+        if settlement.crossed and self._on_department_settled is not None:
+            self._on_department_settled(event, metered, settlement)
 
     async def _fallback(self, event: UsageEvent, unsettled: Metered | None) -> None:
         """Write the event to Postgres (or keep it in memory); `unsettled`: its reservation is

@@ -28,6 +28,7 @@ import asyncpg
 import orjson
 import redis.asyncio as aioredis
 
+from metering.department_quota import DepartmentQuota
 from metering.ledger import UsageEvent
 from metering.quota import InflightEntry, QuotaEngine, Thresholds
 from metering.recorder import Metered, Recorder
@@ -67,6 +68,7 @@ class Sweeper:
         process_id: str,
         interval: float,
         thresholds: Callable[[], Thresholds] = Thresholds,
+        departments: DepartmentQuota | None = None,
     ) -> None:
         self._redis = redis
         self._quota = quota
@@ -74,6 +76,7 @@ class Sweeper:
         self.process_id = process_id
         self.interval = interval
         self._thresholds = thresholds
+        self._departments = departments
         self._missing_since: dict[str, float] = {}  # process -> when its heartbeat was first missed
         self._missed: set[str] = set()  # processes without a heartbeat at their last look
 
@@ -104,6 +107,10 @@ class Sweeper:
         settled = 0
         try:
             alive: dict[str, bool] = {}
+            if self._departments is not None:  # first: settles the user's half with the department's
+                async for entry in self._departments.scan_inflight():
+                    if await self._settle_department_if_orphaned(entry, alive, self._thresholds()):
+                        settled += 1
             async for entry in self._quota.scan_inflight():
                 if await self._settle_if_orphaned(entry, alive, self._thresholds()):
                     settled += 1
@@ -153,6 +160,36 @@ class Sweeper:
         )
         log.warning("swept request %s of dead process %s", entry.request_id, info.process)
         return settlement is not None and settlement.found
+
+    async def _settle_department_if_orphaned(
+        self, entry: InflightEntry, alive: dict[str, bool], thresholds: Thresholds
+    ) -> bool:
+        """A department's reservation of a dead process: settled with its user's, as one request
+        (the event it carries names the user and the department), or released if in the ledger."""
+        assert self._departments is not None
+        try:
+            info = InflightInfo.decode(entry.info)
+        except (ValueError, KeyError, TypeError):
+            await self._departments.release(entry.user_id, entry.period, entry.request_id)
+            return True
+        if info.process not in alive:
+            alive[info.process] = not await self._dead(info.process)
+        if alive[info.process]:
+            return False
+        user_id = info.event.user_id
+        if user_id is None or await self._recorder.is_recorded(entry.request_id):
+            await self._departments.release(entry.user_id, entry.period, entry.request_id)
+            return True
+        event = info.event
+        event.is_complete = False
+        event.error_type = event.error_type or "incomplete"
+        event.error_message = event.error_message or "the proxy process ended before the request finished"
+        event.completion_tokens = 0
+        event.total_tokens = event.prompt_tokens
+        metered = Metered(user_id, entry.period, entry.user_id)  # entry.user_id: the department
+        await self._recorder.settle(event, metered, thresholds, actual_tokens=quota_charge(event))
+        log.warning("swept request %s of dead process %s (with its department)", entry.request_id, info.process)
+        return True
 
     async def run(self) -> None:
         while True:

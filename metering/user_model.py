@@ -19,7 +19,7 @@ from metering.quota import UserQuota, total_limit
 USER_COLUMNS = """
 id, email, librechat_id, name, phone, status, plan, monthly_limit, last_alert_date, last_login,
 login_count, notes, custom_alert_threshold80, custom_alert_threshold95, email_notifications_enabled,
-language, created_at, updated_at
+language, department_id, created_at, updated_at
 """
 SELECT_USER = f"SELECT {USER_COLUMNS} FROM end_users WHERE id = $1 AND deleted_at IS NULL"  # noqa: S608 - constant
 
@@ -69,6 +69,7 @@ class UserChanges:
     custom_alert_threshold95: float | None | Unset = UNSET
     language: str | None | Unset = UNSET
     librechat_id: str | None | Unset = UNSET
+    department_id: int | None | Unset = UNSET  # None: in no department
     extra_tokens: int | Unset = UNSET  # an update only: this period's extra tokens, as a new total
 
     def given(self) -> dict[str, Any]:
@@ -104,6 +105,7 @@ class User:
     updated_at: dt.datetime
     period: str
     quota: UserQuota
+    department_id: int | None = None
 
     @property
     def effective_status(self) -> str:
@@ -154,6 +156,7 @@ def user_from_row(row: Mapping[str, Any], quota: UserQuota, period: str) -> User
         updated_at=row["updated_at"],
         period=period,
         quota=quota,
+        department_id=row["department_id"],
     )
 
 

@@ -93,6 +93,11 @@ def _percent(value: Any) -> float | None:
     return rounded
 
 
+def _department(value: Any) -> int | None:
+    """A department's id, or None for none (whether it exists is checked against Postgres)."""
+    return None if value is None else _whole(1, 2**63 - 1)(value)
+
+
 def _rules(min_monthly_limit: int, max_monthly_limit: int) -> dict[str, Callable[[Any], Any]]:
     return {
         "email": _email,
@@ -108,6 +113,7 @@ def _rules(min_monthly_limit: int, max_monthly_limit: int) -> dict[str, Callable
         "language": _choice(LANGUAGES, nullable=True),
         "librechat_id": _text(200),
         "extra_tokens": _whole(0, MAX_TOKENS_VALUE),
+        "department_id": _department,
     }
 
 

@@ -45,10 +45,11 @@ __all__ = [
 
 INSERT_USER = (
     "INSERT INTO end_users (email, name, phone, plan, monthly_limit, email_notifications_enabled, status, notes,"  # noqa: S608 - constant text
-    " custom_alert_threshold80, custom_alert_threshold95, language, librechat_id)"
-    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+    " custom_alert_threshold80, custom_alert_threshold95, language, librechat_id, department_id)"
+    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
     " RETURNING " + USER_COLUMNS
 )
+DEPARTMENT_EXISTS = "SELECT EXISTS (SELECT 1 FROM departments WHERE id = $1 AND deleted_at IS NULL)"
 SOFT_DELETE = "UPDATE end_users SET deleted_at = now(), updated_at = now() WHERE id = $1 AND deleted_at IS NULL"
 REVOKE_USER_KEYS = "UPDATE api_keys SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL"
 INSERT_GRANT = """
@@ -197,6 +198,7 @@ class UserService:
             changes, min_monthly_limit=policy.min_monthly_limit, max_monthly_limit=policy.max_monthly_limit
         )
         async with self._pool.acquire() as conn, conn.transaction():
+            await _check_department(conn, clean)
             try:
                 row = await conn.fetchrow(
                     INSERT_USER,
@@ -212,6 +214,7 @@ class UserService:
                     clean.get("custom_alert_threshold95"),
                     clean.get("language"),
                     clean.get("librechat_id"),
+                    clean.get("department_id"),
                 )
             except asyncpg.UniqueViolationError as exc:
                 raise _conflict(exc) from exc
@@ -232,6 +235,7 @@ class UserService:
                 changes, before, min_monthly_limit=policy.min_monthly_limit, max_monthly_limit=policy.max_monthly_limit
             )
             extra_target = clean.pop("extra_tokens", None)
+            await _check_department(conn, clean)
             row = before
             if clean:  # each field's name is its column's
                 sets = ", ".join(f"{column} = ${i}" for i, column in enumerate(clean, start=2))
@@ -322,6 +326,7 @@ class UserService:
             monthly_limit=row["monthly_limit"],
             alert80=_percent(row["custom_alert_threshold80"]),
             alert95=_percent(row["custom_alert_threshold95"]),
+            department_id=row["department_id"],
         )
 
     async def load_into_redis(self, user_id: int, settle_first: Callable[[], Awaitable[None]] | None = None) -> None:
@@ -365,6 +370,12 @@ class UserService:
         for user_id in ids:
             await self.load_into_redis(user_id)
         return len(ids)
+
+
+async def _check_department(conn: asyncpg.Connection, clean: Mapping[str, Any]) -> None:
+    department_id = clean.get("department_id")
+    if department_id is not None and not await conn.fetchval(DEPARTMENT_EXISTS, department_id):
+        raise UserValidationError({"department_id": "is not a department"})
 
 
 def _percent(value: Any) -> float | None:

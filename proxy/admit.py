@@ -28,7 +28,20 @@ from metering.weights import charge, in_model_tokens
 from proxy import weighing, wording
 from proxy.errors import ProxyError, forbidden, unavailable
 from proxy.exchange import Exchange, user_language
-from runtime.appkeys import ALERTS, CLOCK, METRICS, POLICY, PROCESS_ID, QUOTA, RECONCILER, SETTINGS, USERS
+from runtime.appkeys import (
+    ALERTS,
+    CLOCK,
+    DEPARTMENT_ALERTS,
+    DEPARTMENT_QUOTA,
+    DEPARTMENTS,
+    METRICS,
+    POLICY,
+    PROCESS_ID,
+    QUOTA,
+    RECONCILER,
+    SETTINGS,
+    USERS,
+)
 
 # What asyncpg raises when Postgres goes away mid-call (InternalClientError: a connection caught
 # between two states, as the ledger writer once died of).
@@ -46,8 +59,13 @@ async def admit(ex: Exchange) -> None:
     weighing.weigh(ex)  # cost-weighted quotas: Redis counts the weighted amounts (metering.weights)
     info = InflightInfo(app[PROCESS_ID], ex.event(0)).encode()
 
+    def department_info(department_id: int) -> str:
+        event = ex.event(0)
+        event.department_id = department_id  # the ledger row's department, and the sweeper's
+        return InflightInfo(app[PROCESS_ID], event).encode()
+
     async def attempt() -> Admission:
-        return await app[QUOTA].admit(
+        user = await app[QUOTA].admit(
             ex.user_id,  # type: ignore[arg-type]
             period.name,
             ex.request_id,
@@ -58,6 +76,13 @@ async def admit(ex: Exchange) -> None:
             now_ms=int(time.time() * 1000),
             inflight_info=info,
         )
+        # A member of a department: the department's step (see metering.department_quota).
+        return await app[DEPARTMENT_QUOTA].admit_member(
+            ex.user_id,  # type: ignore[arg-type]
+            user, period.name, ex.request_id, prompt_tokens=charge(ex.reserved_prompt, ex.weight),
+            thresholds=policy.thresholds,
+            inflight_info=department_info, load=app[DEPARTMENTS].ensure_loaded,
+        )  # fmt: skip
 
     try:
         admission = await attempt()
@@ -77,8 +102,14 @@ async def admit(ex: Exchange) -> None:
     app[METRICS].quota_decisions.labels(admission.decision).inc()
     ex.admission = admission = in_model_tokens(admission, ex.weight)
     if admission.admitted:
-        ex.metered = Metered(ex.user_id, period.name)
+        ex.event(0).department_id = admission.department_id
+        ex.metered = Metered(ex.user_id, period.name, admission.department_id)
         return
+    spent = admission.department
+    if spent is not None and spent.blocked_now and admission.department_id is not None:  # the department's cap
+        app[DEPARTMENT_ALERTS].raise_crossed_later(
+            admission.department_id, ["blocked"], period.name, spent.used, spent.total_limit
+        )
     if admission.blocked_now:  # this refusal found the user at the cap first: as a request crossing 100%
         app[METRICS].alerts.labels("blocked").inc()
         app[ALERTS].raise_threshold_later(ex.user_id, "blocked", period.name, admission.used, admission.total_limit)
@@ -94,9 +125,15 @@ async def refusal(ex: Exchange, admission: Admission) -> ProxyError:
         message = weighing.quota_exceeded(ex, lang, admission.used, admission.total_limit, ex.period.end)
         status = app[SETTINGS].quota_refusal_status
         return ProxyError(status, message, type="insufficient_quota", code="insufficient_quota", headers=headers)
+    if admission.decision == "department" and admission.department is not None:
+        spent = admission.department
+        message = wording.department_exceeded(lang, spent.used, spent.total_limit, ex.period.end)
+        status = app[SETTINGS].quota_refusal_status
+        return ProxyError(status, message, type="insufficient_quota", code="insufficient_quota", headers=headers)
     if admission.decision == "busy":
+        key = "busy" if admission.department is None else "department_busy"
         return retry_later(
-            wording.text("busy", lang, seconds=BUSY_RETRY_SECONDS), "requests_in_flight", BUSY_RETRY_SECONDS
+            wording.text(key, lang, seconds=BUSY_RETRY_SECONDS), "requests_in_flight", BUSY_RETRY_SECONDS
         )
     if admission.decision == "rate":
         seconds = max(1, math.ceil(admission.retry_after))

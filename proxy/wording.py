@@ -65,6 +65,14 @@ _TEXT: dict[str, dict[str, str]] = {
             "({used} de {limit}). O limite será renovado em {reset}."
         ),
         "unavailable": "O serviço de cotas está indisponível no momento. Tente novamente em instantes.",
+        "department": (
+            "Seu departamento atingiu o limite mensal de tokens que seus membros compartilham: {used} de {limit} "
+            "usados. O limite será renovado em {reset}. Para continuar antes disso, fale com o administrador."
+        ),
+        "department_busy": (
+            "Pedidos em andamento do seu departamento estão usando o saldo de tokens que ele tem. "
+            "Tente novamente em {wait}."
+        ),
     },
     "en": {
         "quota": (
@@ -86,6 +94,11 @@ _TEXT: dict[str, dict[str, str]] = {
             "({used} of {limit}). The limit resets on {reset}."
         ),
         "unavailable": "The quota service is unavailable right now. Please try again shortly.",
+        "department": (
+            "Your department has reached the monthly token limit its members share: {used} of {limit} used. "
+            "The limit resets on {reset}. To continue before then, contact your administrator."
+        ),
+        "department_busy": "Requests in progress in your department are using the tokens it has left. Try again in {wait}.",
     },
 }
 
@@ -101,6 +114,11 @@ def text(key: str, lang: str, **values: object) -> str:
 
 def quota_exceeded(lang: str, used: int, limit: int, reset: dt.datetime) -> str:
     return text("quota", lang, used=number(used, lang), limit=number(limit, lang), reset=date(reset, lang))
+
+
+def department_exceeded(lang: str, used: int, limit: int, reset: dt.datetime) -> str:
+    """The refusal of a member of a department that has spent its limit (the user may have tokens left)."""
+    return text("department", lang, used=number(used, lang), limit=number(limit, lang), reset=date(reset, lang))
 
 
 def threshold_notice(lang: str, percent: int, used: int, limit: int, reset: dt.datetime) -> str:

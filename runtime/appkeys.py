@@ -24,6 +24,10 @@ if TYPE_CHECKING:
     from metering.calibration import Calibration
     from metering.channel_delivery import ChannelDispatcher, Describe
     from metering.channels import ChannelStore
+    from metering.department_alerts import DepartmentAlerts
+    from metering.department_changes import DepartmentChanges
+    from metering.department_quota import DepartmentQuota
+    from metering.departments import DepartmentService
     from metering.failures import FailureWatch
     from metering.forecast import Forecaster
     from metering.invalidation import Invalidator
@@ -55,6 +59,10 @@ CLOCK: web.AppKey[PeriodClock] = web.AppKey("clock")
 SYSTEM: web.AppKey[SettingsStore] = web.AppKey("system_settings")
 POLICY: web.AppKey[PolicySource] = web.AppKey("policy")
 QUOTA: web.AppKey[QuotaEngine] = web.AppKey("quota")
+DEPARTMENT_QUOTA: web.AppKey[DepartmentQuota] = web.AppKey("department_quota")  # shared monthly limits
+DEPARTMENTS: web.AppKey[DepartmentService] = web.AppKey("departments")
+DEPARTMENT_ALERTS: web.AppKey[DepartmentAlerts] = web.AppKey("department_alerts")  # to its contacts
+DEPARTMENT_CHANGES: web.AppKey[DepartmentChanges] = web.AppKey("department_changes")  # admin changes, audited
 CALIBRATION: web.AppKey[Calibration] = web.AppKey("calibration")  # per-model prompt estimate factors
 API_KEYS: web.AppKey[ApiKeyService] = web.AppKey("api_keys")
 USERS: web.AppKey[UserService] = web.AppKey("users")

@@ -14,7 +14,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +25,16 @@ from aiohttp import web
 
 from metering import events, ledger
 from metering.alert_recovery import AlertRecovery
-from metering.alerts import Alert, AlertService
+from metering.alerts import Alert, AlertService, alert_from_row
 from metering.background import Supervisor
 from metering.calibration import Calibration
 from metering.channel_delivery import ChannelDispatcher
 from metering.channel_guard import GuardedResolver
 from metering.channels import ChannelStore
+from metering.department_alerts import DepartmentAlerts
+from metering.department_changes import DepartmentChanges
+from metering.department_quota import DepartmentQuota
+from metering.departments import DepartmentService
 from metering.failures import FailureWatch
 from metering.forecast import Forecaster, ForecastWatch
 from metering.invalidation import Invalidator
@@ -60,6 +64,10 @@ from runtime.appkeys import (
     CHANNEL_DISPATCHER,
     CHANNELS,
     CLOCK,
+    DEPARTMENT_ALERTS,
+    DEPARTMENT_CHANGES,
+    DEPARTMENT_QUOTA,
+    DEPARTMENTS,
     FAILURES,
     FEED,
     FORECASTER,
@@ -167,6 +175,7 @@ async def quota_ctx(app: web.Application) -> AsyncIterator[None]:
         app[REDIS], wait_replicas=settings.redis_wait_replicas, wait_timeout_ms=settings.redis_wait_timeout_ms
     )
     app[QUOTA] = QuotaEngine(app[REDIS], mux)
+    app[DEPARTMENT_QUOTA] = DepartmentQuota(app[REDIS], mux)
     yield
     await mux.aclose()
 
@@ -191,6 +200,8 @@ async def directory_ctx(app: web.Application) -> AsyncIterator[None]:
     announce = events.publisher(redis, "user_update", app[FEED].user_update)
     users = app[USERS] = UserService(app[PG], app[QUOTA], app[CLOCK], app[POLICY], announce=announce)
     invalidator = app[INVALIDATOR] = Invalidator(redis, keys, users)
+    departments = app[DEPARTMENTS] = DepartmentService(app[PG], app[DEPARTMENT_QUOTA], app[CLOCK], app[POLICY])
+    app[DEPARTMENT_CHANGES] = DepartmentChanges(app[PG], departments, users)
     app[QUOTA_REQUESTS] = QuotaRequestService(
         app[PG], app[QUOTA], app[CLOCK], app[POLICY], users=users, announce=announce
     )
@@ -211,7 +222,16 @@ async def alerts_ctx(app: web.Application) -> AsyncIterator[None]:
         channels.wake()  # its channel deliveries were queued with it (migration 008's trigger)
 
     alerts = app[ALERTS] = AlertService(app[PG], app[SYSTEM], mailer, settings.language, announce=announce)
-    recovery = AlertRecovery(app[REDIS], alerts, app[QUOTA], app[CLOCK], owner=app[PROCESS_ID])
+
+    async def announce_department(row: Mapping[str, Any]) -> None:
+        await announce(alert_from_row(row))
+        alerts.wake()
+
+    app[DEPARTMENT_ALERTS] = DepartmentAlerts(app[PG], settings.language, announce_department, alerts.raising)
+    recovery = AlertRecovery(
+        app[REDIS], alerts, app[QUOTA], app[CLOCK], owner=app[PROCESS_ID],
+        departments=(app[DEPARTMENT_ALERTS], app[DEPARTMENT_QUOTA]),
+    )  # fmt: skip
 
     async def raise_failure(alert_type: str, title: str, metadata: dict[str, Any], dedupe_key: str) -> None:
         severity = "critical" if alert_type == "system_error" else "error"
@@ -260,7 +280,7 @@ async def ledger_ctx(app: web.Application) -> AsyncIterator[None]:
         on_written=lambda written, _events: metrics.ledger_written.inc(written),
         feed_data=app[FEED].usage_update, streams=ledger.set_shards(ledger_shards(settings)),
     )  # fmt: skip
-    reconciler = app[RECONCILER] = OutageReconciler(redis, writer, app[USERS], quota)
+    reconciler = app[RECONCILER] = OutageReconciler(redis, writer, app[USERS], quota, app[DEPARTMENTS])
 
     def on_settled(event: UsageEvent, metered: Metered, settlement: Settlement) -> None:
         raised = alerts.raise_crossed_later(
@@ -269,13 +289,20 @@ async def ledger_ctx(app: web.Application) -> AsyncIterator[None]:
         if raised is not None:
             metrics.alerts.labels(raised).inc()
 
+    def on_department_settled(event: UsageEvent, metered: Metered, settlement: Settlement) -> None:
+        assert metered.department_id is not None
+        app[DEPARTMENT_ALERTS].raise_crossed_later(
+            metered.department_id, settlement.crossed, metered.period, settlement.used, settlement.total_limit
+        )
+
     recorder = app[RECORDER] = Recorder(
         redis, pool, quota, timezone=settings.timezone,
         on_redis_failure=reconciler.note_fallback, on_settled=on_settled, backlog=writer.backlog,
+        departments=app[DEPARTMENT_QUOTA], on_department_settled=on_department_settled,
     )  # fmt: skip
     sweeper = app[SWEEPER] = Sweeper(
         redis, quota, recorder, process_id=process_id, interval=settings.sweep_interval,
-        thresholds=lambda: policy().thresholds,
+        thresholds=lambda: policy().thresholds, departments=app[DEPARTMENT_QUOTA],
     )  # fmt: skip
     await sweeper.beat()
     async with running(

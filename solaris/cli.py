@@ -18,7 +18,7 @@ import asyncpg
 from admin import accounts
 from metering import audit
 from runtime.settings import Settings, SettingsError, load_settings
-from solaris import admins_cli, db, operator_cli, quota_requests_cli, server, weights_cli
+from solaris import admins_cli, db, departments_cli, operator_cli, quota_requests_cli, server, weights_cli
 from solaris.commands import CommandError, check_stores, engines_for, read_password, run_async
 
 log = logging.getLogger("solaris")
@@ -133,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     operator_cli.add_commands(sub)
     quota_requests_cli.add_commands(sub)
     weights_cli.add_commands(sub)
+    departments_cli.add_commands(sub)
     admins_cli.add_commands(sub)
     return parser
 

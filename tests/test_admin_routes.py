@@ -123,6 +123,7 @@ async def test_every_mutation_writes_an_audit_entry_with_its_request_id(api: Adm
     hook = {"name": "ops", "kind": "webhook", "url": "http://127.0.0.1:9/hook", "alertTypes": ["blocked"]}
     c, c2 = [(await api.post("/admin/alert-channels", json=hook)).data["id"] for _ in range(2)]
     u, d, a = user["id"], doomed["id"], alert["id"]
+    dep, dep2 = [(await api.post("/admin/departments", json={"name": n, "monthlyLimit": 9})).data["id"] for n in "AB"]
     calls: dict[tuple[str, str], tuple[str, str, object]] = {
         ("POST", "/auth/login"): ("auth.login", "/auth/login", {"email": "viewer@solaris.test", "password": PASSWORD}),
         ("POST", "/auth/logout"): ("auth.logout", "/auth/logout", None),
@@ -164,6 +165,12 @@ async def test_every_mutation_writes_an_audit_entry_with_its_request_id(api: Adm
         ("POST", r"/admin/alert-channels/{id:\d+}/test"): ("alert_channel.test", f"/admin/alert-channels/{c}/test",
                                                            None),
         ("DELETE", r"/admin/alert-channels/{id:\d+}"): ("alert_channel.delete", f"/admin/alert-channels/{c2}", None),
+        ("POST", "/admin/departments"): ("department.create", "/admin/departments", {"name": "C", "monthlyLimit": 1}),
+        ("PATCH", r"/admin/departments/{id:\d+}"): ("department.update", f"/admin/departments/{dep}",
+                                                     {"monthlyLimit": 10}),
+        ("DELETE", r"/admin/departments/{id:\d+}"): ("department.delete", f"/admin/departments/{dep2}", None),
+        ("POST", "/admin/departments/import"): ("department.import", "/admin/departments/import",
+                                                {"csv": "email,department\nana@example.com,A\n"}),
     }  # fmt: skip
     audited_routes = {(r.method, r.path) for r in API_ROUTES if r.mutating or r.action}
     assert audited_routes == set(calls)

@@ -104,3 +104,26 @@ async def test_librechat_shows_our_refusal_text_in_the_chat_asked_once(
     assert len(message) <= 240 and "\n" not in message and "{" not in message  # ...and shows it inline
     assert refusals(gateway) - before == 1  # asked once
     assert len(upstream.requests) == 1
+
+
+async def test_librechat_shows_the_department_refusal_in_the_chat_asked_once(
+    gateway: Gateway, upstream: FakeUpstream
+) -> None:
+    """A member of a spent department (with tokens of their own left) reads that the department is
+    spent, in the chat, as LibreChat's agents runtime shows it."""
+    user_id = await make_user(gateway, "lia@example.com", 100_000)
+    department_id = await gateway.pool.fetchval(
+        "INSERT INTO departments (name, monthly_limit) VALUES ('TI', 0) RETURNING id"
+    )
+    await gateway.pool.execute("UPDATE end_users SET department_id = $1 WHERE id = $2", department_id, user_id)
+    await gateway.users.sync_config(await gateway.users.row(user_id))
+    refused = gateway.metrics.quota_decisions.labels("department")
+    before = float(refused._value.get())
+    result = await librechat_turn(gateway, "lia@example.com")
+    assert result["ok"] is False and result["status"] == 402 and not librechat_replaces(result)
+    shown = result["librechatText"]
+    assert shown.startswith("An error occurred while processing the request: 402 Seu departamento atingiu o limite")
+    message = shown.split(": 402 ", 1)[1]
+    assert len(message) <= 240 and "\n" not in message and "{" not in message
+    assert float(refused._value.get()) - before == 1  # asked once
+    assert upstream.requests == []

@@ -256,6 +256,12 @@ async def _seed_a_busy_panel(api: AdminApi) -> dict[str, object]:
         severity="error",
     )  # fmt: skip
     await api.post(f"/admin/users/{user['id']}/tokens", json={"amount": 1000, "reason": "bônus " * 20})
+    department = await api.post(
+        "/admin/departments",
+        json={"name": "Departamento de Planejamento Financeiro e Controladoria Regional", "monthlyLimit": 5_000_000,
+              "contacts": ["controladoria.regional.sudeste@departamento-financeiro.example.com.br"]},
+    )  # fmt: skip
+    await api.patch(f"/admin/users/{user['id']}", json={"departmentId": department.data["id"]})
     return user
 
 

@@ -40,7 +40,9 @@ async def test_an_expired_session_returns_to_the_login_page_with_a_notice(panel:
 async def test_every_page_renders_for_an_admin(panel: Panel) -> None:
     user = await panel.api.create_user()
     alert = await panel.api.post("/admin/alerts/test", json={"userId": user["id"], "type": "usage_80"})
-    assert alert.data["id"] == user["id"]  # one id fills every {id} below (a user's, an alert's)
+    assert alert.data["id"] == user["id"]  # one id fills every {id} below (a user's, an alert's, a department's)
+    department = await panel.api.post("/admin/departments", json={"name": "Jurídico", "monthlyLimit": 1000})
+    assert department.data["id"] == user["id"]
     for path in GET_PAGES:
         if path in ("/events", "/logs/export", "/chargeback/export", "/dashboard.json", "/session"):
             continue

@@ -28,13 +28,14 @@ from metering.system_settings import QuotaWeightSettings
 from metering.tokenizer import get_encoding
 from metering.weights import SCALE, Weight, charge, in_model_tokens, quota_charge, tokens_for, weight_of
 from proxy import weighing
-from runtime.appkeys import FORECASTER
+from runtime.appkeys import DEPARTMENTS, FORECASTER
 from runtime.settings import Settings, load_settings
 from tests.admin_client import AdminApi, api_fixture  # noqa: F401 - the fixture
 from tests.conftest import SERVICE_KEY, Gateway
 from tests.fake_upstream import COMPLETION_TOKENS, PROMPT_TOKENS, FakeUpstream
 from tests.panel_client import Panel, panel_fixture  # noqa: F401 - the fixture
 from tests.test_cli import run_cli
+from tests.test_department_quota import department_used, make_department
 from tests.test_proxy_quota import MESSAGES, make_user
 from tests.test_selfserve import get_json
 
@@ -171,6 +172,20 @@ async def test_the_rebuild_from_the_ledger_gives_what_redis_counted(gateway: Gat
     await gateway.redis.hset(f"sol:use:{{u:{user_id}}}:{gateway.clock.current().name}", "used", 0)
     rebuilt = await gateway.users.rebuild_counters(user_id)
     assert rebuilt.used == counted
+
+
+async def test_a_department_counts_its_members_weighted_tokens_and_rebuilds_them(gateway: Gateway) -> None:
+    await gateway.system.update(ON, "test")
+    await make_user(gateway, "ana@example.com", 10_000)
+    department_id = await make_department(gateway, "Jurídico", 100_000, "ana@example.com")
+    for model in ("gpt-4o", "gpt-4o-mini"):
+        await ask(gateway, "ana@example.com", model)
+    used, reserved, _ = await department_used(gateway, department_id)
+    assert (used, reserved) == (11 * ANSWER_TOKENS, 0)  # what the member's own quota counts
+    period = gateway.clock.current().name
+    await gateway.redis.hset(f"sol:duse:{{d:{department_id}}}:{period}", "used", 0)
+    await gateway.app[DEPARTMENTS].rebuild_counters(department_id)
+    assert (await department_used(gateway, department_id))[0] == 11 * ANSWER_TOKENS
 
 
 async def test_admission_refuses_on_the_weighted_estimate(gateway: Gateway, upstream: FakeUpstream) -> None:

@@ -11,6 +11,7 @@ from admin.pages import (
     auth,
     chargeback,
     dashboard,
+    departments,
     events,
     keys,
     logs,
@@ -25,6 +26,7 @@ from admin.pages.common import Page
 
 USER = r"/users/{id:\d+}"
 ADMIN = r"/admins/{id:\d+}"
+DEPARTMENT = r"/departments/{id:\d+}"
 
 ROUTES: list[Page] = [
     Page("GET", "/login", auth.login_form, PUBLIC),
@@ -66,6 +68,18 @@ ROUTES: list[Page] = [
     Page("POST", r"/quota-requests/{id:\d+}/approve", quota_requests.approve, "tokens:grant"),
     Page("POST", r"/quota-requests/{id:\d+}/deny", quota_requests.deny, "tokens:grant"),
     Page("GET", r"/alerts/{id:\d+}", alert_channels.show_alert, "alerts:read"),
+    Page("GET", "/departments", departments.list_departments, "users:read"),
+    Page("GET", "/departments/new", departments.new_department, "users:write"),
+    Page("POST", "/departments", departments.create_department, "users:write", "department.create", "department"),
+    Page(
+        "POST", "/departments/import", departments.import_assignments, "users:write", "department.import", "department"
+    ),
+    Page("GET", DEPARTMENT, departments.show_department, "users:read"),
+    Page("GET", DEPARTMENT + "/edit", departments.edit_department, "users:write"),
+    Page("POST", DEPARTMENT + "/edit", departments.update_department, "users:write", "department.update", "department"),
+    Page(
+        "POST", DEPARTMENT + "/delete", departments.delete_department, "users:write", "department.delete", "department"
+    ),
     *alert_channels.PAGES,
     Page("GET", "/models", models.list_models, "models:read"),
     Page("POST", "/models/refresh", models.refresh, "models:write", "models.refresh", "model"),

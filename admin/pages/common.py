@@ -58,6 +58,7 @@ NAV = (
     ("chargeback", "/admin/chargeback", "Chargeback", "analytics:read"),
     ("alerts", "/admin/alerts", "Alerts", "alerts:read"),
     ("quota_requests", "/admin/quota-requests", "Token requests", "users:read"),
+    ("departments", "/admin/departments", "Departments", "users:read"),
     ("alert_channels", "/admin/alert-channels", "Alert channels", "alerts:read"),
     ("models", "/admin/models", "Models", "models:read"),
     ("logs", "/admin/logs", "Logs", "logs:read"),

@@ -6,6 +6,7 @@ functions, exactly as the JSON API does.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import math
 from typing import Any
@@ -24,9 +25,10 @@ from admin.wire.records import key_to_api, usage_to_api
 from admin.wire.users import api_field_errors, user_changes, user_to_api
 from metering import analytics, hourly
 from metering import usage_history as history
+from metering.departments import DepartmentNotFound
 from metering.user_rules import LANGUAGES, PLANS, STATUSES, UserValidationError
 from metering.users import User, UserConflict
-from runtime.appkeys import FORECASTER
+from runtime.appkeys import DEPARTMENT_CHANGES, DEPARTMENTS, FORECASTER
 
 PAGE_SIZE = 20
 FORM_FIELDS = (
@@ -40,6 +42,7 @@ FORM_FIELDS = (
     "notes",
     "customAlertThreshold80",
     "customAlertThreshold95",
+    "departmentId",
 )
 
 
@@ -95,6 +98,8 @@ def _form_to_body(form: dict[str, str], ctx: Ctx, *, creating: bool) -> tuple[di
         value = form.get(name, "").strip()
         body[name] = value or None
     body["language"] = form.get("language") or None
+    department = form.get("departmentId", "")
+    body["departmentId"] = int(department) if department.isdigit() and len(department) < 19 else None
     limit = parse_int(form.get("monthlyLimit", ""), "monthlyLimit", errors, fmt)
     if limit is not None:
         body["monthlyLimit"] = limit
@@ -117,9 +122,10 @@ def _form_values(found: User | None) -> dict[str, str]:
     return values
 
 
-def _form_page(
+async def _form_page(
     request: web.Request, user: User | None, values: dict[str, str], errors: dict[str, str], status: int = 200
 ) -> web.Response:
+    departments, _ = await request.config_dict[DEPARTMENT_CHANGES].find(limit=1000)
     return render(
         request,
         "admin/user_form.html",
@@ -130,6 +136,7 @@ def _form_page(
             "plans": PLANS,
             "statuses": STATUSES,
             "user_languages": LANGUAGES,
+            "departments": [(str(d.id), d.name) for d in departments],
         },
         active="users",
         status=status,
@@ -149,7 +156,7 @@ def _service_errors(ctx: Ctx, exc: Exception) -> dict[str, str]:
 
 
 async def new_user(request: web.Request, ctx: Ctx) -> web.StreamResponse:
-    return _form_page(request, None, _form_values(None), {})
+    return await _form_page(request, None, _form_values(None), {})
 
 
 async def create_user(request: web.Request, ctx: Ctx) -> web.StreamResponse:
@@ -164,12 +171,12 @@ async def create_user(request: web.Request, ctx: Ctx) -> web.StreamResponse:
         else:
             fmt = formatter(request)
             raise redirect(f"/admin/users/{user.id}", "success", fmt.gettext("User created."))
-    return _form_page(request, None, form, errors, status=422)
+    return await _form_page(request, None, form, errors, status=422)
 
 
 async def edit_user(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     user = await ctx.users.get(_user_id(request))
-    return _form_page(request, user, _form_values(user), {})
+    return await _form_page(request, user, _form_values(user), {})
 
 
 async def update_user(request: web.Request, ctx: Ctx) -> web.StreamResponse:
@@ -185,7 +192,7 @@ async def update_user(request: web.Request, ctx: Ctx) -> web.StreamResponse:
             errors = _service_errors(ctx, exc)
         else:
             raise redirect(f"/admin/users/{user_id}", "success", formatter(request).gettext("User updated."))
-    return _form_page(request, user, form, errors, status=422)
+    return await _form_page(request, user, form, errors, status=422)
 
 
 # -- a user's page ------------------------------------------------------------------------------
@@ -220,6 +227,10 @@ async def _user_page(
     keys = [key_to_api(k) for k in await ctx.keys.list(user_id)] if principal.can("keys:read") else []
     limit = user.total_limit
     forecast = await request.config_dict[FORECASTER].for_user(user_id, user.quota)
+    department = None
+    if user.department_id is not None:
+        with contextlib.suppress(DepartmentNotFound):
+            department = await request.config_dict[DEPARTMENTS].get(user.department_id)
     return render(
         request,
         "admin/user_detail.html",
@@ -227,6 +238,7 @@ async def _user_page(
             "user": user,
             "forecast": forecast,
             "weighting": await user_weighting(ctx, user_id),  # cost-weighted quotas: None while off
+            "department": department,
             "used_percent": min(100.0, 100.0 * user.used / limit) if limit else 0.0,
             "period": period,
             "periods": PERIODS,

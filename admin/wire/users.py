@@ -24,6 +24,7 @@ FIELDS: dict[str, str] = {
     "language": "language",
     "librechatId": "librechat_id",
     "additionalTokens": "extra_tokens",
+    "departmentId": "department_id",
 }
 API_NAMES: dict[str, str] = {domain: api for api, domain in FIELDS.items()}
 
@@ -58,6 +59,7 @@ def user_to_api(user: User) -> dict[str, Any]:
         "period": user.period,
         # Requests refused this period, by reason (quota, busy, rate, suspended, ...).
         "refusals": dict(user.quota.refusals),
+        "departmentId": user.department_id,
     }
 
 

@@ -5,14 +5,16 @@
 -- KEYS: cfg, use, inflight, rate
 -- ARGV: request_id, prompt_tokens, completion_allowance, block_pct, per_minute, burst, now_ms,
 --       period, inflight_info, use_ttl_seconds
--- Returns {decision, used, reserved, total_limit, cap, reservation, retry_after_ms, blocked_now}
+-- Returns {decision, used, reserved, total_limit, cap, reservation, retry_after_ms, blocked_now, dept}
+--   dept: the cached config's `dept` (the user's department id, '' for none), admitted or not.
 --   decision "quota": what is left after `used` cannot hold the prompt (the quota is spent);
 --   "busy": it could, but the user's own requests in flight hold it (wait, or retry soon).
 -- A config without `monthly_limit` (never cached, or cached before the field was renamed from
 -- `limit`) is an unknown user: the caller loads the user from Postgres and tries again.
-local cfg = redis.call('HMGET', KEYS[1], 'status', 'monthly_limit')
+local cfg = redis.call('HMGET', KEYS[1], 'status', 'monthly_limit', 'dept')
+local dept = cfg[3] or ''
 if not cfg[1] or (not cfg[2] and cfg[1] ~= 'deleted') then
-  return {'unknown_user', 0, 0, 0, 0, 0, 0, 0}
+  return {'unknown_user', 0, 0, 0, 0, 0, 0, 0, ''}
 end
 local use = redis.call('HMGET', KEYS[2], 'used', 'reserved', 'extra', 'blk')
 local used = tonumber(use[1]) or 0
@@ -23,7 +25,7 @@ local cap = math.floor(total_limit * tonumber(ARGV[4]) / 100)
 local function refuse(decision, retry_ms, blocked_now)
   redis.call('HINCRBY', KEYS[2], 'r:' .. decision, 1)
   redis.call('EXPIRE', KEYS[2], ARGV[10])
-  return {decision, used, reserved, total_limit, cap, 0, retry_ms, blocked_now}
+  return {decision, used, reserved, total_limit, cap, 0, retry_ms, blocked_now, dept}
 end
 
 if cfg[1] ~= 'active' then
@@ -82,4 +84,4 @@ if per_minute > 0 then
   redis.call('HSET', KEYS[4], 'tokens', tostring(left), 'ts', string.format('%d', stamp))
   redis.call('PEXPIRE', KEYS[4], math.ceil(capacity / per_ms) + 1000)
 end
-return {'ok', used, reserved, total_limit, cap, reservation, 0, 0}
+return {'ok', used, reserved, total_limit, cap, reservation, 0, 0, dept}
