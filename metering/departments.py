@@ -37,6 +37,10 @@ ACTIVE_DEPARTMENT_IDS = "SELECT id FROM departments WHERE deleted_at IS NULL ORD
 DEFAULT_THRESHOLDS = (80.0, 95.0)
 
 
+class _AlreadyLoaded(Exception):
+    """Another loader made the department known to admission first (`ensure_loaded`)."""
+
+
 class DepartmentNotFound(LookupError):
     pass
 
@@ -114,12 +118,19 @@ class DepartmentService:
         rebuilt, so no request of the department can be admitted, and settled, between a rebuild's
         read of the ledger and its write: a rebuild done after such a settlement would overwrite
         it while its event is still on its way to the ledger (seen: 6 of 200 requests uncharged).
-        Concurrent loaders all find no settlement to lose; one that comes late finds it cached."""
+        Concurrent loaders all find no settlement to lose; one that comes late finds it cached, also
+        when that happens between its own check and its rebuild window's opening."""
         if await self.quota.is_cached(department_id):
             return
         await self.sync_config(department_id, admitting=False)  # the limit, for rebuild.lua's flags
-        await self.rebuild_counters(department_id)
-        await self.sync_config(department_id)
+
+        async def unless_cached() -> None:
+            if await self.quota.is_cached(department_id):
+                raise _AlreadyLoaded
+
+        with contextlib.suppress(_AlreadyLoaded):
+            await self.rebuild_counters(department_id, unless_cached)
+            await self.sync_config(department_id)
 
     async def load_into_redis(
         self, department_id: int, settle_first: Callable[[], Awaitable[None]] | None = None

@@ -263,16 +263,22 @@ class QuotaEngine:
         alert80: float | None,
         alert95: float | None,
         department_id: int | None = None,
+        admitting: bool = True,
     ) -> None:
-        """Cache the user's row from Postgres; None thresholds mean the system defaults."""
+        """Cache the user's row from Postgres; None thresholds mean the system defaults.
+        `admitting=False` leaves the status out, so admit.lua still answers "unknown_user"."""
         if status not in STATUSES:
             raise ValueError(f"unknown status {status!r}")
         mapping = {
-            "status": status, "monthly_limit": monthly_limit, "t80": _pct(alert80), "t95": _pct(alert95),
-            "dept": "" if department_id is None else str(department_id),
+            "monthly_limit": monthly_limit, "t80": _pct(alert80), "t95": _pct(alert95),
+            "dept": "" if department_id is None else str(department_id), **({"status": status} if admitting else {}),
         }  # fmt: skip
         await self._redis.hset(cfg_key(user_id), mapping=mapping)  # type: ignore[arg-type]
         await self._redis.hdel(cfg_key(user_id), "limit")  # the field's name before `monthly_limit`
+
+    async def is_cached(self, user_id: int) -> bool:
+        """Whether admission knows the user (its status is cached)."""
+        return bool(await self._redis.hexists(cfg_key(user_id), "status"))
 
     async def forget_user(self, user_id: int) -> None:
         """Refuse the user from now on; counters stay so in-flight requests still settle."""

@@ -10,7 +10,9 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from metering.user_model import FIELD_NAMES, UserChanges
+import asyncpg
+
+from metering.user_model import FIELD_NAMES, UserChanges, UserConflict
 
 STATUSES = ("active", "suspended", "blocked", "pending")
 PLANS = ("basic", "pro", "enterprise", "trial")
@@ -163,3 +165,20 @@ def validate_update(
     t95 = clean.get("custom_alert_threshold95", current["custom_alert_threshold95"])
     _check_thresholds(None if t80 is None else float(t80), None if t95 is None else float(t95))
     return clean
+
+
+DEPARTMENT_EXISTS = "SELECT EXISTS (SELECT 1 FROM departments WHERE id = $1 AND deleted_at IS NULL)"
+
+
+async def check_department(conn: asyncpg.Connection, clean: Mapping[str, Any]) -> None:
+    department_id = clean.get("department_id")
+    if department_id is not None and not await conn.fetchval(DEPARTMENT_EXISTS, department_id):
+        raise UserValidationError({"department_id": "is not a department"})
+
+
+def conflict_of(exc: asyncpg.UniqueViolationError) -> UserConflict:
+    """The field a unique violation of `end_users` is about."""
+    constraint = getattr(exc, "constraint_name", "") or ""
+    if "librechat" in constraint:
+        return UserConflict("librechat_id", "is already used by another user")
+    return UserConflict("email", "is already used by another user")

@@ -30,7 +30,7 @@ from metering.user_model import (
     UserNotFound,
     user_from_row,
 )
-from metering.user_rules import UserValidationError, validate_create, validate_update
+from metering.user_rules import UserValidationError, check_department, conflict_of, validate_create, validate_update
 
 # The proxy and the admin import the user's types from here, next to the service.
 __all__ = [
@@ -49,7 +49,6 @@ INSERT_USER = (
     " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
     " RETURNING " + USER_COLUMNS
 )
-DEPARTMENT_EXISTS = "SELECT EXISTS (SELECT 1 FROM departments WHERE id = $1 AND deleted_at IS NULL)"
 SOFT_DELETE = "UPDATE end_users SET deleted_at = now(), updated_at = now() WHERE id = $1 AND deleted_at IS NULL"
 REVOKE_USER_KEYS = "UPDATE api_keys SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL"
 INSERT_GRANT = """
@@ -70,6 +69,10 @@ LIST_CHUNK = 1000  # users whose quota flags one Redis round trip reads
 
 async def _announce_nothing(change: UserChange) -> None:
     pass
+
+
+class _AlreadyLoaded(Exception):
+    """Another loader made the user known to admission first (`UserService.ensure_loaded`)."""
 
 
 class UserService:
@@ -198,7 +201,7 @@ class UserService:
             changes, min_monthly_limit=policy.min_monthly_limit, max_monthly_limit=policy.max_monthly_limit
         )
         async with self._pool.acquire() as conn, conn.transaction():
-            await _check_department(conn, clean)
+            await check_department(conn, clean)
             try:
                 row = await conn.fetchrow(
                     INSERT_USER,
@@ -217,7 +220,7 @@ class UserService:
                     clean.get("department_id"),
                 )
             except asyncpg.UniqueViolationError as exc:
-                raise _conflict(exc) from exc
+                raise conflict_of(exc) from exc
             assert row is not None
             await audit.record(conn, actor, "user.create", "user", row["id"], {"after": _audit_view(row)})
         await self.sync_config(row)
@@ -235,7 +238,7 @@ class UserService:
                 changes, before, min_monthly_limit=policy.min_monthly_limit, max_monthly_limit=policy.max_monthly_limit
             )
             extra_target = clean.pop("extra_tokens", None)
-            await _check_department(conn, clean)
+            await check_department(conn, clean)
             row = before
             if clean:  # each field's name is its column's
                 sets = ", ".join(f"{column} = ${i}" for i, column in enumerate(clean, start=2))
@@ -246,7 +249,7 @@ class UserService:
                         *clean.values(),
                     )
                 except asyncpg.UniqueViolationError as exc:
-                    raise _conflict(exc) from exc
+                    raise conflict_of(exc) from exc
             assert row is not None
             details: dict[str, Any] = {"before": _audit_view(before), "after": _audit_view(row)}
             if extra_target is not None:
@@ -318,16 +321,30 @@ class UserService:
 
     # -- Redis mirror ------------------------------------------------------------------------
 
-    async def sync_config(self, row: Mapping[str, Any]) -> None:
+    async def sync_config(self, row: Mapping[str, Any], *, admitting: bool = True) -> None:
         """Push the user's status, limit and thresholds to Redis: effective on the next request."""
         await self._quota.set_user_config(
-            row["id"],
-            status=row["status"],
-            monthly_limit=row["monthly_limit"],
-            alert80=_percent(row["custom_alert_threshold80"]),
-            alert95=_percent(row["custom_alert_threshold95"]),
-            department_id=row["department_id"],
-        )
+            row["id"], status=row["status"], monthly_limit=row["monthly_limit"],
+            alert80=_percent(row["custom_alert_threshold80"]), alert95=_percent(row["custom_alert_threshold95"]),
+            department_id=row["department_id"], admitting=admitting,
+        )  # fmt: skip
+
+    async def ensure_loaded(self, user_id: int) -> None:
+        """A request found the user unknown to Redis (its first, or Redis lost its data). As for a
+        department (`DepartmentService.ensure_loaded`), admission stays closed until the counters
+        are rebuilt, and a loader that finds the user cached once its rebuild window is open (another
+        loader finished first and requests were admitted) rebuilds nothing: its ledger read could
+        miss their settlements, still on their way to the ledger."""
+        row = await self.row(user_id)
+        await self.sync_config(row, admitting=False)  # the limit, for rebuild.lua's flags
+
+        async def unless_cached() -> None:
+            if await self._quota.is_cached(user_id):
+                raise _AlreadyLoaded
+
+        with contextlib.suppress(_AlreadyLoaded):
+            await self.rebuild_counters(user_id, unless_cached)
+            await self.sync_config(row)
 
     async def load_into_redis(self, user_id: int, settle_first: Callable[[], Awaitable[None]] | None = None) -> None:
         """Redis had no config for this user (new user, or Redis lost its data): rebuild it all."""
@@ -372,22 +389,9 @@ class UserService:
         return len(ids)
 
 
-async def _check_department(conn: asyncpg.Connection, clean: Mapping[str, Any]) -> None:
-    department_id = clean.get("department_id")
-    if department_id is not None and not await conn.fetchval(DEPARTMENT_EXISTS, department_id):
-        raise UserValidationError({"department_id": "is not a department"})
-
-
 def _percent(value: Any) -> float | None:
     return None if value is None else float(value)
 
 
 def _audit_view(row: Mapping[str, Any]) -> dict[str, Any]:
     return {k: (str(v) if not isinstance(v, int | str | bool | type(None)) else v) for k, v in dict(row).items()}
-
-
-def _conflict(exc: asyncpg.UniqueViolationError) -> UserConflict:
-    constraint = getattr(exc, "constraint_name", "") or ""
-    if "librechat" in constraint:
-        return UserConflict("librechat_id", "is already used by another user")
-    return UserConflict("email", "is already used by another user")

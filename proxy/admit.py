@@ -87,7 +87,7 @@ async def admit(ex: Exchange) -> None:
     try:
         admission = await attempt()
         if admission.decision == "unknown_user":  # first sight in Redis: load the user and retry
-            await app[USERS].load_into_redis(ex.user_id)
+            await app[USERS].ensure_loaded(ex.user_id)
             admission = await attempt()
         if admission.decision == "busy":
             admission = await admit_patiently(attempt, app[SETTINGS].admission_wait, first=admission)

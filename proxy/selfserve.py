@@ -60,7 +60,7 @@ async def _quota_view(ex: Exchange) -> tuple[QuotaView, str]:
     period = app[CLOCK].current()
     state = await quota.snapshot(user_id, period.name)
     if state.status is None:  # not cached in Redis yet (a user new to this process's Redis)
-        await users.load_into_redis(user_id)
+        await users.ensure_loaded(user_id)
         state = await quota.snapshot(user_id, period.name)
     forecast = await app[FORECASTER].for_user(user_id, state)
     requests = await app[QUOTA_REQUESTS].recent_of_user(user_id)

@@ -217,3 +217,26 @@ async def _settle_alerts(gateway: Gateway) -> None:
         if not len(gateway.alerts.raising):
             return
         await asyncio.sleep(0.02)
+
+
+async def test_a_late_loader_never_overwrites_a_users_counters_another_loader_opened(gateway: Gateway) -> None:
+    """A user's first requests (or the first after Redis lost its data) all find the user unknown
+    and load it. One loader finished and admitted requests; their settlements are in Redis, not yet
+    in the ledger. A loader that comes later must not rebuild over them from the ledger."""
+    user_id = await make_user(gateway, "ana@example.com", 10_000)
+    period = gateway.clock.current().name
+    await gateway.redis.delete(cfg_key(user_id))
+    await gateway.users.ensure_loaded(user_id)  # the first loader: counters from the (empty) ledger, then admission
+    await gateway.redis.hset(f"sol:use:{{u:{user_id}}}:{period}", "used", 500)  # settled, not yet in the ledger
+    await gateway.users.ensure_loaded(user_id)  # a loader that saw "unknown" before the first finished
+    assert (await gateway.quota.snapshot(user_id, period)).used == 500
+    # While a load is under way admission stays closed: the config has the limit but no status.
+    await gateway.redis.delete(cfg_key(user_id))
+    await gateway.users.sync_config(await gateway.users.row(user_id), admitting=False)
+    assert not await gateway.quota.is_cached(user_id)
+    client = gateway.client(user="ana@example.com")
+    await client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)  # type: ignore[arg-type]
+    assert await gateway.quota.is_cached(user_id)  # the request loaded it, then was admitted
+    await gateway.flush_ledger()
+    ledger = await gateway.pool.fetchval("SELECT sum(total_tokens) FROM token_usage WHERE user_id = $1", user_id)
+    assert (await gateway.quota.snapshot(user_id, period)).used == ledger  # rebuilt from the ledger: 500 was not in it
