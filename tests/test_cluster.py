@@ -20,10 +20,12 @@ from redis.crc import key_slot
 from admin import auth
 from admin.auth import _attempt_keys
 from metering import events, ledger
+from metering.background import cancel_and_wait
 from metering.calibration import Calibration
 from metering.ledger import UsageEvent, write_events
+from metering.ledger_writer import LedgerWriter
 from metering.quota import cfg_key, inflight_key, rate_key, use_key
-from metering.redis_cluster import ClusterMux, command_slot, mux_for, seed_addresses
+from metering.redis_cluster import ClusterMux, cluster_client, command_slot, mux_for, seed_addresses
 from metering.redis_mux import RedisMux
 from runtime.settings import SettingsError, load_settings
 from solaris.app import redis_client
@@ -212,6 +214,38 @@ async def eventually(check: Callable[[], bool], timeout: float = 10.0) -> None:
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError("not in time")
         await asyncio.sleep(0.05)
+
+
+async def test_the_ledger_writer_stops_wherever_its_cancellation_lands(
+    redis_cluster: RedisCluster, db_pool: asyncpg.Pool
+) -> None:
+    """On a cluster the writer drains its streams in a TaskGroup, which passes a cancellation on to
+    each loop once; redis-py on Python 3.11 loses one that lands as a command's send completes
+    (python/cpython#86296). A loop that missed it read on after the gateway stopped, and the event
+    loop's shutdown waited for it forever (the failover tests' hang). Stopped as the supervisor
+    stops it, at each of 60 turns of the event loop into its start and first reads, it ends."""
+    if redis_cluster.killed:
+        redis_cluster.restart_killed()
+    redis_cluster.flush()
+    client = cluster_client(redis_cluster.url)
+    running_on: list[int] = []
+    leftovers: list[asyncio.Task[None]] = []
+    try:
+        for turns in range(60):
+            stop = asyncio.Event()
+            writer = LedgerWriter(client, db_pool, consumer="w", timezone="UTC", streams=ledger.stream_names(6))  # type: ignore[arg-type]
+            task = asyncio.create_task(writer.run(stop))
+            for _ in range(turns):
+                await asyncio.sleep(0)
+            await cancel_and_wait([task], timeout=5.0)
+            if not task.done():
+                running_on.append(turns)
+                stop.set()  # ends it, so that this test fails instead of hanging
+                leftovers.append(task)
+    finally:
+        await asyncio.gather(*leftovers, return_exceptions=True)
+        await client.aclose()
+    assert running_on == []
 
 
 def test_a_cluster_needs_its_nodes_named() -> None:
