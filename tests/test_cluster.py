@@ -219,6 +219,15 @@ async def eventually(check: Callable[[], bool], timeout: float = 10.0) -> None:
         await asyncio.sleep(0.05)
 
 
+def test_a_cluster_needs_its_nodes_named() -> None:
+    with pytest.raises(SettingsError, match="SOLARIS_REDIS_CLUSTER"):
+        load_settings({"SOLARIS_REDIS_CLUSTER": "true"})
+    settings = load_settings({"SOLARIS_REDIS_CLUSTER": "true", "REDIS_URL": "redis://a:7000, redis://b:7001"})
+    assert seed_addresses(settings.redis_url) == [("a", 7000), ("b", 7001)]
+    with pytest.raises(SettingsError, match="REDIS_URL"):
+        load_settings({"REDIS_URL": "redis://a:7000,http://b"})
+
+
 async def test_the_ledger_writer_stops_wherever_its_cancellation_lands(
     redis_cluster: RedisCluster, db_pool: asyncpg.Pool
 ) -> None:
@@ -290,12 +299,3 @@ async def test_calls_give_up_in_bounded_time_when_a_primary_and_its_replica_are_
         await mux.aclose()
         await client.aclose()
     redis_cluster.wait_ok()
-
-
-def test_a_cluster_needs_its_nodes_named() -> None:
-    with pytest.raises(SettingsError, match="SOLARIS_REDIS_CLUSTER"):
-        load_settings({"SOLARIS_REDIS_CLUSTER": "true"})
-    settings = load_settings({"SOLARIS_REDIS_CLUSTER": "true", "REDIS_URL": "redis://a:7000, redis://b:7001"})
-    assert seed_addresses(settings.redis_url) == [("a", 7000), ("b", 7001)]
-    with pytest.raises(SettingsError, match="REDIS_URL"):
-        load_settings({"REDIS_URL": "redis://a:7000,http://b"})
