@@ -13,6 +13,28 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 
+def cancel_requested() -> bool:
+    """Whether the running task has been asked to stop (`Task.cancel`) and no one has handled it.
+
+    A cancellation can be lost on its way down: on Python 3.11 (our image) redis-py sends every
+    command through `asyncio.wait_for`, which returns the send's result instead of raising when the
+    cancellation lands as the send completes (python/cpython#86296, fixed in 3.12); a Redis error
+    may then stand in for it. The task is still marked as asked, so a loop that retries Redis errors
+    checks this at each turn and ends. `cancel_and_wait` cancelling again does not reach the tasks
+    a task runs in an `asyncio.TaskGroup` (it cancels its children once): such a child that missed
+    its one cancellation ran on after its owner stopped, and the event loop's shutdown waited for it
+    forever (the cluster failover tests' hang: the ledger writer's loop of one stream).
+    """
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
+def stop_if_cancel_requested() -> None:
+    """Raise `CancelledError` if the running task was asked to stop (see `cancel_requested`)."""
+    if cancel_requested():
+        raise asyncio.CancelledError
+
+
 async def cancel_and_wait(tasks: Iterable[asyncio.Task[Any]], timeout: float = 5.0) -> None:
     """Cancel tasks and wait for them to end, at most `timeout` seconds.
 
@@ -128,6 +150,7 @@ class Supervisor:
                 raise
             except Exception as exc:  # any failure: this loop must not stay dead
                 error = exc
+            stop_if_cancel_requested()  # it ended because it was being stopped: not a failure
             state.running = False
             state.restarts += 1
             state.last_error = f"{type(error).__name__}: {error}"[:500]

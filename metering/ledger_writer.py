@@ -18,6 +18,7 @@ import asyncpg
 import redis.asyncio as aioredis
 
 from metering import events as feed
+from metering.background import cancel_requested, stop_if_cancel_requested
 from metering.ledger import EVENT_FIELDS, GROUP, REFUSED_DATA, STREAM, UsageEvent, copy_record, write_records
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,13 @@ class Batch:
                 latest.append(data)
         events = [UsageEvent(**{k: v for k, v in d.items() if k in EVENT_FIELDS}) for d in latest]
         return cls(ids, records, events, stream)
+
+
+def _going_on(stop: asyncio.Event | None) -> bool:
+    """Whether a loop of the writer goes on: until `stop` is set; `CancelledError` once its task was
+    asked to stop, even if redis-py lost that cancellation (`metering.background.cancel_requested`)."""
+    stop_if_cancel_requested()
+    return stop is None or not stop.is_set()
 
 
 class LedgerWriter:
@@ -150,7 +158,7 @@ class LedgerWriter:
 
     async def _run_stream(self, stream: str, stop: asyncio.Event | None) -> None:
         delay = 0.5
-        while stop is None or not stop.is_set():
+        while _going_on(stop):
             try:
                 await self._catch_up(stream)
                 delay = 0.5
@@ -158,6 +166,8 @@ class LedgerWriter:
             except asyncio.CancelledError:
                 raise
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, aioredis.RedisError) as exc:
+                if cancel_requested():  # the error stands in for a cancellation redis-py lost
+                    raise asyncio.CancelledError from exc
                 log.warning("ledger writer: %s; retrying in %.1fs", exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 30.0)
@@ -177,8 +187,9 @@ class LedgerWriter:
         acking: asyncio.Future[None] | None = None
         next_claim = time.monotonic() + CLAIM_EVERY
         try:
-            while stop is None or not stop.is_set():
+            while _going_on(stop):
                 batch = await reading
+                stop_if_cancel_requested()  # the read's own task may have lost the cancellation passed on to it
                 reading = asyncio.ensure_future(self._read_batch(stream))
                 if acking is not None and (batch is None or acking.done()):
                     await acking  # surfaces a failed acknowledgement; when idle, nothing is left hanging
@@ -262,7 +273,7 @@ class LedgerWriter:
         await asyncio.gather(*(self._redis.publish(feed.CHANNEL, message) for message in messages))
 
     async def _ensure_group_retrying(self, stop: asyncio.Event | None) -> None:
-        while stop is None or not stop.is_set():
+        while _going_on(stop):
             try:
                 await self.ensure_group()
                 return

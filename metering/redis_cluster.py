@@ -43,6 +43,12 @@ log = logging.getLogger(__name__)
 SLOTS = 16384
 MAX_REDIRECTS = 5
 REFRESH_AT_MOST_EVERY = 0.2  # seconds: a burst of failing calls reloads the map once
+# redis-py's cluster client (everything but the request path): a node silent for SOCKET_TIMEOUT
+# fails that attempt; CALL_TIMEOUT bounds a whole call, whose retries each reload the slot map from
+# nodes that may be silent too (a frozen primary and its replica: 55 s for one GET without it).
+SOCKET_TIMEOUT = 5.0
+CONNECT_TIMEOUT = 2.0
+CALL_TIMEOUT = 10.0
 Address = tuple[str, int]
 MuxFactory = Callable[[str, int], RedisMux]
 
@@ -292,20 +298,27 @@ class _Unreachable(RedisConnectionError):
 class _Pipeline(ClusterPipeline):
     async def execute(self, raise_on_error: bool = True, allow_redirections: bool = True) -> list[Any]:
         try:
-            return await super().execute(raise_on_error, allow_redirections)
+            async with asyncio.timeout(CALL_TIMEOUT):
+                return await super().execute(raise_on_error, allow_redirections)
         except RedisClusterException as exc:
             raise _Unreachable(str(exc)) from exc
+        except TimeoutError as exc:
+            raise RedisTimeoutError(f"no answer from the Redis Cluster in {CALL_TIMEOUT:g} s") from exc
 
 
 class SolarisCluster(RedisCluster):
     """redis-py's cluster client whose cluster-only failures (`RedisClusterException`, not a
-    `RedisError`) are `redis.exceptions.ConnectionError`, which every caller already handles."""
+    `RedisError`) are `redis.exceptions.ConnectionError`, which every caller already handles, and
+    whose calls give up after CALL_TIMEOUT seconds with `redis.exceptions.TimeoutError`."""
 
     async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
         try:
-            return await super().execute_command(*args, **kwargs)
+            async with asyncio.timeout(CALL_TIMEOUT):
+                return await super().execute_command(*args, **kwargs)
         except RedisClusterException as exc:
             raise _Unreachable(str(exc)) from exc
+        except TimeoutError as exc:  # asyncio's, from the bound above (redis-py's is a RedisError)
+            raise RedisTimeoutError(f"no answer from the Redis Cluster in {CALL_TIMEOUT:g} s") from exc
 
     def pipeline(self, transaction: Any | None = None, shard_hint: Any | None = None) -> ClusterPipeline:
         if shard_hint:
@@ -324,8 +337,8 @@ def cluster_client(url: str, *, max_connections: int = 4096) -> RedisCluster:
         password=options.get("password"),
         ssl=tls,
         max_connections=max_connections,
-        socket_connect_timeout=2,
-        socket_timeout=5,
+        socket_connect_timeout=CONNECT_TIMEOUT,
+        socket_timeout=SOCKET_TIMEOUT,
     )
 
 

@@ -86,6 +86,33 @@ async def test_stopping_a_loop_cancels_it_and_forgets_it() -> None:
     await supervisor.close()
 
 
+async def test_a_loop_that_loses_its_cancellation_is_stopped_not_restarted() -> None:
+    """redis-py on Python 3.11 can lose a cancellation (python/cpython#86296) and a Redis error may
+    stand in for it: the loop ends as if by itself while it is being stopped. That is a stop, not a
+    failure to report and restart."""
+    reported: list[str] = []
+    runs = 0
+    started = asyncio.Event()
+
+    async def report(name: str, error: BaseException, restarts: int) -> None:
+        reported.append(f"{name}: {error}")
+
+    async def loses_its_cancellation() -> None:
+        nonlocal runs
+        runs += 1
+        started.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            raise ConnectionError("Connection closed by server.") from None
+
+    supervisor = Supervisor(report, first_delay=0.01)
+    supervisor.start("loses", loses_its_cancellation)
+    await asyncio.wait_for(started.wait(), 5)
+    await supervisor.stop(["loses"])  # returns once the supervising task has ended
+    assert (reported, runs) == ([], 1)
+
+
 async def test_the_ledger_writer_survives_an_unexpected_asyncpg_error(
     gateway: Gateway, monkeypatch: pytest.MonkeyPatch
 ) -> None:

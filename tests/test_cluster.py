@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import re
+import signal
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,15 +18,18 @@ import aiohttp
 import asyncpg
 import pytest
 from redis.crc import key_slot
+from redis.exceptions import RedisError
 
 from admin import auth
 from admin.auth import _attempt_keys
 from metering import events, ledger
+from metering.background import cancel_and_wait
 from metering.calibration import Calibration
 from metering.ledger import UsageEvent, write_events
+from metering.ledger_writer import LedgerWriter
 from metering.quota import cfg_key, inflight_key, rate_key, use_key
-from metering.redis_cluster import ClusterMux, command_slot, mux_for, seed_addresses
-from metering.redis_mux import RedisMux
+from metering.redis_cluster import CALL_TIMEOUT, ClusterMux, cluster_client, command_slot, mux_for, seed_addresses
+from metering.redis_mux import DEFAULT_TIMEOUT, RedisMux
 from runtime.settings import SettingsError, load_settings
 from solaris.app import redis_client
 from tests.conftest import Gateway
@@ -242,3 +247,76 @@ def test_a_cluster_needs_its_nodes_named() -> None:
     assert seed_addresses(settings.redis_url) == [("a", 7000), ("b", 7001)]
     with pytest.raises(SettingsError, match="REDIS_URL"):
         load_settings({"REDIS_URL": "redis://a:7000,http://b"})
+
+
+async def test_the_ledger_writer_stops_wherever_its_cancellation_lands(
+    redis_cluster: RedisCluster, db_pool: asyncpg.Pool
+) -> None:
+    """On a cluster the writer drains its streams in a TaskGroup, which passes a cancellation on to
+    each loop once; redis-py on Python 3.11 loses one that lands as a command's send completes
+    (python/cpython#86296). A loop that missed it read on after the gateway stopped, and the event
+    loop's shutdown waited for it forever (the failover tests' hang). Stopped as the supervisor
+    stops it, at each of 60 turns of the event loop into its start and first reads, it ends."""
+    if redis_cluster.killed:
+        redis_cluster.restart_killed()
+    redis_cluster.flush()
+    client = cluster_client(redis_cluster.url)
+    running_on: list[int] = []
+    leftovers: list[asyncio.Task[None]] = []
+    try:
+        for turns in range(60):
+            stop = asyncio.Event()
+            writer = LedgerWriter(client, db_pool, consumer="w", timezone="UTC", streams=ledger.stream_names(6))  # type: ignore[arg-type]
+            task = asyncio.create_task(writer.run(stop))
+            for _ in range(turns):
+                await asyncio.sleep(0)
+            await cancel_and_wait([task], timeout=5.0)
+            if not task.done():
+                running_on.append(turns)
+                stop.set()  # ends it, so that this test fails instead of hanging
+                leftovers.append(task)
+    finally:
+        await asyncio.gather(*leftovers, return_exceptions=True)
+        await client.aclose()
+    assert running_on == []
+
+
+async def test_calls_give_up_in_bounded_time_when_a_primary_and_its_replica_are_frozen(
+    redis_cluster: RedisCluster,
+) -> None:
+    """Frozen nodes (SIGSTOP: connections open, nothing answers) make no call wait without end:
+    redis-py's cluster client retried, reloading the slot map from nodes that did not answer either,
+    for 55 s on one GET; it now gives up after CALL_TIMEOUT, the request path's mux after its reply
+    timeout, each with a Redis error its callers handle."""
+    if redis_cluster.killed:
+        redis_cluster.restart_killed()
+    client = cluster_client(redis_cluster.url)
+    mux = mux_for(client)
+    key = "{u:1}frozen"
+    await client.set(key, "1")
+    assert await mux.execute((b"GET", key)) == [b"1"]
+    primary = redis_cluster.node_of_slot(key_slot(key.encode()))
+    replica = next(
+        node for node in redis_cluster.nodes
+        if node.client().info("replication").get("master_port") == primary.port
+    )  # fmt: skip
+    frozen = [primary, replica]
+    for node in frozen:
+        assert node.process is not None
+        node.process.send_signal(signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        with pytest.raises(RedisError):
+            await mux.execute((b"GET", key))
+        assert time.monotonic() - started < DEFAULT_TIMEOUT + 1
+        started = time.monotonic()
+        with pytest.raises(RedisError):
+            await client.get(key)
+        assert time.monotonic() - started < CALL_TIMEOUT + 1
+    finally:
+        for node in frozen:
+            assert node.process is not None
+            node.process.send_signal(signal.SIGCONT)
+        await mux.aclose()
+        await client.aclose()
+    redis_cluster.wait_ok()
