@@ -54,6 +54,13 @@ class OutageReconciler:
         if user_id is not None:
             self._unmetered.add(user_id)
 
+    def note_unanswered(self, unsettled: Metered, request_id: str) -> None:
+        """An admission Redis did not answer: it may have run, and its reservation (the user's, and
+        the department's when that step was reached) is released once Redis answers again."""
+        self._unreleased.append((unsettled.user_id, unsettled.period, request_id))
+        if unsettled.department_id is not None:
+            self._departments_unreleased.append((unsettled.department_id, unsettled.period, request_id))
+
     def note_fallback(self, event: UsageEvent, unsettled: Metered | None) -> None:
         """The recorder wrote `event` past Redis; `unsettled`: its reservation is still in Redis."""
         self.note_unmetered(event.user_id)

@@ -95,6 +95,9 @@ async def admit(ex: Exchange) -> None:
         # The quota cannot be checked: Redis is down, or it lacks the user and Postgres (to load the
         # user from) is down too; the Redis failure policy decides (a 500 before, issue 13).
         app[METRICS].quota_decisions.labels("redis_down").inc()
+        if isinstance(exc, aioredis.RedisError | OSError):  # Redis may have run it, unanswered
+            unsettled = Metered(ex.user_id, period.name, ex.event(0).department_id)
+            app[RECONCILER].note_unanswered(unsettled, ex.request_id)
         if app[SETTINGS].redis_failure == "closed":
             raise unavailable(wording.text("unavailable", app[SETTINGS].language)) from exc
         app[RECONCILER].note_unmetered(ex.user_id)

@@ -18,6 +18,7 @@ import asyncpg
 import openai
 import pytest
 import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -427,3 +428,47 @@ async def test_a_settlement_redis_does_not_answer_after_a_failover_is_not_a_500(
         mux.execute = real_execute  # type: ignore[method-assign]
     assert reply.choices[0].message.content
     assert user.id in gateway.app[RECONCILER].pending  # its counters are rebuilt when Redis answers
+
+
+@pytest.mark.parametrize(("failure", "status"), [("open", 200), ("closed", 503)])
+async def test_an_admission_redis_ran_but_whose_reply_was_lost_leaves_no_reservation(  # type: ignore[no-untyped-def]
+    gateway_with, failure: str, status: int
+) -> None:
+    """Seen in the Redis restart test (data kept): Redis ran the admission script, then stopped
+    before its reply reached the gateway. The request was served unmetered (or refused, by the
+    failure policy), but its reservation stayed held in Redis for good: no one knew of it. The
+    fault is injected into the client: the admission runs, its reply is lost."""
+    gateway = await gateway_with(redis_failure=failure)
+    user = await gateway.users.create(UserChanges(email="ph@example.com", monthly_limit=10_000), Actor(None, "test"))
+    mux = gateway.quota.mux
+    real_execute = mux.execute
+    admit_sha, admit_text = gateway.quota._admit.sha, (LUA_DIR / "admit.lua").read_text()
+    lost: list[str] = []
+
+    async def reply_lost(*commands: Any) -> list[Any]:
+        replies = await real_execute(*commands)
+        ran = not isinstance(replies[0], BaseException)  # not NOSCRIPT: the script ran
+        if commands[0][1] in (admit_sha, admit_text) and ran and not lost:
+            lost.append(commands[0][1])
+            raise RedisConnectionError("Connection closed by server.")
+        return replies
+
+    await gateway.users.ensure_loaded(user.id)
+    client = gateway.client(user="ph@example.com", max_retries=0)
+    mux.execute = reply_lost  # type: ignore[method-assign]
+    try:
+        answer = await client.chat.completions.with_raw_response.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "Olá"}]
+        )
+        answered = {answer.headers["x-request-id"]}
+    except openai.APIStatusError as refused:
+        assert refused.status_code == status
+        answered = set()
+    finally:
+        mux.execute = real_execute  # type: ignore[method-assign]
+    assert lost and len(answered) == (status == 200)
+    await gateway.app[RECONCILER].reconcile_once()
+    period = gateway.clock.current().name
+    books = await books_at_rest(gateway.pool, gateway.quota, period, answered, flush=gateway.flush_ledger)
+    assert books.right, books
+    assert (await gateway.quota.snapshot(user.id, period)).reserved == 0
