@@ -473,6 +473,9 @@ async def test_the_panel_speaks_words_not_codes_in_both_languages(api: AdminApi,
     assert "Antes" in changes and "Depois" in changes and "Ana Beatriz" in changes
     await tab.goto(base + "/models")
     assert "desconhecido" in await _text(tab)
+    department = await api.post("/admin/departments", json={"name": "Jurídico", "monthlyLimit": 500_000})
+    assert department.status == 201, department.body  # its pages are walked below, like every page
+    assert (await api.patch(f"/admin/users/{user['id']}", json={"departmentId": department.data["id"]})).status == 200
     for path in await _concrete_paths(tab, base, _panel_pages()):
         await tab.goto(base + path)
         text = await _text(tab)
