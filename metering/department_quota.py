@@ -37,7 +37,6 @@ from redis.exceptions import NoScriptError
 
 from metering.quota import QueuedSettle
 from metering.quota_state import (
-    REBUILD_TTL_SECONDS,
     USE_TTL_SECONDS,
     Admission,
     Decision,
@@ -46,6 +45,7 @@ from metering.quota_state import (
     inflight_key,
     use_key,
 )
+from metering.rebuild_window import abandon_window, open_window, read_window
 from metering.redis_mux import Command, RedisMux
 
 LUA_DIR = Path(__file__).with_name("lua")
@@ -243,19 +243,13 @@ class DepartmentQuota:
         return bool(await self._redis.hexists(dept_cfg_key(department_id), "status"))
 
     async def rebuild_begin(self, department_id: int, period: str) -> None:
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hincrby(dept_rebuild_key(department_id, period), "_n", 1)
-            pipe.expire(dept_rebuild_key(department_id, period), REBUILD_TTL_SECONDS)
-            await pipe.execute()
+        await open_window(self._redis, dept_rebuild_key(department_id, period))
 
     async def rebuild_window(self, department_id: int, period: str) -> dict[str, int]:
-        window = await self._redis.hgetall(dept_rebuild_key(department_id, period))
-        return {_text(k): int(v) for k, v in window.items() if _text(k) != "_n"}
+        return await read_window(self._redis, dept_rebuild_key(department_id, period))
 
     async def rebuild_abandon(self, department_id: int, period: str) -> None:
-        key = dept_rebuild_key(department_id, period)
-        if await self._redis.hincrby(key, "_n", -1) <= 0:
-            await self._redis.delete(key)
+        await abandon_window(self._redis, dept_rebuild_key(department_id, period))
 
     async def rebuild(
         self, department_id: int, period: str, *, used: int, thresholds: Thresholds, counted: Iterable[str] | None

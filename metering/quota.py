@@ -65,7 +65,6 @@ from redis.exceptions import NoScriptError
 from metering.quota_state import (
     DECISIONS,
     INFLIGHT_PATTERN,
-    REBUILD_TTL_SECONDS,
     REFUSAL_REASONS,
     STATUSES,
     USE_TTL_SECONDS,
@@ -84,6 +83,7 @@ from metering.quota_state import (
     total_limit,
     use_key,
 )
+from metering.rebuild_window import abandon_window, open_window, read_window
 from metering.redis_mux import Command, RedisMux
 
 __all__ = [  # the engine, and the state it keeps (defined in metering.quota_state)
@@ -307,21 +307,15 @@ class QuotaEngine:
     async def rebuild_begin(self, user_id: int, period: str) -> None:
         """Open a rebuild's window: settlements from now on are recorded in it (see rebuild.lua)."""
         _check_period(period)
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hincrby(rebuild_key(user_id, period), "_n", 1)
-            pipe.expire(rebuild_key(user_id, period), REBUILD_TTL_SECONDS)
-            await pipe.execute()
+        await open_window(self._redis, rebuild_key(user_id, period))
 
     async def rebuild_window(self, user_id: int, period: str) -> dict[str, int]:
         """The requests settled since the window opened: request id -> tokens charged."""
-        window = await self._redis.hgetall(rebuild_key(user_id, period))
-        return {_text(k): int(v) for k, v in window.items() if _text(k) != "_n"}
+        return await read_window(self._redis, rebuild_key(user_id, period))
 
     async def rebuild_abandon(self, user_id: int, period: str) -> None:
         """Close a window whose rebuild failed (its expiry closes it if Redis is away)."""
-        key = rebuild_key(user_id, period)
-        if await self._redis.hincrby(key, "_n", -1) <= 0:
-            await self._redis.delete(key)
+        await abandon_window(self._redis, rebuild_key(user_id, period))
 
     async def rebuild(
         self,

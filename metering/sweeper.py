@@ -149,12 +149,7 @@ class Sweeper:
                 "released request %s of dead process %s: it is in the ledger already", entry.request_id, info.process
             )
             return True
-        event = info.event
-        event.is_complete = False
-        event.error_type = event.error_type or "incomplete"
-        event.error_message = event.error_message or "the proxy process ended before the request finished"
-        event.completion_tokens = 0
-        event.total_tokens = event.prompt_tokens
+        event = _cut_short(info.event)
         settlement = await self._recorder.settle(
             event, Metered(entry.user_id, entry.period), thresholds, actual_tokens=quota_charge(event)
         )
@@ -180,12 +175,7 @@ class Sweeper:
         if user_id is None or await self._recorder.is_recorded(entry.request_id):
             await self._departments.release(entry.user_id, entry.period, entry.request_id)
             return True
-        event = info.event
-        event.is_complete = False
-        event.error_type = event.error_type or "incomplete"
-        event.error_message = event.error_message or "the proxy process ended before the request finished"
-        event.completion_tokens = 0
-        event.total_tokens = event.prompt_tokens
+        event = _cut_short(info.event)
         metered = Metered(user_id, entry.period, entry.user_id)  # entry.user_id: the department
         await self._recorder.settle(event, metered, thresholds, actual_tokens=quota_charge(event))
         log.warning("swept request %s of dead process %s (with its department)", entry.request_id, info.process)
@@ -200,3 +190,13 @@ class Sweeper:
                 # What was watched before the failure says nothing about who is alive after it.
                 self._missing_since.clear()
                 log.warning("sweep failed: %s", exc)
+
+
+def _cut_short(event: UsageEvent) -> UsageEvent:
+    """A dead process's request as the ledger records it: incomplete, its prompt charged."""
+    event.is_complete = False
+    event.error_type = event.error_type or "incomplete"
+    event.error_message = event.error_message or "the proxy process ended before the request finished"
+    event.completion_tokens = 0
+    event.total_tokens = event.prompt_tokens
+    return event
