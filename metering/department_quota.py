@@ -28,7 +28,6 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import replace
-from pathlib import Path
 from typing import Any, cast
 
 import redis.asyncio as aioredis
@@ -43,12 +42,15 @@ from metering.quota_state import (
     InflightEntry,
     Thresholds,
     inflight_key,
+    int_of,
+    load_lua,
+    pct_field,
+    text_of,
     use_key,
 )
 from metering.rebuild_window import abandon_window, open_window, read_window
 from metering.redis_mux import Command, RedisMux
 
-LUA_DIR = Path(__file__).with_name("lua")
 DEPT_INFLIGHT_PATTERN = "sol:dinflight:*"
 DEPT_FIELDS = ("used", "reserved", "a80", "a95", "blk", "r:quota", "r:busy")
 
@@ -73,25 +75,8 @@ def _dept_rate_key(department_id: int) -> str:
     return f"sol:drate:{{d:{department_id}}}"  # never written: departments have no rate bucket
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def _int(value: Any) -> int:
-    return int(value) if value not in (None, b"", "") else 0
-
-
-def _pct(value: float | None) -> str:
-    return "" if value is None else repr(float(value))
-
-
-def _load(name: str) -> str:
-    """One of the user's scripts: a department's counters have the same fields."""
-    return (LUA_DIR / name).read_text(encoding="utf-8")
-
-
 def _department_id_of(key: Any) -> int:
-    text = _text(key)
+    text = text_of(key)
     return int(text[text.index("{d:") + 3 : text.index("}")])
 
 
@@ -102,10 +87,10 @@ class DepartmentQuotaState:
 
     def __init__(self, cfg: list[Any], use: list[Any]) -> None:
         self.cached = cfg[0] is not None
-        self.monthly_limit = _int(cfg[1])
-        self.used, self.reserved = _int(use[0]), _int(use[1])
+        self.monthly_limit = int_of(cfg[1])
+        self.used, self.reserved = int_of(use[0]), int_of(use[1])
         self.alert80, self.alert95, self.blocked = (x is not None for x in use[2:5])
-        self.refusals = {"quota": _int(use[5]), "busy": _int(use[6])}
+        self.refusals = {"quota": int_of(use[5]), "busy": int_of(use[6])}
 
 
 class DepartmentQuota:
@@ -114,10 +99,10 @@ class DepartmentQuota:
     def __init__(self, redis: aioredis.Redis, mux: RedisMux) -> None:
         self._redis = redis
         self.mux = mux
-        self._admit = redis.register_script(_load("admit.lua"))
-        self._settle = redis.register_script(_load("settle.lua"))
-        self._release = redis.register_script(_load("release.lua"))
-        self._rebuild = redis.register_script(_load("rebuild.lua"))
+        self._admit = redis.register_script(load_lua("admit.lua"))
+        self._settle = redis.register_script(load_lua("settle.lua"))
+        self._release = redis.register_script(load_lua("release.lua"))
+        self._rebuild = redis.register_script(load_lua("rebuild.lua"))
 
     async def _run(self, script: AsyncScript, keys: list[str], args: list[Any]) -> Any:
         (raw,) = await self.mux.execute(("EVALSHA", script.sha, len(keys), *keys, *args))
@@ -139,13 +124,13 @@ class DepartmentQuota:
             _dept_rate_key(department_id),
         ]  # fmt: skip
         args: list[Any] = [
-            request_id, prompt_tokens, completion_allowance, _pct(thresholds.block), 0, 0, 0, period,
+            request_id, prompt_tokens, completion_allowance, pct_field(thresholds.block), 0, 0, 0, period,
             inflight_info, USE_TTL_SECONDS,
         ]  # fmt: skip
         raw = await self._run(self._admit, keys, args)
         used, reserved, total, cap, reservation, _, blocked_now = (int(x) for x in raw[1:8])
         return Admission(
-            cast(Decision, _text(raw[0])), used, reserved, total, cap, reservation, 0.0,
+            cast(Decision, text_of(raw[0])), used, reserved, total, cap, reservation, 0.0,
             completion_cap=max(0, reservation - prompt_tokens), blocked_now=blocked_now == 1,
             department_id=department_id,
         )  # fmt: skip
@@ -211,7 +196,7 @@ class DepartmentQuota:
             dept_rebuild_key(department_id, period),
         ]  # fmt: skip
         args: list[Any] = [
-            request_id, actual_tokens, _pct(thresholds.alert80), _pct(thresholds.alert95), _pct(thresholds.block),
+            request_id, actual_tokens, pct_field(thresholds.alert80), pct_field(thresholds.alert95), pct_field(thresholds.block),
             period, USE_TTL_SECONDS,
         ]  # fmt: skip
 
@@ -233,7 +218,11 @@ class DepartmentQuota:
     ) -> None:  # fmt: skip
         """Cache the department's row. `admitting=False` leaves out its status, so admit.lua still
         answers "unknown" (see `DepartmentService.ensure_loaded`)."""
-        mapping: dict[str, str | int] = {"monthly_limit": monthly_limit, "t80": _pct(alert80), "t95": _pct(alert95)}
+        mapping: dict[str, str | int] = {
+            "monthly_limit": monthly_limit,
+            "t80": pct_field(alert80),
+            "t95": pct_field(alert95),
+        }
         if admitting:
             mapping["status"] = "deleted" if deleted else "active"
         await self._redis.hset(dept_cfg_key(department_id), mapping=mapping)  # type: ignore[arg-type]
@@ -260,7 +249,7 @@ class DepartmentQuota:
             dept_rebuild_key(department_id, period),
         ]  # fmt: skip
         args: list[Any] = [
-            used, 0, _pct(thresholds.alert80), _pct(thresholds.alert95), _pct(thresholds.block),
+            used, 0, pct_field(thresholds.alert80), pct_field(thresholds.alert95), pct_field(thresholds.block),
             USE_TTL_SECONDS, period, "0" if counted is None else "1", *(counted or ()),
         ]  # fmt: skip
         await self._rebuild(keys=keys, args=args)
@@ -285,5 +274,5 @@ class DepartmentQuota:
         async for key in self._redis.scan_iter(match=DEPT_INFLIGHT_PATTERN, count=500):
             department_id = _department_id_of(key)
             async for request_id, value in self._redis.hscan_iter(key):
-                reserved, period, info = _text(value).split("|", 2)
-                yield InflightEntry(department_id, _text(request_id), int(reserved), period, info)
+                reserved, period, info = text_of(value).split("|", 2)
+                yield InflightEntry(department_id, text_of(request_id), int(reserved), period, info)

@@ -55,7 +55,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, cast
 
 import redis.asyncio as aioredis
@@ -78,8 +77,12 @@ from metering.quota_state import (
     UserQuota,
     cfg_key,
     inflight_key,
+    int_of,
+    load_lua,
+    pct_field,
     rate_key,
     rebuild_key,
+    text_of,
     total_limit,
     use_key,
 )
@@ -91,7 +94,6 @@ __all__ = [  # the engine, and the state it keeps (defined in metering.quota_sta
     "Settlement", "Thresholds", "UserQuota", "cfg_key", "inflight_key", "rate_key", "total_limit", "use_key",
 ]  # fmt: skip
 
-LUA_DIR = Path(__file__).with_name("lua")
 USE_FIELDS = ("used", "reserved", "extra", "a80", "a95", "blk")
 
 
@@ -111,34 +113,18 @@ class QueuedSettle:
         return QuotaEngine.parse_settlement(raw)
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def _int(value: Any) -> int:
-    return int(value) if value not in (None, b"", "") else 0
-
-
-def _pct(value: float | None) -> str:
-    return "" if value is None else repr(float(value))
-
-
 def _check_period(period: str) -> None:
     if not period or "|" in period:
         raise ValueError(f"invalid period {period!r}")
 
 
-def _load(name: str) -> str:
-    return (LUA_DIR / name).read_text(encoding="utf-8")
-
-
 def _parse_inflight(user_id: int, request_id: Any, value: Any) -> InflightEntry:
-    reserved, period, info = _text(value).split("|", 2)
-    return InflightEntry(user_id, _text(request_id), int(reserved), period, info)
+    reserved, period, info = text_of(value).split("|", 2)
+    return InflightEntry(user_id, text_of(request_id), int(reserved), period, info)
 
 
 def _user_id_of(key: Any) -> int:
-    text = _text(key)
+    text = text_of(key)
     return int(text[text.index("{u:") + 3 : text.index("}")])
 
 
@@ -152,11 +138,11 @@ class QuotaEngine:
     def __init__(self, redis: aioredis.Redis, mux: RedisMux) -> None:
         self._redis = redis
         self.mux = mux
-        self._admit = redis.register_script(_load("admit.lua"))
-        self._settle = redis.register_script(_load("settle.lua"))
-        self._release = redis.register_script(_load("release.lua"))
-        self._add_extra = redis.register_script(_load("add_extra.lua"))
-        self._rebuild = redis.register_script(_load("rebuild.lua"))
+        self._admit = redis.register_script(load_lua("admit.lua"))
+        self._settle = redis.register_script(load_lua("settle.lua"))
+        self._release = redis.register_script(load_lua("release.lua"))
+        self._add_extra = redis.register_script(load_lua("add_extra.lua"))
+        self._rebuild = redis.register_script(load_lua("rebuild.lua"))
 
     # -- hot path ---------------------------------------------------------------------------------
 
@@ -182,15 +168,15 @@ class QuotaEngine:
             raise ValueError("token counts must not be negative")
         keys = [cfg_key(user_id), use_key(user_id, period), inflight_key(user_id), rate_key(user_id)]
         args: list[str | int] = [
-            request_id, prompt_tokens, completion_allowance, _pct(thresholds.block),
+            request_id, prompt_tokens, completion_allowance, pct_field(thresholds.block),
             rate.per_minute, rate.burst, now_ms, period, inflight_info, USE_TTL_SECONDS,
         ]  # fmt: skip
         raw = await self._run(self._admit, keys, args)
-        decision = _text(raw[0])
+        decision = text_of(raw[0])
         if decision not in DECISIONS:
             decision = "blocked"  # an unexpected cached status: refuse rather than admit
         used, reserved, total, cap, reservation, retry_ms, blocked_now = (int(x) for x in raw[1:8])
-        dept = _text(raw[8]) if len(raw) > 8 else ""
+        dept = text_of(raw[8]) if len(raw) > 8 else ""
         return Admission(
             cast(Decision, decision), used, reserved, total, cap, reservation, retry_ms / 1000,
             completion_cap=max(0, reservation - prompt_tokens), blocked_now=blocked_now == 1,
@@ -231,7 +217,7 @@ class QuotaEngine:
 
     @staticmethod
     def parse_settlement(raw: Any) -> Settlement:
-        crossed = tuple(cast(CrossedEvent, _text(x)) for x in raw[3:])
+        crossed = tuple(cast(CrossedEvent, text_of(x)) for x in raw[3:])
         return Settlement(found=int(raw[0]) == 1, used=int(raw[1]), total_limit=int(raw[2]), crossed=crossed)
 
     async def release(self, user_id: int, period: str, request_id: str) -> bool:
@@ -247,8 +233,8 @@ class QuotaEngine:
             raise ValueError("actual_tokens must not be negative")
         keys = [cfg_key(user_id), use_key(user_id, period), inflight_key(user_id), rebuild_key(user_id, period)]
         args: list[Any] = [
-            request_id, actual_tokens, _pct(thresholds.alert80), _pct(thresholds.alert95),
-            _pct(thresholds.block), period, USE_TTL_SECONDS,
+            request_id, actual_tokens, pct_field(thresholds.alert80), pct_field(thresholds.alert95),
+            pct_field(thresholds.block), period, USE_TTL_SECONDS,
         ]  # fmt: skip
         return keys, args
 
@@ -270,7 +256,7 @@ class QuotaEngine:
         if status not in STATUSES:
             raise ValueError(f"unknown status {status!r}")
         mapping = {
-            "monthly_limit": monthly_limit, "t80": _pct(alert80), "t95": _pct(alert95),
+            "monthly_limit": monthly_limit, "t80": pct_field(alert80), "t95": pct_field(alert95),
             "dept": "" if department_id is None else str(department_id), **({"status": status} if admitting else {}),
         }  # fmt: skip
         await self._redis.hset(cfg_key(user_id), mapping=mapping)  # type: ignore[arg-type]
@@ -290,7 +276,7 @@ class QuotaEngine:
         """Grant extra tokens (negative to take back); unblocks a user now under the cap."""
         _check_period(period)
         keys = [cfg_key(user_id), use_key(user_id, period)]
-        await self._add_extra(keys=keys, args=[amount, _pct(thresholds.block), USE_TTL_SECONDS])
+        await self._add_extra(keys=keys, args=[amount, pct_field(thresholds.block), USE_TTL_SECONDS])
         return await self.snapshot(user_id, period)
 
     async def reset_usage(self, user_id: int, period: str) -> UserQuota:
@@ -333,7 +319,7 @@ class QuotaEngine:
         _check_period(period)
         keys = [cfg_key(user_id), use_key(user_id, period), inflight_key(user_id), rebuild_key(user_id, period)]
         args: list[str | int] = [
-            used, extra_tokens, _pct(thresholds.alert80), _pct(thresholds.alert95), _pct(thresholds.block),
+            used, extra_tokens, pct_field(thresholds.alert80), pct_field(thresholds.alert95), pct_field(thresholds.block),
             USE_TTL_SECONDS, period, "0" if counted is None else "1", *(counted or ()),
         ]  # fmt: skip
         await self._rebuild(keys=keys, args=args)
@@ -382,9 +368,9 @@ class QuotaEngine:
 
 
 def _user_quota(cfg: list[Any], use: list[Any]) -> UserQuota:
-    status = None if cfg[0] is None else _text(cfg[0])
-    monthly_limit = _int(cfg[1] if cfg[1] is not None else cfg[2])  # cfg[2]: the field's name before the rename
-    used, reserved, extra_tokens = (_int(x) for x in use[:3])
+    status = None if cfg[0] is None else text_of(cfg[0])
+    monthly_limit = int_of(cfg[1] if cfg[1] is not None else cfg[2])  # cfg[2]: the field's name before the rename
+    used, reserved, extra_tokens = (int_of(x) for x in use[:3])
     a80, a95, blk = (x is not None for x in use[3:6])
-    refusals = {reason: _int(count) for reason, count in zip(REFUSAL_REASONS, use[6:], strict=True) if count}
+    refusals = {reason: int_of(count) for reason, count in zip(REFUSAL_REASONS, use[6:], strict=True) if count}
     return UserQuota(status, monthly_limit, used, reserved, extra_tokens, a80, a95, blk, refusals)

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal, get_args
+from pathlib import Path
+from typing import Any, Literal, get_args
 
 USE_TTL_SECONDS = 70 * 24 * 3600
 # A rebuild's window (see `rebuild_key`) outlives any rebuild; one whose process died closes itself.
@@ -122,3 +123,25 @@ class InflightEntry:
     reserved: int
     period: str
     info: str
+
+
+# -- reading Redis replies and writing its fields (users' and departments' counters alike) ---------
+
+LUA_DIR = Path(__file__).with_name("lua")
+
+
+def text_of(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def int_of(value: Any) -> int:
+    return int(value) if value not in (None, b"", "") else 0
+
+
+def pct_field(value: float | None) -> str:
+    return "" if value is None else repr(float(value))
+
+
+def load_lua(name: str) -> str:
+    """One of the scripts in `lua/` (a department's counters use the users' scripts)."""
+    return (LUA_DIR / name).read_text(encoding="utf-8")

@@ -7,17 +7,11 @@ read in the ledger's snapshot; closed by the rebuild script, or abandoned when t
 
 from __future__ import annotations
 
-from typing import Any
-
 import redis.asyncio as aioredis
 
-from metering.quota_state import REBUILD_TTL_SECONDS
+from metering.quota_state import REBUILD_TTL_SECONDS, text_of
 
 OPENERS = "_n"
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 async def open_window(redis: aioredis.Redis, key: str) -> None:
@@ -30,7 +24,7 @@ async def open_window(redis: aioredis.Redis, key: str) -> None:
 async def read_window(redis: aioredis.Redis, key: str) -> dict[str, int]:
     """The requests settled since the window opened: request id -> tokens charged."""
     window = await redis.hgetall(key)
-    return {_text(k): int(v) for k, v in window.items() if _text(k) != OPENERS}
+    return {text_of(k): int(v) for k, v in window.items() if text_of(k) != OPENERS}
 
 
 async def abandon_window(redis: aioredis.Redis, key: str) -> None:

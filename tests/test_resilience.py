@@ -25,8 +25,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from metering.audit import Actor
 from metering.ledger import STREAM, UsageEvent
 from metering.ledger_writer import LedgerWriter
-from metering.quota import LUA_DIR, QuotaEngine, Thresholds, cfg_key, inflight_key
-from metering.quota_state import rebuild_key
+from metering.quota import QuotaEngine, Thresholds, cfg_key, inflight_key
+from metering.quota_state import LUA_DIR, rebuild_key
 from metering.recorder import Recorder
 from metering.redis_mux import RedisMux
 from metering.user_model import UserChanges
