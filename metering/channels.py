@@ -33,7 +33,7 @@ import asyncpg
 from metering.channel_guard import forbidden
 
 KINDS = ("webhook", "slack", "teams")
-ALERT_TYPES = ("usage_80", "usage_95", "blocked", "system_error", "model_error")
+ALERT_TYPES = ("usage_80", "usage_95", "blocked", "system_error", "model_error", "forecast")
 MAX_URL = 2000
 MAX_NAME = 200
 

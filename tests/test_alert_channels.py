@@ -6,6 +6,7 @@ on 127.0.0.1 that checks each webhook's signature the way a receiver would (docs
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import hashlib
 import hmac
 import time
@@ -30,6 +31,8 @@ from runtime.appkeys import CHANNEL_DISPATCHER
 from tests.admin_client import AdminApi, api_fixture  # noqa: F401 - the fixture
 from tests.test_admin_alert_truth import settle_alerts
 from tests.test_admin_users import chat
+from tests.test_forecast import at, forecaster, spent
+from tests.test_selfserve import make_user
 
 
 @dataclass
@@ -313,3 +316,19 @@ async def test_a_delivery_left_by_a_process_that_died_is_sent_once_its_lease_end
         await asyncio.sleep(0.6)
         assert await dispatcher.dispatch_once() == 1
     assert len(receiver.received) == 1
+
+
+async def test_a_forecast_alert_reaches_the_channels_that_ask_for_it(api: AdminApi, receiver: Receiver) -> None:
+    """The forecast alert is a type like the others: a channel can ask for it (it could not)."""
+    channel = await create(api, "webhook", receiver.url + "/hook", ["forecast"])
+    receiver.secret = channel["signingSecret"]
+    gateway = api.gateway
+    user_id = await make_user(gateway, "fast@example.com", monthly_limit=100_000)
+    await spent(gateway, user_id, 70_000, at(5), "2026-03", 70_000)
+    assert await forecaster(gateway, at(10)).check(gateway.alerts, dt.timedelta(days=3)) == 1
+    await receiver.wait_for(1)
+    [got] = receiver.received
+    assert receiver.bad_signatures == 0
+    alert = got["body"]["alert"]
+    assert alert["type"] == "forecast" and alert["user"]["email"] == "fast@example.com"
+    assert "13/03/2026" in got["body"]["text"]  # the projected run-out date
